@@ -1,0 +1,1 @@
+"""One module per `medswitch` subcommand; each has `add_parser(subparsers)`."""
