@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -44,6 +45,7 @@ MEMBERS_HEADER = (
 SPECIAL_DISEASES_HEADER = ("member_id", "disease_code", "valid_from", "valid_to")
 LEVELS = ("L1", "L2", "L3")
 E = TypeVar("E")
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,8 @@ class _Rows:
 
     def int_(self, row: dict[str, str], field: str, low: int = 0) -> int:
         raw = row[field]
-        if not raw.isdigit() and not (raw.startswith("-") and raw[1:].isdigit()):
+        # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+        if not _WHOLE.fullmatch(raw):
             raise self.fail(field, f"must be a whole number of fen, not {raw!r}")
         value = int(raw)
         if value < low:
