@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from tests.claims import REFERENCE
 from tests.kit import catalogs
 from tests.kit import run as judge
 
+T = TypeVar("T")
 YEAR = 2026
 CODES = sorted(catalogs().catalogs[0].items)
 UNKNOWN_CODES = ["UNKNOWN-1", "ZZ999"]
@@ -49,6 +51,13 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+def mostly(common: T, *rare: T) -> st.SearchStrategy[T]:
+    """`common` about 9 times in 10, else one of `rare`."""
+    return st.integers(0, 9).flatmap(
+        lambda n: st.sampled_from(rare) if n == 0 and rare else st.just(common)
+    )
 
 
 def near(*points: int) -> st.SearchStrategy[int]:
@@ -86,11 +95,7 @@ def claims(draw: st.DrawFn, card_no: str = "C1", institution_code: str = "X") ->
     day = date(YEAR, 1, 1) + timedelta(days=draw(st.integers(20, 30)))
     admitted = day - timedelta(days=draw(st.integers(0, 15)))
     inpatient = visit is VisitType.INPATIENT
-    cause = draw(
-        st.one_of(
-            st.just(InjuryCause.NONE), st.just(InjuryCause.NONE), st.sampled_from(InjuryCause)
-        )
-    )
+    cause = draw(mostly(InjuryCause.NONE, *InjuryCause))
     return Claim(
         request_id="r",
         institution_code=institution_code,
@@ -103,7 +108,7 @@ def claims(draw: st.DrawFn, card_no: str = "C1", institution_code: str = "X") ->
         diagnoses=(draw(st.sampled_from(DIAGNOSES)),),
         injury_cause=cause,
         accident_case_id=draw(st.sampled_from(["", "ACC1"])),
-        prescription_ref=draw(st.sampled_from(["", "RX1"])),
+        prescription_ref=draw(mostly("RX1", "")),
         use_individual_account=draw(st.booleans()),
     )
 
@@ -123,8 +128,8 @@ def members(draw: st.DrawFn) -> MemberState:
     return MemberState(
         member_id="M1",
         category=draw(st.sampled_from(list(MemberCategory))),
-        status=draw(st.sampled_from([MemberStatus.ACTIVE] * 8 + list(MemberStatus))),
-        card_status=draw(st.sampled_from([CardStatus.ACTIVE] * 8 + [CardStatus.LOST])),
+        status=draw(mostly(MemberStatus.ACTIVE, *MemberStatus)),
+        card_status=draw(mostly(CardStatus.ACTIVE, CardStatus.LOST)),
         birth_date=draw(st.sampled_from([date(1950, 1, 1), date(2008, 1, 25), date(2015, 6, 1)])),
         balance_fen=draw(near(0, 5_000, 100_000)),
         year=YearAccumulators(
@@ -137,10 +142,10 @@ def members(draw: st.DrawFn) -> MemberState:
             serious_illness_base_fen=draw(near(2_000_000)),
             serious_illness_paid_fen=draw(near(40_000_000)),
         ),
-        pin_failures=draw(st.sampled_from([0, 0, 0, 4, 5])),
+        pin_failures=draw(mostly(0, 4, 5)),
         special_diseases=tuple(
             ApprovedDisease(code, date(YEAR, 1, 1), date(YEAR, 12, 31))
-            for code in draw(st.sets(st.sampled_from(DISEASES)))
+            for code in draw(mostly(tuple(DISEASES), (), ("E11",)))
         ),
         stays=stays,
         pharmacy_purchases_today=draw(st.integers(0, 4)),
@@ -150,9 +155,9 @@ def members(draw: st.DrawFn) -> MemberState:
 @st.composite
 def institutions(draw: st.DrawFn, visit: VisitType) -> Institution:
     pharmacy = visit is VisitType.PHARMACY
-    if draw(st.integers(0, 9)) == 0:
+    if draw(mostly(False, True)):
         pharmacy = not pharmacy
-    status = draw(st.sampled_from([InstitutionStatus.ACTIVE] * 8 + list(InstitutionStatus)))
+    status = draw(mostly(InstitutionStatus.ACTIVE, *InstitutionStatus))
     if pharmacy:
         return Institution("P", InstitutionKind.PHARMACY, "", status)
     kind = draw(st.sampled_from([InstitutionKind.HOSPITAL, InstitutionKind.CLINIC]))
@@ -162,7 +167,7 @@ def institutions(draw: st.DrawFn, visit: VisitType) -> Institution:
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[Claim, MemberState, Institution, bool]:
     c = draw(claims())
-    return c, draw(members()), draw(institutions(c.visit_type)), draw(st.booleans())
+    return c, draw(members()), draw(institutions(c.visit_type)), draw(mostly(True, False))
 
 
 def check_answer(result: Adjudication, m: MemberState, claim: Claim) -> None:
@@ -276,7 +281,7 @@ class RegionMachine(RuleBasedStateMachine):
         self.live: dict[str, Adjudication] = {}
         self.member_of: dict[str, str] = {}
 
-    @rule(target=settled, data=st.data(), who=st.sampled_from(PLAYERS), pin_ok=st.booleans())
+    @rule(target=settled, data=st.data(), who=st.sampled_from(PLAYERS), pin_ok=mostly(True, False))
     def settle(self, data: st.DataObject, who: str, pin_ok: bool) -> str:
         row = OPENING[who]
         c = data.draw(claims(card_no=row.card_no))
