@@ -100,6 +100,15 @@ def test_l_child_only_the_day_before_and_the_day_of_the_18th_birthday() -> None:
     full_selfpay(adult, 1500, R.L_CHILD_ONLY)
 
 
+def test_l_child_only_29_february_birthday_counts_from_1_march() -> None:
+    """Born 2008-02-29: still 17 on 2026-02-28, 18 on 2026-03-01."""
+    born = date(2008, 2, 29)
+    child = only_line(OUT, CHILD_OTC, 1500, day=date(2026, 2, 28), m=member(birth_date=born))
+    assert child.reasons == ()
+    adult = only_line(OUT, CHILD_OTC, 1500, day=date(2026, 3, 1), m=member(birth_date=born))
+    full_selfpay(adult, 1500, R.L_CHILD_ONLY)
+
+
 def test_l_child_only_inpatient_age_on_discharge_date() -> None:
     """For inpatients the age is taken on the discharge date (the benefit date)."""
     born = date(DAY.year - 18, DAY.month, DAY.day)
