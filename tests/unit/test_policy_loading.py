@@ -128,12 +128,24 @@ def test_policy_special_disease_errors_name_the_entry() -> None:
     dup = edited('code = "N18"', 'code = "E11"')
     err = refused(parse_policy, dup, "bad.toml")
     assert err.field == "special_disease[2].code" and "duplicate" in err.message
-    # the third [[special_disease]] header
+    # the line of the offending key inside the third [[special_disease]] entry
     headers = [n for n, ln in enumerate(dup.splitlines(), 1) if ln == "[[special_disease]]"]
-    assert err.line == headers[2]
+    assert err.line == headers[2] + 1
+    assert dup.splitlines()[err.line - 1] == 'code = "E11"'
     bad = edited("pooled_bp = 9000", "pooled_bp = 9500")  # D66: 9500 + waiver 1000 > 10000
     err = refused(parse_policy, bad, "bad.toml")
     assert err.field == "special_disease[4].waiver_bp"
+    assert err.line == line_of(bad, "pooled_bp = 9500") + 1  # waiver_bp = 1000, next line
+    ratio = edited("pooled_bp = 8500", "pooled_bp = 18500")
+    err = refused(parse_policy, ratio, "bad.toml")
+    assert (err.field, err.line) == ("special_disease[2].pooled_bp", line_of(ratio, "18500"))
+
+
+def test_policy_special_disease_missing_key_names_the_entry_header() -> None:
+    text = edited("pooled_bp = 8500\n", "")
+    err = refused(parse_policy, text, "bad.toml")
+    headers = [n for n, ln in enumerate(text.splitlines(), 1) if ln == "[[special_disease]]"]
+    assert (err.field, err.line) == ("special_disease[2].pooled_bp", headers[2])
 
 
 def test_policy_toml_syntax_error_names_the_line() -> None:
