@@ -152,7 +152,10 @@ class _Reader:
         self.line = line
 
     def fail(self, keys: tuple[str, ...], message: str) -> DataFileError:
-        line = self.line if self.prefix else _locate(self.text, keys)
+        if self.prefix:
+            line = _entry_key_line(self.text, self.line, keys[-1]) if keys else self.line
+        else:
+            line = _locate(self.text, keys)
         return DataFileError(self.path, line, self.prefix + ".".join(keys), message)
 
     def get(self, keys: tuple[str, ...], default: Any = ...) -> Any:
@@ -321,6 +324,25 @@ def parse_policy(text: str, path: str = "policy.toml") -> Policy:
             ("policy", "no_preselfpay_categories"), [MemberCategory.RETIRED_CADRE.value]
         ),
     )
+
+
+def _entry_key_line(text: str, header_line: int | None, key: str) -> int | None:
+    """The line of `key` inside the array-table entry whose header is at header_line.
+
+    Falls back to the header line (e.g. for a missing key), which still shows
+    policy staff which entry is wrong.
+    """
+    if header_line is None:
+        return None
+    lines = text.splitlines()
+    for n in range(header_line + 1, len(lines) + 1):
+        raw = lines[n - 1].split("#", 1)[0]
+        if _HEADER.match(raw):
+            break
+        found = _KEY.match(raw)
+        if found and found.group(1).strip('"') == key:
+            return n
+    return header_line
 
 
 def _nth_array_table_line(text: str, name: str, index: int) -> int | None:
