@@ -16,6 +16,7 @@ from datetime import datetime
 from lxml import etree
 
 from ledger.bankfiles.amounts import fen_to_yuan_text
+from ledger.bankfiles.safexml import xml_child
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"
 CURRENCY = "CNY"
@@ -55,10 +56,7 @@ class CreditTransfer:
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{NAMESPACE}}}{tag}")
-    if text is not None:
-        element.text = text
-    return element
+    return xml_child(parent, NAMESPACE, tag, text)
 
 
 def _account(parent: etree._Element, tag: str, account: DebtorAccount) -> None:

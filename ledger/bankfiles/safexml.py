@@ -76,3 +76,13 @@ def schema(name: str) -> etree.XMLSchema:
     """The committed official schema `name` (e.g. "pain.001.001.03"), compiled once."""
     path = SCHEMA_DIR / f"{name}.xsd"
     return etree.XMLSchema(etree.parse(str(path), parser=_parser()))
+
+
+def xml_child(
+    parent: etree._Element, namespace: str, tag: str, text: str | None = None
+) -> etree._Element:
+    """A new child `tag` of `parent` in `namespace`, with `text` when given."""
+    element = etree.SubElement(parent, f"{{{namespace}}}{tag}")
+    if text is not None:
+        element.text = text
+    return element

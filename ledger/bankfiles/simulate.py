@@ -15,6 +15,7 @@ from datetime import datetime
 from lxml import etree
 
 from ledger.bankfiles.amounts import fen_to_yuan_text
+from ledger.bankfiles.safexml import xml_child
 from ledger.bankfiles.statement import (
     CAMT053_NAMESPACE,
     CREDIT,
@@ -30,10 +31,7 @@ def closing_balance_fen(opening_fen: int, entries: Sequence[StatementEntry]) -> 
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{CAMT053_NAMESPACE}}}{tag}")
-    if text is not None:
-        element.text = text
-    return element
+    return xml_child(parent, CAMT053_NAMESPACE, tag, text)
 
 
 def _amount(parent: etree._Element, tag: str, amount_fen: int) -> None:
