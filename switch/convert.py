@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterable
 from datetime import date
 
+from adjudication import limits as alimits
 from adjudication import model
+from adjudication.validation import validate_claim
 from switch import limits
 from switch.errors import FieldViolation
 from switch.proto import medswitch_pb2 as pb
@@ -54,9 +56,13 @@ class Checker:
             self.add(field, "required")
         elif len(value) > len_max:
             self.add(field, f"longer than {len_max} characters")
-        elif any(ch < " " or ch == "\x7f" for ch in value):
-            self.add(field, "contains control characters")
+        else:
+            self.printable(field, value)
         return value
+
+    def printable(self, field: str, value: str) -> None:
+        if any(ch < " " or ch == "\x7f" for ch in value):
+            self.add(field, "contains control characters")
 
     def date(self, field: str, value: str, *, required: bool = False) -> date | None:
         if not value:
@@ -89,93 +95,37 @@ class Checker:
 
 
 def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[FieldViolation]]:
-    """The claim a SettleRequest stands for, or None with every field violation."""
+    """The claim a SettleRequest stands for, or None with every field violation.
+
+    Wire-only rules (enum values, date syntax, the PIN, control characters)
+    are checked here; the rest of section 1 is the engine's `validate_claim`,
+    run on a best-effort claim so that one answer names every problem.
+    """
     ck = Checker()
-    request_id = req.request_id
-    if not request_id:
-        ck.add("request_id", "required (1-64 characters)")
-    else:
-        ck.text("request_id", request_id, limits.request_id_len_max)
-    ck.text(
-        "institution_code", req.institution_code, limits.institution_code_len_max, required=True
-    )
-    ck.text("card_no", req.card_no, limits.card_no_len_max, required=True)
     ck.text("pin", req.pin, limits.pin_len_max)
     visit_ok = ck.enum("visit_type", req.visit_type, VISIT_TYPE_FROM_PB.keys() | {0}, required=True)
-    injury_ok = ck.enum("injury_cause", req.injury_cause, INJURY_CAUSE_FROM_PB.keys())
-    visit = VISIT_TYPE_FROM_PB.get(req.visit_type) if visit_ok else None
-    inpatient = visit is model.VisitType.INPATIENT
+    ck.enum("injury_cause", req.injury_cause, INJURY_CAUSE_FROM_PB.keys())
+    service_date = ck.date("service_date", req.service_date)
+    admission = ck.date("admission_date", req.admission_date)
+    discharge = ck.date("discharge_date", req.discharge_date)
+    for name in (
+        "request_id",
+        "institution_code",
+        "card_no",
+        "accident_case_id",
+        "prescription_ref",
+    ):
+        ck.printable(name, getattr(req, name))
+    for i, code in enumerate(req.diagnoses):
+        ck.printable(f"diagnoses[{i}]", code)
 
-    service_date = ck.date(
-        "service_date", req.service_date, required=visit is not None and not inpatient
-    )
-    admission = ck.date("admission_date", req.admission_date, required=inpatient)
-    discharge = ck.date("discharge_date", req.discharge_date, required=inpatient)
-    if admission is not None and discharge is not None and discharge < admission:
-        ck.add("discharge_date", "before admission_date")
-
-    if len(req.diagnoses) > limits.diagnoses_max:
-        ck.add("diagnoses", f"more than {limits.diagnoses_max} diagnoses")
-    else:
-        for i, code in enumerate(req.diagnoses):
-            ck.text(f"diagnoses[{i}]", code, limits.diagnosis_len_max, required=True)
-    ck.text("accident_case_id", req.accident_case_id, limits.accident_case_id_len_max)
-    ck.text("prescription_ref", req.prescription_ref, limits.prescription_ref_len_max)
-
-    lines = _claim_lines(ck, req.lines)
-
-    if ck.violations or visit is None or lines is None or not injury_ok:
-        return None, ck.violations
     claim = model.Claim(
-        request_id=request_id,
+        request_id=req.request_id,
         institution_code=req.institution_code,
         card_no=req.card_no,
-        visit_type=visit,
-        lines=lines,
-        service_date=service_date,
-        admission_date=admission,
-        discharge_date=discharge,
-        diagnoses=tuple(req.diagnoses),
-        injury_cause=INJURY_CAUSE_FROM_PB[req.injury_cause],
-        accident_case_id=req.accident_case_id,
-        prescription_ref=req.prescription_ref,
-        use_individual_account=not req.skip_individual_account,
-    )
-    return claim, ck.violations
-
-
-def _claim_lines(ck: Checker, lines: Iterable[pb.ClaimLine]) -> tuple[model.ClaimLine, ...] | None:
-    lines = list(lines)
-    if not limits.claim_lines_min <= len(lines) <= limits.claim_lines_max:
-        ck.add("lines", f"must have {limits.claim_lines_min} to {limits.claim_lines_max} lines")
-        return None
-    before = len(ck.violations)
-    seen: set[int] = set()
-    out: list[model.ClaimLine] = []
-    for i, line in enumerate(lines):
-        path = f"lines[{i}]"
-        if ck.int_range(f"{path}.line_no", line.line_no, 1, limits.line_no_max):
-            if line.line_no in seen:
-                ck.add(f"{path}.line_no", f"duplicate line_no {line.line_no}")
-            seen.add(line.line_no)
-        ck.text(f"{path}.item_code", line.item_code, limits.item_code_len_max, required=True)
-        quantity_ok = price_ok = True
-        if line.quantity <= 0:
-            ck.add(f"{path}.quantity", "must be greater than 0")
-            quantity_ok = False
-        elif line.quantity > limits.quantity_max:
-            ck.add(f"{path}.quantity", f"must be at most {limits.quantity_max}")
-            quantity_ok = False
-        if line.unit_price_fen < 0:
-            ck.add(f"{path}.unit_price_fen", "must not be negative")
-            price_ok = False
-        elif line.unit_price_fen > limits.unit_price_fen_max:
-            ck.add(f"{path}.unit_price_fen", f"must be at most {limits.unit_price_fen_max}")
-            price_ok = False
-        if quantity_ok and price_ok and line.amount_fen != line.quantity * line.unit_price_fen:
-            ck.add(f"{path}.amount_fen", "must equal quantity * unit_price_fen")
-        ck.int_range(f"{path}.days_supply", line.days_supply, 0, limits.days_supply_max)
-        out.append(
+        # A placeholder when the visit type is bad, so the rest is still checked.
+        visit_type=VISIT_TYPE_FROM_PB.get(req.visit_type, model.VisitType.OUTPATIENT),
+        lines=tuple(
             model.ClaimLine(
                 line_no=line.line_no,
                 item_code=line.item_code,
@@ -186,8 +136,28 @@ def _claim_lines(ck: Checker, lines: Iterable[pb.ClaimLine]) -> tuple[model.Clai
                 approved=line.approved,
                 discharge_medication=line.discharge_medication,
             )
-        )
-    return tuple(out) if len(ck.violations) == before else None
+            # Copy no more than one past the limit: the count is then refused.
+            for line in req.lines[: alimits.claim_lines_max + 1]
+        ),
+        service_date=service_date,
+        admission_date=admission,
+        discharge_date=discharge,
+        diagnoses=tuple(req.diagnoses[: alimits.diagnoses_max + 1]),
+        injury_cause=INJURY_CAUSE_FROM_PB.get(req.injury_cause, model.InjuryCause.NONE),
+        accident_case_id=req.accident_case_id,
+        prescription_ref=req.prescription_ref,
+        use_individual_account=not req.skip_individual_account,
+    )
+    flagged = {v.field for v in ck.violations}
+    if not visit_ok:
+        # Which dates and diagnoses are required depends on the visit type.
+        flagged |= {"service_date", "admission_date", "discharge_date", "diagnoses"}
+    for v in validate_claim(claim):
+        if v.field not in flagged:
+            ck.add(v.field, v.description)
+    if ck.violations:
+        return None, ck.violations
+    return claim, []
 
 
 def claim_total_fen(claim: model.Claim) -> int:

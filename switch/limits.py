@@ -8,29 +8,12 @@ limit changes the API for hospitals: list it in CHANGELOG.md.
 
 from __future__ import annotations
 
-# Identifiers
-request_id_len_max = 64  # api.md: request_id is 1-64 characters
-institution_code_len_max = 32
-card_no_len_max = 32
+# The limits of a claim itself (lines, text lengths, amounts) belong to the
+# engine's validation and live in adjudication/limits.py; these are the ones
+# only the switch's own messages have.
 pin_len_max = 32
 settlement_id_len_max = 64
-member_id_len_max = 32
-
-# Claim text
-diagnoses_max = 20
-diagnosis_len_max = 16  # ICD-10 with extensions, e.g. "S72.001A"
-item_code_len_max = 64  # national codes are 20-27 characters
-accident_case_id_len_max = 64
-prescription_ref_len_max = 64
 cancel_reason_len_max = 256
-
-# Claim lines (adjudication.md section 1: 1..500 lines)
-claim_lines_min = 1
-claim_lines_max = 500
-line_no_max = 100_000
-quantity_max = 1_000_000
-unit_price_fen_max = 10_000_000_000  # 1e8 yuan: no single item costs more
-days_supply_max = 3_650
 
 # Streams
 reconcile_records_max = 1_000_000  # one institution's business day

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
+from adjudication import limits as alimits
 from adjudication import model
-from switch import limits
 from switch.convert import claim_from_request, mask_card, mask_name, settle_response
 from switch.proto import medswitch_pb2 as pb
 
@@ -79,16 +79,16 @@ def _no_lines(req: pb.SettleRequest) -> None:
 
 def _too_many_lines(req: pb.SettleRequest) -> None:
     del req.lines[:]
-    for n in range(limits.claim_lines_max + 1):
+    for n in range(alimits.claim_lines_max + 1):
         req.lines.add(line_no=n + 1, item_code="X", quantity=1, unit_price_fen=1, amount_fen=1)
 
 
 def _too_long_diagnosis(req: pb.SettleRequest) -> None:
-    req.diagnoses[0] = "E" * (limits.diagnosis_len_max + 1)
+    req.diagnoses[0] = "E" * (alimits.diagnosis_len_max + 1)
 
 
 def _too_many_diagnoses(req: pb.SettleRequest) -> None:
-    req.diagnoses.extend(["A00"] * limits.diagnoses_max)
+    req.diagnoses.extend(["A00"] * alimits.diagnoses_max)
 
 
 CASES: list[tuple[str, Callable[[pb.SettleRequest], None], str]] = [
