@@ -124,13 +124,13 @@ def match_statement(
     debits: dict[str, list[int]] = defaultdict(list)
     lines_for_entries: dict[int, ReconLine] = {}
     for index, entry in enumerate(entries):
-        payout = by_id.get(entry.end_to_end_id) if entry.end_to_end_id else None
-        if payout is None:
+        named = by_id.get(entry.end_to_end_id) if entry.end_to_end_id else None
+        if named is None:
             lines_for_entries[index] = _entry_line(UNEXPECTED_IN_BANK, "", entry, index)
         elif entry.direction == DEBIT:
-            debits[payout.end_to_end_id].append(index)
+            debits[named.end_to_end_id].append(index)
         else:
-            lines_for_entries[index] = _entry_line(RETURNED, payout.institution_code, entry, index)
+            lines_for_entries[index] = _entry_line(RETURNED, named.institution_code, entry, index)
 
     payout_lines: list[ReconLine] = []
     for payout in sorted(expected, key=lambda p: p.end_to_end_id):

@@ -136,4 +136,4 @@ def build_pain001(
         other = _sub(_sub(_sub(creditor, "Id"), "OrgId"), "Othr")
         _sub(other, "Id", transfer.creditor_id[:id_chars_max])
         _sub(_sub(tx, "RmtInf"), "Ustrd", transfer.remittance_info[:name_chars_max])
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

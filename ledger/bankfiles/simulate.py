@@ -99,7 +99,7 @@ def camt053_statement(
             if entry.counterparty_account:
                 acct = _sub(_sub(parties, f"{side}Acct"), "Id")
                 _sub(_sub(acct, "Othr"), "Id", entry.counterparty_account)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
 def csv_statement(
