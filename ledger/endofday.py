@@ -14,9 +14,10 @@ Accounts moved (posting amounts positive for a debit):
   ledger's view of the bank follows the statement while a person resolves
   the difference. MISSING_IN_BANK posts nothing (it stays in transit).
 
-Concurrency: settle and cancel take the open day's row FOR SHARE; close takes
-it FOR UPDATE, so every settlement commits wholly before the close (and is in
-D) or starts after it (and is in D+1). Exports and reconciliations take a
+Concurrency: settle and cancel take the open day's row FOR SHARE; close locks
+the business_days table EXCLUSIVE (and the row FOR UPDATE), so every
+settlement commits wholly before the close (and is in D) or reads the open
+day after it (and is in D+1). Exports and reconciliations take a
 transaction advisory lock so two operators cannot post the same thing twice.
 """
 
@@ -141,6 +142,12 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
     "2026-11-22" must not close another day by mistake).
     """
     async with conn.transaction():
+        # The table lock, not only the row's: a settlement already holding the
+        # open day FOR SHARE finishes first (it is in D), and one that asks
+        # after us waits *before* taking its snapshot, so it then sees D+1
+        # open. With the row lock alone a waiter re-checks the old row, finds
+        # it CLOSED, and is left with no open day at all.
+        await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
         day: date | None = await conn.fetchval(
             "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
         )
