@@ -401,7 +401,7 @@ async def record_reconciliation(
             )
         }
         entry_ids: dict[int, int] = {}
-        key_rows = []
+        key_rows: list[tuple[str, str, int]] = []
         for number, line, keys in keyed:
             if posted_before.intersection(keys):
                 continue  # another statement already reported this bank entry

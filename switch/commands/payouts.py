@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         return result
     try:
         csv_path, xml_path = write_payout_files(
-            args.out, result.business_date, result.payouts, debtor=debtor,
+            args.out,
+            result.business_date,
+            result.payouts,
+            debtor=debtor,
             created_at=result.created_at,
         )
     except OSError as exc:

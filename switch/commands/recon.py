@@ -81,4 +81,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{totals or 'nothing to reconcile'} ({posted}): {csv_path}, {html_path}")
     return recon.exit_code
-

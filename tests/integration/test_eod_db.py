@@ -346,6 +346,9 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
         for line in (tmp_path / "r2" / "recon-20261120.csv").read_text().splitlines()[1:]
     ]
     assert statuses == ["AMOUNT_MISMATCH", "MISSING_IN_BANK"]
+    # Everything end of day posted keeps the books sound and the chains intact.
+    verified = _cli(env, "ledger", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 @pytest.mark.parametrize(
