@@ -34,7 +34,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger import accounts, db
-from ledger.bankfiles import DEBIT, StatementEntry, read_statement
+from ledger.bankfiles import CREDIT, DEBIT, StatementEntry, read_statement
 from ledger.bankfiles.pain001 import DebtorAccount
 from ledger.bankfiles.simulate import camt053_statement
 from ledger.endofday import (
@@ -142,50 +142,16 @@ async def run(url: str, settlements: int, institutions: int, out: Path) -> dict[
 
         # The bank's statement (not timed): every payout paid, one short, one
         # missing, one duplicated, one returned and a fee.
+        def paid(e2e: str, fen: int, ref: str, direction: str = DEBIT) -> StatementEntry:
+            return StatementEntry("", DAY + timedelta(1), None, direction, fen, e2e, ref, "", "")
+
         entries = [
-            StatementEntry(
-                "", DAY + timedelta(1), None, DEBIT, p.amount_fen, p.end_to_end_id, f"B{n}", "", ""
-            )
-            for n, p in enumerate(exported.payouts[1:])
+            paid(p.end_to_end_id, p.amount_fen, f"B{n}") for n, p in enumerate(exported.payouts[1:])
         ]
-        entries[0] = StatementEntry(
-            "",
-            DAY + timedelta(1),
-            None,
-            DEBIT,
-            entries[0].amount_fen - 1,
-            entries[0].end_to_end_id,
-            "B0",
-            "",
-            "",
-        )
-        entries.append(
-            StatementEntry(
-                "",
-                DAY + timedelta(1),
-                None,
-                DEBIT,
-                entries[5].amount_fen,
-                entries[5].end_to_end_id,
-                "BDUP",
-                "",
-                "",
-            )
-        )
-        entries.append(
-            StatementEntry(
-                "",
-                DAY + timedelta(1),
-                None,
-                "CREDIT",
-                entries[6].amount_fen,
-                entries[6].end_to_end_id,
-                "BRET",
-                "",
-                "",
-            )
-        )
-        entries.append(StatementEntry("", DAY + timedelta(1), None, DEBIT, 1500, "", "FEE", "", ""))
+        entries[0] = paid(entries[0].end_to_end_id, entries[0].amount_fen - 1, "B0")
+        entries.append(paid(entries[5].end_to_end_id, entries[5].amount_fen, "BDUP"))
+        entries.append(paid(entries[6].end_to_end_id, entries[6].amount_fen, "BRET", CREDIT))
+        entries.append(paid("", 1500, "FEE"))
         statement_path = out / "statement.xml"
         statement_path.write_bytes(
             camt053_statement(

@@ -123,6 +123,19 @@ async def test_close_clears_each_institution_and_opens_the_next_day(conn) -> Non
     )
     assert [tuple(r) for r in rows] == [(H1, 1000, 200, 30, 1, 1230), (H2, 70, 0, 0, 1, 70)]
     assert result.payout_total_fen == 1300
+    # The clearing agrees with the ledger: what the day's settlement and
+    # cancellation entries credited to each institution's payable.
+    from_ledger = await conn.fetch(
+        "SELECT a.account_key, -sum(p.amount_fen)::bigint AS fen FROM postings p"
+        " JOIN accounts a USING (account_id) JOIN entries e USING (entry_id)"
+        " WHERE e.business_date = $1 AND e.kind IN ('SETTLEMENT', 'CANCELLATION')"
+        " AND a.kind = 'INSTITUTION_PAYABLE' GROUP BY 1 ORDER BY 1",
+        FIRST_DAY,
+    )
+    assert [(r["account_key"], r["fen"]) for r in from_ledger] == [
+        (accounts.institution_payable(H1), 1230),
+        (accounts.institution_payable(H2), 70),
+    ]
     days = await conn.fetch("SELECT business_date, status FROM business_days ORDER BY 1")
     assert [tuple(d) for d in days] == [(FIRST_DAY, "CLOSED"), (FIRST_DAY + timedelta(1), "OPEN")]
     # A settlement now lands in the new day.
@@ -252,6 +265,20 @@ async def test_reconcile_needs_an_exported_day(conn) -> None:
 # --- the commands, as an operator runs them -----------------------------------------------
 
 
+def _recon(env: dict[str, str], statement: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return _cli(
+        env,
+        "recon",
+        "bank",
+        "--date",
+        "2026-11-20",
+        "--statement",
+        str(statement),
+        "--out",
+        str(out),
+    )
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "switch.cli", *args],
@@ -315,31 +342,17 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
             created_at=_at(),
         )
     )
-    matched = _cli(
-        env, "recon", "bank", "--date", "2026-11-20", "--statement", str(ok), "--out", str(out)
-    )
+    matched = _recon(env, ok, out)
     assert matched.returncode == 0, matched.stdout + matched.stderr
     report = (out / "recon-20261120.csv").read_text().splitlines()
     assert [line.split(",")[5] for line in report[1:]] == ["MATCHED", "MATCHED"]
     assert "<svg" in (out / "recon-20261120.html").read_text()
-    rerun = _cli(
-        env, "recon", "bank", "--date", "2026-11-20", "--statement", str(ok), "--out", str(out)
-    )
+    rerun = _recon(env, ok, out)
     assert rerun.returncode == 0 and "nothing posted again" in rerun.stdout
 
     short = tmp_path / "short.csv"
     short.write_bytes(csv_statement([_entry(f"MS20261120{H1}", 12000)]))
-    mismatch = _cli(
-        env,
-        "recon",
-        "bank",
-        "--date",
-        "2026-11-20",
-        "--statement",
-        str(short),
-        "--out",
-        str(tmp_path / "r2"),
-    )
+    mismatch = _recon(env, short, tmp_path / "r2")
     assert mismatch.returncode == 3, mismatch.stderr
     statuses = [
         line.split(",")[5]
@@ -385,17 +398,7 @@ async def test_unusable_statements_exit_2_and_post_nothing(
         before = await entry_count(conn)
         statement = tmp_path / "bad"
         statement.write_bytes(content)
-        run = _cli(
-            env,
-            "recon",
-            "bank",
-            "--date",
-            "2026-11-20",
-            "--statement",
-            str(statement),
-            "--out",
-            str(tmp_path / "out"),
-        )
+        run = _recon(env, statement, tmp_path / "out")
         assert run.returncode == 2, run.stdout + run.stderr
         assert message in run.stderr
         assert await entry_count(conn) == before
