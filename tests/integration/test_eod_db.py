@@ -471,3 +471,15 @@ async def test_close_under_load_puts_every_settlement_in_exactly_one_day(referen
     assert {(r["institution_code"], r["payout_fen"], r["settlement_count"]) for r in clearing} == {
         (r["institution_code"], r["fen"], r["n"]) for r in per_day
     }
+
+
+async def test_a_closed_day_never_changes_cancelling_into_it_is_refused(conn, ledger) -> None:
+    from ledger.store import DayClosed
+
+    sid = await settle(conn, H1, 900)
+    await close_day(conn)
+    with pytest.raises(DayClosed):
+        await ledger.cancel((H1, "cancel-1"), b"fp", settlement_id=sid)
+    rows = await conn.fetch("SELECT * FROM day_clearing WHERE business_date = $1", FIRST_DAY)
+    assert [(r["institution_code"], r["payout_fen"]) for r in rows] == [(H1, 900)]
+    assert await conn.fetchval("SELECT count(*) FROM cancellations") == 0
