@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -483,3 +483,75 @@ async def test_a_closed_day_never_changes_cancelling_into_it_is_refused(conn, le
     rows = await conn.fetch("SELECT * FROM day_clearing WHERE business_date = $1", FIRST_DAY)
     assert [(r["institution_code"], r["payout_fen"]) for r in rows] == [(H1, 900)]
     assert await conn.fetchval("SELECT count(*) FROM cancellations") == 0
+
+
+async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) -> None:
+    """The same guarantee with `Ledger.settle` (member locked, engine callback in
+    between), several members and institutions at once."""
+    from ledger.store import ClaimInputs, Decision
+
+    def decide(pooled_fen: int, institution: str) -> Callable[[ClaimInputs], Decision]:
+        def run(inputs: ClaimInputs) -> Decision:
+            assert inputs.member is not None
+            return Decision(
+                status="SETTLED",
+                answer={"settlement_id": inputs.settlement_id},
+                member_id=inputs.member["member_id"],
+                service_date=FIRST_DAY,
+                benefit_year=2026,
+                total_fen=pooled_fen,
+                pooled_fund_fen=pooled_fen,
+                postings=accounts.settlement_postings(
+                    inputs.member["member_id"],
+                    institution,
+                    pooled_fund_fen=pooled_fen,
+                    serious_illness_fen=0,
+                    individual_account_fen=0,
+                ),
+            )
+
+        return run
+
+    acknowledged: list[str] = []
+    failures: list[str] = []
+    stop = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        institution = (H1, H2, H3)[n % 3]
+        for k in itertools.count():
+            if stop.is_set():
+                return
+            try:
+                stored = await ledger.settle(
+                    (institution, f"w{n}-{k}"),
+                    b"fp",
+                    f"C33039900{n + 1:02d}",
+                    2026,
+                    FIRST_DAY,
+                    decide(100 + n, institution),
+                )
+            except Exception as exc:  # every refusal is a finding here
+                failures.append(repr(exc))
+                continue
+            acknowledged.append(stored.settlement_id)
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(6)]
+    await asyncio.sleep(0.4)
+    result = await close_day(conn)
+    await asyncio.sleep(0.4)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert failures == []
+    booked = dict(await conn.fetch("SELECT settlement_id, business_date FROM settlements"))
+    assert set(acknowledged) == set(booked)
+    assert set(booked.values()) == {result.closed_date, result.opened_date}
+    clearing = await conn.fetch(
+        "SELECT institution_code, payout_fen FROM day_clearing WHERE business_date = $1",
+        result.closed_date,
+    )
+    sums = await conn.fetch(
+        "SELECT institution_code, sum(pooled_fund_fen)::bigint FROM settlements"
+        " WHERE business_date = $1 GROUP BY 1",
+        result.closed_date,
+    )
+    assert {tuple(r) for r in clearing} == {tuple(r) for r in sums}
