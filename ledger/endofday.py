@@ -60,6 +60,17 @@ class ExportResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DayStatus:
+    business_date: date
+    status: str  # OPEN or CLOSED
+    payout_count: int
+    payout_total_fen: int
+    exported: bool
+    statements: int  # bank statements reconciled against the day
+    open_exceptions: int  # non-MATCHED lines of the day's latest statement
+
+
+@dataclass(frozen=True, slots=True)
 class ReconRecord:
     already_recorded: bool  # the same statement was reconciled before: nothing posted
     entries_posted: int
@@ -454,3 +465,39 @@ async def record_reconciliation(
             "bank_posting_keys", records=key_rows, columns=("posting_key", "sha256", "entry_id")
         )
     return ReconRecord(already_recorded=False, entries_posted=len(entry_ids))
+
+
+async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DayStatus]:
+    """The latest `days_max` business days, newest first, with their end-of-day state."""
+    rows = await conn.fetch(
+        """
+        SELECT d.business_date, d.status,
+               (SELECT count(*) FROM day_clearing c
+                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payouts,
+               (SELECT coalesce(sum(c.payout_fen), 0) FROM day_clearing c
+                 WHERE c.business_date = d.business_date)::bigint AS total,
+               EXISTS (SELECT 1 FROM payout_exports e
+                 WHERE e.business_date = d.business_date) AS exported,
+               (SELECT count(*) FROM bank_statements s
+                 WHERE s.business_date = d.business_date) AS statements,
+               (SELECT count(*) FROM bank_statement_lines l
+                 WHERE l.status <> 'MATCHED' AND l.sha256 = (
+                   SELECT s.sha256 FROM bank_statements s
+                   WHERE s.business_date = d.business_date
+                   ORDER BY s.recorded_at DESC LIMIT 1)) AS exceptions
+        FROM business_days d ORDER BY d.business_date DESC LIMIT $1
+        """,
+        days_max,
+    )
+    return [
+        DayStatus(
+            business_date=r["business_date"],
+            status=r["status"],
+            payout_count=r["payouts"],
+            payout_total_fen=r["total"],
+            exported=r["exported"],
+            statements=r["statements"],
+            open_exceptions=r["exceptions"],
+        )
+        for r in rows
+    ]

@@ -1,5 +1,8 @@
 """`medswitch day close [--date D]`: close the open business day, open the next.
 
+`medswitch day status` lists the latest days with where their end of day
+stands (payouts, export, reconciliation).
+
 Also the connection helper the other end-of-day commands share: the
 database is migrated as the connecting user, then the work runs as the
 application role, which can append to the ledger but never rewrite it.
@@ -18,7 +21,7 @@ import asyncpg
 
 from ledger import db
 from ledger.bankfiles.amounts import fen_to_yuan_text
-from ledger.endofday import CloseResult, EndOfDayError, close_day
+from ledger.endofday import CloseResult, DayStatus, EndOfDayError, close_day, recent_days
 from switch.commands.db import connect_url
 from switch.config import Settings
 
@@ -67,10 +70,29 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="the day to close; refused if another day is open (default: the open day)",
     )
+    sub.add_parser("status", help="the latest business days and their end-of-day state")
     parser.set_defaults(func=run)
 
 
+def _status() -> int:
+    result = run_database_command("day status", recent_days)
+    if isinstance(result, int):
+        return result
+    days: list[DayStatus] = result
+    print("business_date  status  payouts  total_CNY        exported  statements  exceptions")
+    for d in days:
+        print(
+            f"{d.business_date}     {d.status:<6}  {d.payout_count:>7}  "
+            f"{fen_to_yuan_text(d.payout_total_fen):>15}  {'yes' if d.exported else 'no':<8}  "
+            f"{d.statements:>10}  {d.open_exceptions:>10}"
+        )
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.day_command == "status":
+        return _status()
+
     async def work(conn: asyncpg.Connection) -> CloseResult:
         return await close_day(conn, expected_date=args.date)
 

@@ -359,6 +359,13 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
         for line in (tmp_path / "r2" / "recon-20261120.csv").read_text().splitlines()[1:]
     ]
     assert statuses == ["AMOUNT_MISMATCH", "MISSING_IN_BANK"]
+    status = _cli(env, "day", "status")
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines()[1:]]
+    assert rows == [
+        ["2026-11-21", "OPEN", "0", "0.00", "no", "0", "0"],
+        ["2026-11-20", "CLOSED", "2", "137.74", "yes", "2", "2"],
+    ]
     # Everything end of day posted keeps the books sound and the chains intact.
     verified = _cli(env, "ledger", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
