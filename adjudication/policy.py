@@ -10,6 +10,7 @@ shared/reference/policy.toml; its meaning is shared/spec/adjudication.md.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -74,7 +75,7 @@ class PolicyBook:
 
     def __init__(self, policies: Iterable[Policy]) -> None:
         ordered = sorted(policies, key=lambda p: p.effective_from)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if a.effective_from == b.effective_from:
                 raise ValueError(
                     f"policies {a.version} and {b.version} take effect on the same day "
@@ -134,13 +135,25 @@ def _locate(text: str, path: tuple[str, ...]) -> int | None:
 class _Reader:
     """Typed access to the parsed TOML that names the file, line and field on error."""
 
-    def __init__(self, path: str, text: str, data: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str,
+        text: str,
+        data: dict[str, Any],
+        *,
+        prefix: str = "",
+        line: int | None = None,
+    ) -> None:
         self.path = path
         self.text = text
         self.data = data
+        # For an entry of an array of tables: its name and the line of its header.
+        self.prefix = prefix
+        self.line = line
 
     def fail(self, keys: tuple[str, ...], message: str) -> DataFileError:
-        return DataFileError(self.path, _locate(self.text, keys), ".".join(keys), message)
+        line = self.line if self.prefix else _locate(self.text, keys)
+        return DataFileError(self.path, line, self.prefix + ".".join(keys), message)
 
     def get(self, keys: tuple[str, ...], default: Any = ...) -> Any:
         node: Any = self.data
@@ -251,14 +264,15 @@ def parse_policy(text: str, path: str = "policy.toml") -> Policy:
     entries = r.get(("special_disease",), [])
     if not isinstance(entries, list):
         raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
-    for i, _ in enumerate(entries):
-        node = entries[i]
-        sub = _Reader(path, text, node if isinstance(node, dict) else {})
-        sub.fail = lambda k, m, _i=i: DataFileError(  # type: ignore[method-assign]
+    for i, node in enumerate(entries):
+        if not isinstance(node, dict):
+            raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
+        sub = _Reader(
             path,
-            _nth_array_table_line(text, "special_disease", _i),
-            f"special_disease[{_i}]." + ".".join(k),
-            m,
+            text,
+            node,
+            prefix=f"special_disease[{i}].",
+            line=_nth_array_table_line(text, "special_disease", i),
         )
         code = sub.str_(("code",))
         if code in diseases:
