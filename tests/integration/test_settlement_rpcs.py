@@ -8,6 +8,7 @@ reconciliations and the catalog download.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,6 +17,7 @@ import pytest
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
+from tests.cli import ROOT
 from tests.grpc_harness import channel, error_details
 from tests.switch_pg import LiveSwitch
 from tests.switch_pg import live as live
@@ -333,3 +335,19 @@ async def test_download_catalog_streams_every_item(live: LiveSwitch) -> None:
         paracetamol.price_cap_fen,
         paracetamol.rx,
     ) == (pb.DRUG, "A", 500, "OTC")
+
+
+async def test_readme_python_client_works(live: LiveSwitch) -> None:
+    """The README's client example, run as written against a live switch."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme[readme.index("## For integrators") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 20)]
+    live.certs.creds(P1)  # issues clients/P33039900005.* in the switch's TLS dir
+    code = code.replace('"var/tls/"', repr(f"{live.certs.tls_dir}/")).replace(
+        "127.0.0.1:50051", f"127.0.0.1:{live.running.port}"
+    )
+    namespace: dict[str, object] = {}
+    await asyncio.to_thread(exec, compile(code, "README.md", "exec"), namespace)
+    answer = namespace["answer"]
+    assert isinstance(answer, pb.SettleResponse)
+    assert answer.status == pb.SETTLEMENT_STATUS_SETTLED and answer.settlement_id
