@@ -35,10 +35,10 @@ VISIT_TYPE_FROM_PB: dict[int, model.VisitType] = {
 INJURY_CAUSE_FROM_PB: dict[int, model.InjuryCause] = {
     pb.InjuryCause.Value(f"INJURY_CAUSE_{cause.value}"): cause for cause in model.InjuryCause
 }
-MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, int] = {
+MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, pb.MemberCategory] = {
     c: pb.MemberCategory.Value(f"MEMBER_CATEGORY_{c.value}") for c in model.MemberCategory
 }
-MEMBER_STATUS_TO_PB: dict[model.MemberStatus, int] = {
+MEMBER_STATUS_TO_PB: dict[model.MemberStatus, pb.MemberStatus] = {
     s: pb.MemberStatus.Value(f"MEMBER_STATUS_{s.value}") for s in model.MemberStatus
 }
 
@@ -215,7 +215,7 @@ def mask_card(card_no: str) -> str:
 def member_to_pb(member: MemberView) -> pb.Member:
     return pb.Member(
         member_id=member.member_id,
-        name_masked=mask_name(member.name),
+        name_masked=member.name_masked,
         category=MEMBER_CATEGORY_TO_PB[member.category],
         status=MEMBER_STATUS_TO_PB[member.status],
         region_code=member.region_code,
