@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -102,17 +103,16 @@ class Edge:
         if remaining_s is not None and remaining_s <= 0:
             raise SwitchError(ErrorReason.DEADLINE_EXCEEDED, "deadline expired before work began")
 
-    async def unary(
+    @asynccontextmanager
+    async def _call(
         self,
         method: str,
         context: grpc.aio.ServicerContext,
-        work: Callable[[], Awaitable[T]],
-        *,
-        institution_code: str = "",
+        institution_code: str,
         request_id: str = "",
         card_no: str = "",
-    ) -> T:
-        """Runs one unary-response call through the edge."""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Admits, binds and accounts for one call; yields the log fields to fill."""
         started = time.perf_counter()
         admitted = False
         code = grpc.StatusCode.OK
@@ -124,42 +124,62 @@ class Edge:
             self.inflight += 1
             metrics.INFLIGHT.set(self.inflight)
             self.bind(context, institution_code)
-            result = await work()
-            fields = _result_fields(result)
-            return result
+            yield fields
         except SwitchError as err:
             code, reason = err.status_code, err.reason.value
             await context.abort_with_status(error_status(err))
-            raise AssertionError("unreachable: abort raises") from err
         except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
             remaining_s = context.time_remaining()
-            if remaining_s is not None and remaining_s <= 0:
-                code = grpc.StatusCode.DEADLINE_EXCEEDED
+            expired = remaining_s is not None and remaining_s <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
             code, reason = grpc.StatusCode.INTERNAL, ErrorReason.INTERNAL.value
             log.exception("rpc_failed", method=method, request_id=request_id)
-            err = SwitchError(ErrorReason.INTERNAL, "internal error; the request may be retried")
-            await context.abort_with_status(error_status(err))
-            raise AssertionError("unreachable: abort raises") from exc
+            internal = SwitchError(
+                ErrorReason.INTERNAL, "internal error; the request may be retried"
+            )
+            await context.abort_with_status(error_status(internal))
         finally:
             if admitted:
                 self.inflight -= 1
                 metrics.INFLIGHT.set(self.inflight)
-            self._record(
-                method,
-                code,
-                reason,
-                started,
-                institution_code,
-                request_id,
-                card_no,
-                context,
-                fields,
-            )
+            duration_ms = (time.perf_counter() - started) * 1000.0
+            metrics.REQUESTS.labels(method=method, code=code.name).inc()
+            metrics.LATENCY_MS.labels(method=method).observe(duration_ms)
+            event: dict[str, Any] = {
+                "method": method,
+                "status": code.name,
+                "duration_ms": round(duration_ms, 3),
+                "institution": institution_code or peer_institution(context),
+            }
+            if request_id:
+                event["request_id"] = request_id
+            if card_no:
+                event["card"] = mask_card(card_no)
+            if reason:
+                event["error_reason"] = reason
+            event.update(fields)
+            log.info("rpc", **event)
+
+    async def unary(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        work: Callable[[], Awaitable[T]],
+        *,
+        institution_code: str = "",
+        request_id: str = "",
+        card_no: str = "",
+    ) -> T:
+        """Runs one unary-response call through the edge."""
+        async with self._call(method, context, institution_code, request_id, card_no) as fields:
+            result = await work()
+            fields.update(_result_fields(result))
+            return result
+        raise AssertionError("unreachable: errors abort the call")
 
     async def stream(
         self,
@@ -170,70 +190,11 @@ class Edge:
         institution_code: str = "",
     ) -> AsyncIterator[T]:
         """Runs one server-streaming call through the edge."""
-        started = time.perf_counter()
-        admitted = False
-        code = grpc.StatusCode.OK
-        reason = ""
-        count = 0
-        try:
-            self._admit(context)
-            admitted = True
-            self.inflight += 1
-            metrics.INFLIGHT.set(self.inflight)
-            self.bind(context, institution_code)
+        async with self._call(method, context, institution_code) as fields:
+            fields["items"] = 0
             async for item in work():
-                count += 1
+                fields["items"] += 1
                 yield item
-        except SwitchError as err:
-            code, reason = err.status_code, err.reason.value
-            await context.abort_with_status(error_status(err))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            code, reason = grpc.StatusCode.INTERNAL, ErrorReason.INTERNAL.value
-            log.exception("rpc_failed", method=method)
-            err = SwitchError(ErrorReason.INTERNAL, "internal error; the request may be retried")
-            await context.abort_with_status(error_status(err))
-        finally:
-            if admitted:
-                self.inflight -= 1
-                metrics.INFLIGHT.set(self.inflight)
-            self._record(
-                method, code, reason, started, institution_code, "", "", context, {"items": count}
-            )
-
-    def _record(
-        self,
-        method: str,
-        code: grpc.StatusCode,
-        reason: str,
-        started: float,
-        institution_code: str,
-        request_id: str,
-        card_no: str,
-        context: grpc.aio.ServicerContext,
-        fields: dict[str, Any],
-    ) -> None:
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        metrics.REQUESTS.labels(method=method, code=code.name).inc()
-        metrics.LATENCY_MS.labels(method=method).observe(duration_ms)
-        event: dict[str, Any] = {
-            "method": method,
-            "status": code.name,
-            "duration_ms": round(duration_ms, 3),
-            "institution": institution_code or peer_institution(context),
-        }
-        if request_id:
-            event["request_id"] = request_id
-        if card_no:
-            event["card"] = mask_card(card_no)
-        if reason:
-            event["error_reason"] = reason
-        event.update(fields)
-        log.info("rpc", **event)
 
 
 def _result_fields(result: object) -> dict[str, Any]:

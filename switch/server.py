@@ -15,6 +15,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 import structlog
@@ -89,18 +90,24 @@ class RunningServer:
         port: int,
         config: ServerConfig,
         edge: Edge,
+        metrics_server: WSGIServer | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.config = config
         self.edge = edge
+        self.metrics_server = metrics_server
+        self.metrics_port = metrics_server.server_port if metrics_server else 0
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops accepting calls and lets those in flight finish (up to the grace)."""
         await self.health.enter_graceful_shutdown()
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -128,13 +135,14 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     metrics.track_pool(
         lambda: float(backend.pool_stats().size), lambda: float(backend.pool_stats().in_use)
     )
+    metrics_server = None
     if config.metrics_listen:
         host, mport = _split_host_port(config.metrics_listen)
-        start_http_server(mport, addr=host)
+        metrics_server, _ = start_http_server(mport, addr=host)
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, port, config, edge)
+    return RunningServer(server, health_servicer, port, config, edge, metrics_server)
 
 
 async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -> int:

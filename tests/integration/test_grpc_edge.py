@@ -8,11 +8,13 @@ these rules are the same whatever stores the settlements.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+import structlog.testing
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -297,3 +299,47 @@ async def test_catalog_streams(switch: tuple[RunningServer, MemoryBackend], cert
         ]
     assert len(items) == expected > 0
     assert {i.kind for i in items} >= {pb.DRUG, pb.GOODS}
+
+
+async def test_one_log_event_per_request_without_personal_data(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """Each call logs request id, institution, method, status, duration; no PIN, no full card."""
+    running, _ = switch
+    req = otc_request("log-1")
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with structlog.testing.capture_logs() as logs:
+            await pb_grpc.SettlementServiceStub(ch).PreSettle(req)
+    events = [e for e in logs if e.get("event") == "rpc"]
+    assert len(events) == 1
+    event = events[0]
+    assert event["request_id"] == "log-1"
+    assert event["institution"] == PHARMACY
+    assert event["method"] == "PreSettle"
+    assert event["status"] == "OK"
+    assert isinstance(event["duration_ms"], float)
+    text = repr(event)
+    assert req.pin not in text
+    assert req.card_no not in text
+    assert event["card"].endswith(req.card_no[-4:])
+
+
+async def test_metrics_endpoint_counts_requests(certs: Pki) -> None:
+    backend = MemoryBackend()
+    running = await start(
+        backend,
+        ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, metrics_listen="127.0.0.1:0"),
+    )
+    try:
+        async with channel(running.port, certs.creds(PHARMACY)) as ch:
+            await pb_grpc.SettlementServiceStub(ch).Settle(otc_request("metrics-1"))
+        url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    finally:
+        await running.stop(0)
+    text = body.decode()
+    assert 'medswitch_requests_total{code="OK",method="Settle"}' in text
+    assert 'medswitch_settlements_total{outcome="SETTLED"}' in text
+    assert "medswitch_request_duration_ms_bucket" in text
+    assert "medswitch_inflight_requests" in text
+    assert "medswitch_db_pool_in_use" in text
