@@ -318,7 +318,12 @@ def _load_set(by_kind: dict[str, list[dict[str, str]]], count_max: int) -> dict[
 def medswitch(*args: str, env: dict[str, str] | None = None) -> None:
     """Runs the `medswitch` command of this checkout, as an operator would."""
     full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "switch.cli", *args], check=True, env=full_env)
+    subprocess.run(
+        [sys.executable, "-m", "switch.cli", *args],
+        check=True,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def issue_certificates(manifest: dict[str, object], tls_dir: Path | None) -> None:
