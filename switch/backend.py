@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from adjudication import model
 
@@ -102,7 +102,7 @@ class CancelView:
 @dataclass(frozen=True, slots=True)
 class MemberView:
     member_id: str
-    name: str  # in clear: the edge masks it
+    name_masked: str  # first character then *s: the clear name never leaves the ledger
     category: model.MemberCategory
     status: model.MemberStatus
     region_code: str
@@ -208,3 +208,62 @@ class SettlementBackend(Protocol):
     def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]: ...
 
     def pool_stats(self) -> PoolStats: ...
+
+
+def view_to_dict(view: SettlementView) -> dict[str, Any]:
+    """The view as plain JSON values: what the ledger stores as the answer."""
+    return {
+        "settlement_id": view.settlement_id,
+        "request_id": view.request_id,
+        "status": view.status.value,
+        "business_date": view.business_date.isoformat() if view.business_date else None,
+        "member_id": view.member_id,
+        "institution_code": view.institution_code,
+        "reasons": list(view.reasons),
+        "warnings": list(view.warnings),
+        "split": view.split.as_dict(),
+        "lines": [
+            {
+                "line_no": line.line_no,
+                "item_class": line.item_class,
+                "full_selfpay_fen": line.full_selfpay_fen,
+                "overlimit_selfpay_fen": line.overlimit_selfpay_fen,
+                "preselfpay_fen": line.preselfpay_fen,
+                "in_scope_fen": line.in_scope_fen,
+                "reasons": list(line.reasons),
+                "counts_toward_fund": line.counts_toward_fund,
+            }
+            for line in view.lines
+        ],
+        "balance_after_fen": view.balance_after_fen,
+    }
+
+
+def view_from_dict(data: dict[str, Any]) -> SettlementView:
+    """The inverse of view_to_dict (a stored answer, replayed or read back)."""
+    day = data.get("business_date")
+    return SettlementView(
+        settlement_id=str(data["settlement_id"]),
+        request_id=str(data["request_id"]),
+        status=SettlementStatus(data["status"]),
+        business_date=date.fromisoformat(day) if day else None,
+        member_id=str(data["member_id"]),
+        institution_code=str(data["institution_code"]),
+        reasons=tuple(data["reasons"]),
+        warnings=tuple(data["warnings"]),
+        split=model.Split(**{k: int(v) for k, v in data["split"].items()}),
+        lines=tuple(
+            model.LineResult(
+                line_no=int(line["line_no"]),
+                item_class=str(line["item_class"]),
+                full_selfpay_fen=int(line["full_selfpay_fen"]),
+                overlimit_selfpay_fen=int(line["overlimit_selfpay_fen"]),
+                preselfpay_fen=int(line["preselfpay_fen"]),
+                in_scope_fen=int(line["in_scope_fen"]),
+                reasons=tuple(line["reasons"]),
+                counts_toward_fund=bool(line.get("counts_toward_fund", True)),
+            )
+            for line in data["lines"]
+        ),
+        balance_after_fen=int(data["balance_after_fen"]),
+    )

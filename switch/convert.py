@@ -215,7 +215,7 @@ def mask_card(card_no: str) -> str:
 def member_to_pb(member: MemberView) -> pb.Member:
     return pb.Member(
         member_id=member.member_id,
-        name_masked=mask_name(member.name),
+        name_masked=member.name_masked,
         category=MEMBER_CATEGORY_TO_PB[member.category],
         status=MEMBER_STATUS_TO_PB[member.status],
         region_code=member.region_code,

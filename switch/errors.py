@@ -38,6 +38,7 @@ class ErrorReason(StrEnum):
     CONFLICT_RETRIES_EXHAUSTED = "CONFLICT_RETRIES_EXHAUSTED"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
+    NO_OPEN_BUSINESS_DAY = "NO_OPEN_BUSINESS_DAY"  # operators must open a day first
 
 
 # The one table: domain reason -> gRPC status code.
@@ -60,6 +61,7 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.CONFLICT_RETRIES_EXHAUSTED: grpc.StatusCode.ABORTED,
     ErrorReason.NOT_IMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     ErrorReason.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorReason.NO_OPEN_BUSINESS_DAY: grpc.StatusCode.UNAVAILABLE,
 }
 
 
