@@ -167,6 +167,53 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
+class WaitSampler:
+    """What the database's client backends are doing, sampled every 20 ms.
+
+    The share of samples per (state, wait event) says whether sessions wait
+    for WAL flushes (commits), for locks, for the client (idle in
+    transaction: the switch computing while holding the transaction), or
+    run on CPU.
+    """
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        n = max(1, self.samples)
+        return {k: round(v / n, 2) for k, v in self.counts.most_common(8)}
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            while not self._stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w"
+                    " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                    " AND pid <> pg_backend_pid() AND datname = current_database()"
+                )
+                self.samples += 1
+                for r in rows:
+                    state = r["state"] or "?"
+                    self.counts[state if state.startswith("idle") else f"{state} {r['w']}"] += 1
+                await asyncio.sleep(0.02)
+        finally:
+            await conn.close()
+
+
 # --------------------------------------------------------------------------
 # The switch under test
 
@@ -490,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-clients", type=int, default=16)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--skip-pgbench", action="store_true")
+    parser.add_argument(
+        "--reuse", action="store_true", help="--data-dir already holds an imported population"
+    )
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -533,23 +583,27 @@ def bench(args: argparse.Namespace) -> int:
             )
 
     pop = data_dir / "pop"
-    t0 = time.perf_counter()
-    manifest = population.write_population(
-        population.PopulationSpec(
-            members=args.members, institutions=args.institutions, out=pop,
-            sample_max=max(20_000, args.members // 5),
-        )
-    )  # fmt: skip
     tls = data_dir / "tls"
-    population.issue_certificates(manifest, tls)
-    print(f"population: {args.members:,} members in {time.perf_counter() - t0:.1f} s")
-    if not args.edge_only:
+    if args.reuse and (pop / "manifest.json").exists():
+        manifest = json.loads((pop / "manifest.json").read_text())
+        print(f"population: reusing {pop} ({manifest['members_total']:,} members, imported)")
+    else:
         t0 = time.perf_counter()
-        imported = medswitch(data_dir, "import-reference", str(pop), check=False)
-        if imported.returncode != 0:
-            print(imported.stdout + imported.stderr)
-            return 1
-        print(f"import-reference: {time.perf_counter() - t0:.1f} s")
+        manifest = population.write_population(
+            population.PopulationSpec(
+                members=args.members, institutions=args.institutions, out=pop,
+                sample_max=max(20_000, args.members // 5),
+            )
+        )  # fmt: skip
+        population.issue_certificates(manifest, tls)
+        print(f"population: {args.members:,} members in {time.perf_counter() - t0:.1f} s")
+        if not args.edge_only:
+            t0 = time.perf_counter()
+            imported = medswitch(data_dir, "import-reference", str(pop), check=False)
+            if imported.returncode != 0:
+                print(imported.stdout + imported.stderr)
+                return 1
+            print(f"import-reference: {time.perf_counter() - t0:.1f} s")
 
     port = free_port()
     target = f"127.0.0.1:{port}"
@@ -594,10 +648,14 @@ def measure(
     marks: dict[str, float] = {}
     profile_text: list[str] = []
 
+    sampler = None if args.edge_only else WaitSampler(embedded_url(data_dir))
+
     def on_window(start_at: float, seconds: float) -> None:
         time.sleep(max(0.0, start_at - time.time()))
         marks["switch"] = cpu_seconds(server_pids)
         marks["pg"] = cpu_seconds(postgres_pids(data_dir))
+        if sampler is not None:
+            sampler.start()
         if args.profile_s and mix == "full":
             profile_text.append(
                 profile(server_pids[0], min(args.profile_s, int(seconds)), log_dir / "profile")
@@ -608,6 +666,7 @@ def measure(
         on_window,
     )  # fmt: skip
     window = end - start
+    waits = sampler.stop() if sampler is not None else {}
     switch_cpu = cpu_seconds(server_pids) - marks["switch"]
     pg_cpu = cpu_seconds(postgres_pids(data_dir)) - marks["pg"]
     settled_per_s = report.settled / window
@@ -640,6 +699,10 @@ def measure(
     c = result["cpu_cores"]
     print(f"  CPU (cores busy): switch {c['switch']}, postgres {c['postgres']}, "
           f"load clients {c['clients']}")  # fmt: skip
+    if waits:
+        result["db_sessions"] = waits
+        print("  database sessions (average number in each state): "
+              + ", ".join(f"{k} {v}" for k, v in waits.items()))  # fmt: skip
     if profile_text:
         result["profile"] = profile_text[0]
         print("  py-spy profile of serve process 1 (full mix):")
