@@ -20,6 +20,7 @@ from adjudication import limits as alimits
 from adjudication import model
 from adjudication.validation import validate_claim
 from switch import limits
+from switch.backend import AccountEntryView, CatalogEntry, MemberView, SettlementView
 from switch.errors import FieldViolation
 from switch.proto import medswitch_pb2 as pb
 
@@ -34,10 +35,10 @@ VISIT_TYPE_FROM_PB: dict[int, model.VisitType] = {
 INJURY_CAUSE_FROM_PB: dict[int, model.InjuryCause] = {
     pb.InjuryCause.Value(f"INJURY_CAUSE_{cause.value}"): cause for cause in model.InjuryCause
 }
-MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, int] = {
+MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, pb.MemberCategory] = {
     c: pb.MemberCategory.Value(f"MEMBER_CATEGORY_{c.value}") for c in model.MemberCategory
 }
-MEMBER_STATUS_TO_PB: dict[model.MemberStatus, int] = {
+MEMBER_STATUS_TO_PB: dict[model.MemberStatus, pb.MemberStatus] = {
     s: pb.MemberStatus.Value(f"MEMBER_STATUS_{s.value}") for s in model.MemberStatus
 }
 
@@ -184,41 +185,19 @@ def line_to_pb(line: model.LineResult) -> pb.LineResult:
     )
 
 
-def settle_response(
-    adjudication: model.Adjudication,
-    *,
-    settlement_id: str,
-    request_id: str,
-    institution_code: str,
-    business_date: date | None,
-    preview: bool,
-) -> pb.SettleResponse:
-    """The answer for one adjudicated claim (Settle, PreSettle or GetSettlement).
-
-    A rejection carries its reasons, the claim total as split.total_fen and
-    patient_cash_fen, every other money field 0 and no lines (api.md).
-    """
-    if adjudication.accepted:
-        status = pb.SETTLEMENT_STATUS_PREVIEW if preview else pb.SETTLEMENT_STATUS_SETTLED
-        split = split_to_pb(adjudication.split)
-        lines = [line_to_pb(line) for line in adjudication.lines]
-    else:
-        status = pb.SETTLEMENT_STATUS_REJECTED
-        total = adjudication.split.total_fen
-        split = pb.Split(total_fen=total, patient_cash_fen=total)
-        lines = []
+def settle_response(view: SettlementView) -> pb.SettleResponse:
     return pb.SettleResponse(
-        settlement_id=settlement_id,
-        request_id=request_id,
-        status=status,
-        business_date=business_date.isoformat() if business_date else "",
-        member_id=adjudication.member_id,
-        institution_code=institution_code,
-        reasons=list(adjudication.reasons),
-        warnings=list(adjudication.warnings),
-        split=split,
-        lines=lines,
-        balance_after_fen=adjudication.balance_after_fen,
+        settlement_id=view.settlement_id,
+        request_id=view.request_id,
+        status=pb.SettlementStatus.Value(f"SETTLEMENT_STATUS_{view.status.value}"),
+        business_date=view.business_date.isoformat() if view.business_date else "",
+        member_id=view.member_id,
+        institution_code=view.institution_code,
+        reasons=list(view.reasons),
+        warnings=list(view.warnings),
+        split=split_to_pb(view.split),
+        lines=[line_to_pb(line) for line in view.lines],
+        balance_after_fen=view.balance_after_fen,
     )
 
 
@@ -231,3 +210,47 @@ def mask_card(card_no: str) -> str:
     """The last four characters of a card number, the rest masked (for logs)."""
     keep = 4 if len(card_no) > 6 else 0
     return "*" * (len(card_no) - keep) + card_no[len(card_no) - keep :]
+
+
+def member_to_pb(member: MemberView) -> pb.Member:
+    return pb.Member(
+        member_id=member.member_id,
+        name_masked=member.name_masked,
+        category=MEMBER_CATEGORY_TO_PB[member.category],
+        status=MEMBER_STATUS_TO_PB[member.status],
+        region_code=member.region_code,
+        balance_fen=member.balance_fen,
+        special_diseases=[
+            pb.ApprovedDisease(
+                code=d.code, valid_from=d.valid_from.isoformat(), valid_to=d.valid_to.isoformat()
+            )
+            for d in member.special_diseases
+        ],
+    )
+
+
+def entry_to_pb(entry: AccountEntryView) -> pb.AccountEntry:
+    return pb.AccountEntry(
+        posted_at=entry.posted_at.isoformat(),
+        business_date=entry.business_date.isoformat(),
+        institution_code=entry.institution_code,
+        settlement_id=entry.settlement_id,
+        kind=pb.EntryKind.Value(entry.kind.value),
+        amount_fen=entry.amount_fen,
+        balance_after_fen=entry.balance_after_fen,
+    )
+
+
+def catalog_item_to_pb(entry: CatalogEntry) -> pb.CatalogItem:
+    return pb.CatalogItem(
+        code=entry.code,
+        name=entry.name,
+        kind=pb.CatalogKind.Value(entry.kind) if entry.kind else pb.CATALOG_KIND_UNSPECIFIED,
+        item_class=entry.item_class,
+        preselfpay_bp=entry.preselfpay_bp,
+        price_cap_fen=entry.price_cap_fen,
+        rx=entry.rx,
+        restrictions=list(entry.restrictions),
+        version=entry.version,
+        deleted=entry.deleted,
+    )

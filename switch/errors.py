@@ -25,7 +25,6 @@ class ErrorReason(StrEnum):
     NOT_SETTLING_INSTITUTION = "NOT_SETTLING_INSTITUTION"  # cancel/get of another's settlement
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # same request id, different request
     REQUEST_CANCELLED = "REQUEST_CANCELLED"  # Settle after its reversal by original_request_id
-    REQUEST_IN_FLIGHT = "REQUEST_IN_FLIGHT"  # the same request id is being processed now
     SETTLEMENT_NOT_FOUND = "SETTLEMENT_NOT_FOUND"
     BUSINESS_DAY_CLOSED = "BUSINESS_DAY_CLOSED"
     NOT_CANCELLABLE = "NOT_CANCELLABLE"  # e.g. a rejection has nothing to cancel
@@ -38,6 +37,7 @@ class ErrorReason(StrEnum):
     CONFLICT_RETRIES_EXHAUSTED = "CONFLICT_RETRIES_EXHAUSTED"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
+    NO_OPEN_BUSINESS_DAY = "NO_OPEN_BUSINESS_DAY"  # operators must open a day first
 
 
 # The one table: domain reason -> gRPC status code.
@@ -47,7 +47,6 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.NOT_SETTLING_INSTITUTION: grpc.StatusCode.PERMISSION_DENIED,
     ErrorReason.REQUEST_ID_REUSED: grpc.StatusCode.ALREADY_EXISTS,
     ErrorReason.REQUEST_CANCELLED: grpc.StatusCode.FAILED_PRECONDITION,
-    ErrorReason.REQUEST_IN_FLIGHT: grpc.StatusCode.ABORTED,
     ErrorReason.SETTLEMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorReason.BUSINESS_DAY_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorReason.NOT_CANCELLABLE: grpc.StatusCode.FAILED_PRECONDITION,
@@ -60,6 +59,7 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.CONFLICT_RETRIES_EXHAUSTED: grpc.StatusCode.ABORTED,
     ErrorReason.NOT_IMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     ErrorReason.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorReason.NO_OPEN_BUSINESS_DAY: grpc.StatusCode.UNAVAILABLE,
 }
 
 

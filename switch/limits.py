@@ -21,3 +21,5 @@ reconcile_records_max = 1_000_000  # one institution's business day
 # Server
 inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue
 drain_grace_s = 10.0  # SIGTERM: how long in-flight calls get to finish
+violations_reported_max = 50  # field violations sent back in one status (trailer size)
+db_pool_max = 20  # database connections of one server process

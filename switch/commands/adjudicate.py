@@ -27,6 +27,7 @@ from adjudication.model import Adjudication, Claim, InpatientStay, YearAccumulat
 from adjudication.money import fen_to_yuan
 from adjudication.reasons import MEANING
 from adjudication.validation import InvalidClaim
+from switch.backend import settlement_view
 from switch.convert import claim_from_request, settle_response
 from switch.proto import medswitch_pb2 as pb
 
@@ -166,12 +167,14 @@ def run(args: argparse.Namespace) -> int:
             )
         return EXIT_BAD_INPUT
     response = settle_response(
-        result,
-        settlement_id="",
-        request_id=claim.request_id,
-        institution_code=claim.institution_code,
-        business_date=None,
-        preview=True,
+        settlement_view(
+            result,
+            settlement_id="",
+            request_id=claim.request_id,
+            institution_code=claim.institution_code,
+            business_date=None,
+            preview=True,
+        )
     )
     if args.json:
         print(json.dumps(message_to_plain(response), ensure_ascii=False, indent=2))

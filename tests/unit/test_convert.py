@@ -9,6 +9,7 @@ import pytest
 
 from adjudication import limits as alimits
 from adjudication import model
+from switch.backend import settlement_view
 from switch.convert import claim_from_request, mask_card, mask_name, settle_response
 from switch.proto import medswitch_pb2 as pb
 
@@ -187,24 +188,28 @@ def _adjudication(outcome: model.Outcome) -> model.Adjudication:
 
 def test_accepted_response_carries_split_and_lines() -> None:
     resp = settle_response(
-        _adjudication(model.Outcome.ACCEPTED),
-        settlement_id="S1",
-        request_id="r",
-        institution_code="P1",
-        business_date=date(2026, 5, 10),
-        preview=False,
+        settlement_view(
+            _adjudication(model.Outcome.ACCEPTED),
+            settlement_id="S1",
+            request_id="r",
+            institution_code="P1",
+            business_date=date(2026, 5, 10),
+            preview=False,
+        )
     )
     assert resp.status == pb.SETTLEMENT_STATUS_SETTLED
     assert resp.split.individual_account_fen == 2700
     assert resp.lines[0].reasons == ["L_OVER_PRICE_CAP"]
     assert resp.business_date == "2026-05-10"
     preview = settle_response(
-        _adjudication(model.Outcome.ACCEPTED),
-        settlement_id="",
-        request_id="r",
-        institution_code="P1",
-        business_date=None,
-        preview=True,
+        settlement_view(
+            _adjudication(model.Outcome.ACCEPTED),
+            settlement_id="",
+            request_id="r",
+            institution_code="P1",
+            business_date=None,
+            preview=True,
+        )
     )
     assert preview.status == pb.SETTLEMENT_STATUS_PREVIEW
 
@@ -212,12 +217,14 @@ def test_accepted_response_carries_split_and_lines() -> None:
 def test_rejected_response_is_total_as_cash_and_no_lines() -> None:
     """api.md: a rejection has total = patient cash, every other money field 0, no lines."""
     resp = settle_response(
-        _adjudication(model.Outcome.REJECTED),
-        settlement_id="S2",
-        request_id="r",
-        institution_code="P1",
-        business_date=date(2026, 5, 10),
-        preview=False,
+        settlement_view(
+            _adjudication(model.Outcome.REJECTED),
+            settlement_id="S2",
+            request_id="r",
+            institution_code="P1",
+            business_date=date(2026, 5, 10),
+            preview=False,
+        )
     )
     assert resp.status == pb.SETTLEMENT_STATUS_REJECTED
     assert resp.reasons == ["R_PIN_INVALID"]

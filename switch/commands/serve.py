@@ -1,0 +1,81 @@
+"""`medswitch serve`: the gRPC switch (mTLS, health, reflection) and its metrics.
+
+Opens (and migrates) the database, loads the policies and catalogs stored by
+import-reference, and serves until SIGTERM or SIGINT; then it stops
+accepting calls, lets those in flight finish within the grace period and
+exits 0. Logs are JSON lines on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from switch import limits
+from switch.config import Settings
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the gRPC switch until SIGTERM")
+    parser.add_argument("--listen", help="gRPC address (default $MEDSWITCH_LISTEN)")
+    parser.add_argument(
+        "--metrics-listen", help="metrics address (default $MEDSWITCH_METRICS_LISTEN)"
+    )
+    parser.add_argument("--tls-dir", type=Path, help="default $MEDSWITCH_TLS_DIR")
+    parser.add_argument(
+        "--inflight-max",
+        type=int,
+        default=int(os.environ.get("MEDSWITCH_INFLIGHT_MAX") or limits.inflight_requests_max),
+        help="requests in flight before RESOURCE_EXHAUSTED (env MEDSWITCH_INFLIGHT_MAX)",
+    )
+    parser.add_argument(
+        "--drain-grace-s",
+        type=float,
+        default=float(os.environ.get("MEDSWITCH_DRAIN_GRACE_S") or limits.drain_grace_s),
+        help="seconds in-flight calls get to finish after SIGTERM",
+    )
+    parser.add_argument(
+        "--db-pool-max",
+        type=int,
+        default=int(os.environ.get("MEDSWITCH_DB_POOL_MAX") or limits.db_pool_max),
+        help="database connections (env MEDSWITCH_DB_POOL_MAX)",
+    )
+    parser.set_defaults(func=run)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from ledger.store import Ledger
+    from switch.commands.db import open_ledger
+    from switch.server import ServerConfig, configure_logging, serve_until_signal
+    from switch.service import LedgerBackend
+
+    configure_logging()
+    settings = Settings.from_env()
+    config = ServerConfig(
+        listen=args.listen or settings.listen,
+        tls_dir=args.tls_dir or settings.tls_dir,
+        metrics_listen=args.metrics_listen or settings.metrics_listen,
+        inflight_max=args.inflight_max,
+        drain_grace_s=args.drain_grace_s,
+    )
+    pool, keys = await open_ledger(settings, min_size=1, max_size=args.db_pool_max)
+    try:
+        backend = await LedgerBackend.open(pool, Ledger(pool, keys))
+        return await serve_until_signal(backend, config)
+    finally:
+        await pool.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_serve(args))
+    except FileNotFoundError as exc:
+        print(f"medswitch serve: {exc}", file=sys.stderr)
+        return 2
