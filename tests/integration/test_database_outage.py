@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger import db
 from ledger.crypto import DataKeys
@@ -66,6 +67,17 @@ class CuttableProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
+async def _wait_health(ch: grpc.aio.Channel, wanted: int) -> None:
+    """Health follows the database: NOT_SERVING while it is unreachable."""
+    stub = health_pb2_grpc.HealthStub(ch)
+    for _ in range(100):
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+        if resp.status == wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"health never became {wanted}")
+
+
 def purchase(request_id: str) -> pb.SettleRequest:
     return pb.SettleRequest(
         request_id=request_id,
@@ -104,6 +116,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
             assert first.status == pb.SETTLEMENT_STATUS_SETTLED
 
             await proxy.cut()
+            await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
             for n in range(3):
                 try:
                     await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
@@ -115,6 +128,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
                     raise AssertionError("answered without a database")
 
             await proxy.open()  # the database is back, same address
+            await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
             answer = None
             for _ in range(20):  # a client retrying with backoff
                 try:
