@@ -59,6 +59,16 @@ def recon_file_names(business_date: date) -> tuple[str, str]:
     return f"{stem}.csv", f"{stem}.html"
 
 
+# A cell starting with one of these is run as a formula by spreadsheet
+# programs; text that came from a bank statement must not be able to do that.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text`, with a leading apostrophe if a spreadsheet would read it as a formula."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def recon_csv(recon: Reconciliation) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -68,12 +78,12 @@ def recon_csv(recon: Reconciliation) -> str:
         writer.writerow(
             (
                 day,
-                line.end_to_end_id,
+                spreadsheet_safe(line.end_to_end_id),
                 line.institution_code,
                 "" if line.expected_fen is None else line.expected_fen,
                 "" if line.bank_fen is None else line.bank_fen,
                 line.status,
-                line.bank_reference,
+                spreadsheet_safe(line.bank_reference),
             )
         )
     return out.getvalue()

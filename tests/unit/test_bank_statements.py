@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -227,3 +228,25 @@ def test_generated_statements_read_back_identically_in_both_formats(entries, ope
         statement = read_statement(data, source="s", fund_account_id=FUND_ACCOUNT)
         assert [_fields(e) for e in statement.entries] == [_fields(e) for e in entries]
         assert statement.closing_balance_fen == opening + sum(e.signed_fen for e in entries)
+
+
+def test_camt053_account_given_as_an_iban_is_compared_without_spaces() -> None:
+    iban = "CN12BANK0000000000001234"
+    data = re.sub(
+        rb"<Acct>\s*<Id>\s*<Othr>\s*<Id>[^<]*</Id>\s*</Othr>",
+        f"<Acct><Id><IBAN>{iban}</IBAN>".encode(),
+        camt(),
+        count=1,
+    )
+    statement = read_statement(
+        data, source="s.xml", fund_account_id="cn12 bank 0000 0000 0000 1234"
+    )
+    assert statement.account_id == iban
+
+
+def test_camt053_with_two_statements_is_refused() -> None:
+    data = camt().decode()
+    stmt = data[data.index("<Stmt>") : data.index("</Stmt>") + len("</Stmt>")]
+    doubled = data.replace(stmt, stmt + stmt).encode()
+    with pytest.raises(StatementError, match="expected exactly one"):
+        read_statement(doubled, source="s.xml", fund_account_id=FUND_ACCOUNT)

@@ -111,3 +111,14 @@ def test_write_recon_files_names(tmp_path) -> None:
     csv_path, html_path = write_recon_files(tmp_path, sample(), CONTEXT)
     assert (csv_path.name, html_path.name) == ("recon-20261122.csv", "recon-20261122.html")
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_statement_text_cannot_become_a_spreadsheet_formula() -> None:
+    recon = match_statement(
+        DAY, [], [entry('=HYPERLINK("http://x")', 5, ref="@SUM(A1)"), entry("E2E", 6, ref="-1")]
+    )
+    rows = list(csv.reader(io.StringIO(recon_csv(recon))))
+    assert [(r[1], r[6]) for r in rows[1:]] == [
+        ('\'=HYPERLINK("http://x")', "'@SUM(A1)"),
+        ("E2E", "'-1"),
+    ]
