@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import grpc
@@ -22,7 +27,8 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import ServerConfig, start
 from switch.service import LedgerBackend
-from tests.grpc_harness import Pki, channel, error_details
+from tests.cli import ROOT
+from tests.grpc_harness import Pki, channel, error_details, free_port
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
@@ -148,5 +154,62 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
     finally:
         await running.stop(0)
         await pool.close()
+        if proxy.server is not None:
+            await proxy.cut()
+
+
+async def test_serve_waits_for_the_database_and_starts_by_itself(
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+) -> None:
+    """`medswitch serve` started before its database keeps trying, then serves."""
+    url = urlparse(await switch_pg.fresh_db())
+    socket_dir = parse_qs(url.query)["host"][0]
+    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.5432")
+    proxy.port = free_port()  # the database's address, not answering yet
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(tmp_path),
+        "MEDSWITCH_DATABASE_URL": f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}",
+        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        for _ in range(100):
+            if b"database_unreachable" in log_path.read_bytes():
+                break
+            await asyncio.sleep(0.1)
+        assert b"database_unreachable" in log_path.read_bytes()
+        assert proc.poll() is None, "serve gave up instead of waiting"
+        await proxy.open()
+        async with channel(port, switch_certs.creds(P1)) as ch:
+            answer = None
+            for _ in range(150):
+                try:
+                    answer = await pb_grpc.SettlementServiceStub(ch).Settle(
+                        purchase("boot-1"), timeout=2
+                    )
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+        assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         if proxy.server is not None:
             await proxy.cut()
