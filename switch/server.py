@@ -168,7 +168,11 @@ async def _probe_database(
     log = structlog.get_logger("medswitch.server")
     while True:
         await asyncio.sleep(interval_s)
-        ok = await backend.ping()
+        try:
+            ok = await backend.ping()
+        except Exception:  # a probe must never die: log it and count it as down
+            log.exception("health_probe_failed")
+            ok = False
         if ok != serving:
             serving = ok
             status = (
