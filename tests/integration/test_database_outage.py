@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger import db
 from ledger.crypto import DataKeys
@@ -21,7 +27,8 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import ServerConfig, start
 from switch.service import LedgerBackend
-from tests.grpc_harness import Pki, channel, error_details
+from tests.cli import ROOT
+from tests.grpc_harness import Pki, channel, error_details, free_port
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
@@ -66,6 +73,17 @@ class CuttableProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
+async def _wait_health(ch: grpc.aio.Channel, wanted: int) -> None:
+    """Health follows the database: NOT_SERVING while it is unreachable."""
+    stub = health_pb2_grpc.HealthStub(ch)
+    for _ in range(100):
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+        if resp.status == wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"health never became {wanted}")
+
+
 def purchase(request_id: str) -> pb.SettleRequest:
     return pb.SettleRequest(
         request_id=request_id,
@@ -104,6 +122,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
             assert first.status == pb.SETTLEMENT_STATUS_SETTLED
 
             await proxy.cut()
+            await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
             for n in range(3):
                 try:
                     await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
@@ -115,6 +134,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
                     raise AssertionError("answered without a database")
 
             await proxy.open()  # the database is back, same address
+            await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
             answer = None
             for _ in range(20):  # a client retrying with backoff
                 try:
@@ -134,5 +154,62 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
     finally:
         await running.stop(0)
         await pool.close()
+        if proxy.server is not None:
+            await proxy.cut()
+
+
+async def test_serve_waits_for_the_database_and_starts_by_itself(
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+) -> None:
+    """`medswitch serve` started before its database keeps trying, then serves."""
+    url = urlparse(await switch_pg.fresh_db())
+    socket_dir = parse_qs(url.query)["host"][0]
+    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.5432")
+    proxy.port = free_port()  # the database's address, not answering yet
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(tmp_path),
+        "MEDSWITCH_DATABASE_URL": f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}",
+        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        for _ in range(100):
+            if b"database_unreachable" in log_path.read_bytes():
+                break
+            await asyncio.sleep(0.1)
+        assert b"database_unreachable" in log_path.read_bytes()
+        assert proc.poll() is None, "serve gave up instead of waiting"
+        await proxy.open()
+        async with channel(port, switch_certs.creds(P1)) as ch:
+            answer = None
+            for _ in range(150):
+                try:
+                    answer = await pb_grpc.SettlementServiceStub(ch).Settle(
+                        purchase("boot-1"), timeout=2
+                    )
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+        assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         if proxy.server is not None:
             await proxy.cut()

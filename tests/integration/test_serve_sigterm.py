@@ -11,7 +11,6 @@ import asyncio
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,20 +23,13 @@ import grpc
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import ROOT, medswitch
-from tests.grpc_harness import Pki, channel
+from tests.grpc_harness import Pki, channel, free_port
 from tests.switch_pg import REFERENCE, SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
 
 PHARMACY = "P33039900005"
 WORKERS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def active_cards() -> list[tuple[str, str]]:

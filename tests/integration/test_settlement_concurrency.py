@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 import asyncpg
+import grpc
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -121,3 +122,37 @@ async def test_fifty_concurrent_settlements_for_one_member(
     env = {"MEDSWITCH_DATABASE_URL": live.db_url, "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex()}
     verify = medswitch("ledger", "verify", env=env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_identical_requests_racing_settle_once(live: LiveSwitch) -> None:
+    """Ten copies of one request at once: one settlement, ten identical answers;
+    a different request under the same id meanwhile gets ALREADY_EXISTS."""
+    req = purchase(1000)
+    req.request_id = "race-1"
+    req.card_no, req.pin = "C3303990001", "135790"
+    altered = pb.SettleRequest()
+    altered.CopyFrom(req)
+    altered.lines[0].quantity += 1
+    altered.lines[0].amount_fen = altered.lines[0].quantity * PRICE_FEN
+    async with channel(live.running.port, live.certs.creds(req.institution_code)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        results = await asyncio.gather(
+            *(stub.Settle(req) for _ in range(10)),
+            stub.Settle(altered),
+            return_exceptions=True,
+        )
+    answers = [r for r in results if isinstance(r, pb.SettleResponse)]
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len({a.SerializeToString() for a in answers}) == 1
+    # The altered copy lost the race (ALREADY_EXISTS) or won it (then all ten lost).
+    if len(answers) == 10:
+        assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS]
+    else:
+        assert len(answers) == 1 and len(errors) == 10
+        assert {e.code() for e in errors} == {grpc.StatusCode.ALREADY_EXISTS}
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM settlements WHERE request_id = 'race-1'")
+    finally:
+        await conn.close()
+    assert count == 1
