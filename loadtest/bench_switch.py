@@ -540,6 +540,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--skip-pgbench", action="store_true")
     parser.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="ALTER SYSTEM SET before pgbench and the switch (e.g. commit_delay=200)",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="--data-dir already holds an imported population"
     )
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
@@ -568,6 +575,13 @@ def bench(args: argparse.Namespace) -> int:
     pgbench: PgbenchResult | None = None
     if not args.edge_only:
         url = embedded_url(data_dir)
+        if args.pg_set:
+            for setting in args.pg_set:
+                name, _, value = setting.partition("=")
+                psql(url, f"ALTER SYSTEM SET {name} = '{value}'")
+            psql(url, "SELECT pg_reload_conf()")
+            print("PostgreSQL settings: " + ", ".join(args.pg_set))
+        figures["pg_set"] = args.pg_set
         dur = durability(url)
         figures["durability"] = dur
         print("durability: " + ", ".join(f"{k}={v}" for k, v in dur.items()))
