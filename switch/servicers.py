@@ -8,9 +8,9 @@ maps errors. No business rule lives here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -310,10 +310,16 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
 def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> list[str]:
     """Registers every medswitch.v1 service; returns their full names."""
-    pb_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(backend, edge), server)
-    pb_grpc.add_MemberServiceServicer_to_server(MemberServicer(backend, edge), server)
-    pb_grpc.add_ReconciliationServiceServicer_to_server(
-        ReconciliationServicer(backend, edge), server
-    )
-    pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(backend, edge), server)
+    # grpc_tools generates the *_grpc module without type hints.
+    registrations: list[tuple[Callable[[Any, Any], None], Any]] = [
+        (pb_grpc.add_SettlementServiceServicer_to_server, SettlementServicer(backend, edge)),
+        (pb_grpc.add_MemberServiceServicer_to_server, MemberServicer(backend, edge)),
+        (
+            pb_grpc.add_ReconciliationServiceServicer_to_server,
+            ReconciliationServicer(backend, edge),
+        ),
+        (pb_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(backend, edge)),
+    ]
+    for register, servicer in registrations:
+        register(servicer, server)
     return [svc.full_name for svc in pb.DESCRIPTOR.services_by_name.values()]
