@@ -346,7 +346,7 @@ async def client_main(args: argparse.Namespace) -> None:
     cpu_start = 0.0
 
     async def worker(slot: int) -> None:
-        session = Session(manifest, slot=slot, slots=args.slots)
+        session = Session(manifest, slot=slot, slots=args.slots, fresh_day=not args.prior_load)
         while (now := time.time()) < stop_at:
             action = session.action(pick_kind(session.rng, mix))
             t0 = time.perf_counter()
@@ -388,7 +388,7 @@ async def client_main(args: argparse.Namespace) -> None:
 
 def run_clients(
     target: str, pop: Path, tls_dir: Path, mix: str, inflight: int, procs: int,
-    warmup_s: float, seconds: float, on_window: Any = None,
+    warmup_s: float, seconds: float, on_window: Any = None, prior_load: bool = True,
 ) -> tuple[ClientReport, float, float]:  # fmt: skip
     """Drives the switch from `procs` processes; (merged report, window start, end)."""
     start_at = time.time() + warmup_s + 1.0  # + process start-up
@@ -401,6 +401,7 @@ def run_clients(
              "--pop", str(pop), "--tls-dir", str(tls_dir), "--mix", mix,
              "--inflight", str(n), "--slot-base", str(base), "--slots", str(inflight),
              "--start-at", repr(start_at), "--seconds", repr(seconds)]
+            + (["--prior-load"] if prior_load else [])
         )  # fmt: skip
         base += n
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -520,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         client.add_argument(name, type=int, required=True)
     client.add_argument("--start-at", type=float, required=True)
     client.add_argument("--seconds", type=float, required=True)
+    client.add_argument("--prior-load", action="store_true", help="cards used before today")
     memserve = sub.add_parser("_memserve")
     for name in ("--pop", "--tls-dir", "--listen"):
         memserve.add_argument(name, required=True)
@@ -537,6 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-clients", type=int, default=16)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--skip-pgbench", action="store_true")
+    parser.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="ALTER SYSTEM SET before pgbench and the switch (e.g. commit_delay=200)",
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="--data-dir already holds an imported population"
     )
@@ -566,6 +575,13 @@ def bench(args: argparse.Namespace) -> int:
     pgbench: PgbenchResult | None = None
     if not args.edge_only:
         url = embedded_url(data_dir)
+        if args.pg_set:
+            for setting in args.pg_set:
+                name, _, value = setting.partition("=")
+                psql(url, f"ALTER SYSTEM SET {name} = '{value}'")
+            psql(url, "SELECT pg_reload_conf()")
+            print("PostgreSQL settings: " + ", ".join(args.pg_set))
+        figures["pg_set"] = args.pg_set
         dur = durability(url)
         figures["durability"] = dur
         print("durability: " + ", ".join(f"{k}={v}" for k, v in dur.items()))
@@ -663,7 +679,7 @@ def measure(
 
     report, start, end = run_clients(
         target, pop, tls, mix, args.inflight, args.client_procs, args.warmup_s, args.seconds,
-        on_window,
+        on_window, prior_load=args.reuse or mix != args.mixes.split(",")[0],
     )  # fmt: skip
     window = end - start
     waits = sampler.stop() if sampler is not None else {}

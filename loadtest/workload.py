@@ -267,6 +267,9 @@ class Session:
     slot: int = 0
     slots: int = 1
     seed: int | None = None
+    # False when the cards may already have been used today (a database
+    # reused from an earlier run): the daily pharmacy limit is then unknown
+    fresh_day: bool = True
     rng: random.Random = field(init=False)
     prefix: str = field(init=False)
     counter: int = 0
@@ -467,12 +470,12 @@ class Session:
         allowed: frozenset[str] = frozenset()
         if card is not None:  # pharmacy: the (N+1)-th purchase of the day is refused
             used = self.purchases.get(card.card_no, 0)
-            if used >= self.manifest.purchases_per_day_max:
+            if used >= self.manifest.purchases_per_day_max or not self.fresh_day:
                 allowed = frozenset({"R_FREQUENT_PURCHASE"})
 
         def check(resp: pb.SettleResponse) -> str | None:
             problem = answer_problems(req, resp, SETTLED, allowed)
-            if allowed and resp.status == SETTLED:
+            if allowed and self.fresh_day and resp.status == SETTLED:
                 problem = problem or "a pharmacy purchase over the daily limit was settled"
             if problem is None and resp.status == SETTLED:
                 self.recent.append(_Sent(kind, req, resp))

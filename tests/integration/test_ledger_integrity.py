@@ -194,7 +194,7 @@ async def test_a_new_database_is_migrated_and_opens_one_day(pg: Any) -> None:
         await admin.close()
     conn = await asyncpg.connect(pg.url("ms_fresh_migrate"))
     try:
-        assert await db.migrate(conn, first_day=DAY) == [1]
+        assert await db.migrate(conn, first_day=DAY) == [m.version for m in db.migrations()]
         assert await db.migrate(conn) == []
         assert await conn.fetchval("SELECT count(*) FROM business_days WHERE status = 'OPEN'") == 1
         with pytest.raises(asyncpg.UniqueViolationError):

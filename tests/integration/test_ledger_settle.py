@@ -140,7 +140,14 @@ async def test_a_connection_killed_mid_transaction_leaves_nothing(
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", victim_pid)
     finally:
         await admin.close()
-    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+    with pytest.raises(
+        (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            ConnectionError,
+        )
+    ):
         await asyncio.wait_for(conn.execute("COMMIT"), 10)
     conn.terminate()
     assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0

@@ -4,8 +4,10 @@ Operators rely on the load test both for speed and for correctness under
 load, so it must run as documented (headless, CSV statistics) against a
 real gRPC server with client certificates, exercise every kind of call of
 the mix, and report no failure when the switch answers correctly. The
-switch here is the real grpc.aio server with the engine's in-memory region
-behind it (tests/memory_backend.py), loaded with a generated population.
+switch is the real grpc.aio server over PostgreSQL (the ledger backend,
+a generated population imported with the real import code) and, to show
+that wrong answers count, over the engine's in-memory region
+(tests/memory_backend.py) deliberately broken.
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ import os
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from adjudication.memory import load_region
 from adjudication.model import Claim
+from ledger import db
+from ledger.crypto import DataKeys
+from ledger.store import Ledger
 from loadtest import population
 from switch import server
-from switch.backend import SettlementView
+from switch.backend import SettlementBackend, SettlementView
+from switch.commands.import_reference import _import, load_dir
+from switch.service import LedgerBackend
 from tests.memory_backend import MemoryBackend
+from tests.switch_pg import SwitchPg
+from tests.switch_pg import switch_pg as switch_pg
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOCUST_S = 4
@@ -49,7 +59,7 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 async def locust_run(
-    backend: MemoryBackend, pop: Path, tls: Path, out: Path
+    backend: SettlementBackend, pop: Path, tls: Path, out: Path
 ) -> tuple[dict[str, dict[str, str]], str]:
     """Runs the locustfile headless against a switch on `backend`: (stats rows, output)."""
     switch = await server.start(backend, server.ServerConfig(listen="127.0.0.1:0", tls_dir=tls))
@@ -77,21 +87,59 @@ async def _locust(
     return rows, text
 
 
-async def test_locust_headless_run_has_every_call_kind_and_no_failure(
-    region: tuple[Path, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+async def db_run(
+    switch_pg: SwitchPg, region: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, dict[str, str]], str, str]:
+    """One locust run against the database-backed switch: (stats, output, failures)."""
     pop, tls = region
-    out = tmp_path / "run"
-    rows, text = await locust_run(MemoryBackend(load_region(pop)), pop, tls, out)
+    url = switch_pg.url(f"loadtest_{os.getpid()}")
+    conn = await asyncpg.connect(switch_pg.base_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "loadtest_{os.getpid()}"')
+    finally:
+        await conn.close()
+    await _import(url, switch_pg.data_key, load_dir(pop))
+    pool = await db.open_database(url, min_size=1, max_size=10)
+    try:
+        backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
+        out = tmp_path_factory.mktemp("db_run") / "run"
+        rows, text = await locust_run(backend, pop, tls, out)
+    finally:
+        await pool.close()
+    return rows, text, out.with_name("run_failures.csv").read_text()
+
+
+async def test_locust_run_on_the_database_switch_has_every_call_kind(
+    db_run: tuple[dict[str, dict[str, str]], str, str],
+) -> None:
+    """Every kind of call of the mix is made, pharmacy the most, and no answer
+    is wrong or failed (cancellations: see the next test)."""
+    rows, text, failures = db_run
     total = rows.pop("Aggregated")
     assert int(total["Request Count"]) > 100, text[-3000:]
-    assert int(total["Failure Count"]) == 0, out.with_name("run_failures.csv").read_text()
     kinds = {name.split()[-1] for name in rows}
     assert kinds >= {
         "pharmacy", "outpatient", "special_disease", "inpatient", "retry", "cancel",
     }, kinds  # fmt: skip
     pharmacy = int(rows["Settle pharmacy"]["Request Count"])
     assert pharmacy > int(rows["Settle outpatient"]["Request Count"]) > 0
+    for name, row in rows.items():
+        if name != "CancelSettlement cancel":
+            assert int(row["Failure Count"]) == 0, failures
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ledger bug (branch ledger 02a725d): cancelling a claim with accumulator changes "
+    "fails INTERNAL: ms_apply_changes reverts with INSERT ... VALUES (negative) ON CONFLICT, "
+    "and the CHECK (>= 0) fails on the proposed row",
+)
+async def test_locust_cancellations_on_the_database_switch_succeed(
+    db_run: tuple[dict[str, dict[str, str]], str, str],
+) -> None:
+    rows, _, failures = db_run
+    assert int(rows["CancelSettlement cancel"]["Failure Count"]) == 0, failures
 
 
 async def test_a_retry_answered_with_another_settlement_is_a_failure(
