@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -300,13 +300,7 @@ class LedgerBackend:
         if stored.cancellation is not None:
             # The settlement as it stands now; the balance is that of its cancellation.
             balance = int(stored.cancellation.get("balance_after_fen", view.balance_after_fen))
-            view = SettlementView(
-                **{
-                    **_fields(view),
-                    "status": SettlementStatus.CANCELLED,
-                    "balance_after_fen": balance,
-                }
-            )
+            view = replace(view, status=SettlementStatus.CANCELLED, balance_after_fen=balance)
         return view
 
     # ---------------------------------------------------------------- member
@@ -425,10 +419,6 @@ class LedgerBackend:
         pool = self.ledger.pool
         size = pool.get_size()
         return PoolStats(size=size, in_use=size - pool.get_idle_size())
-
-
-def _fields(view: SettlementView) -> dict[str, Any]:
-    return {name: getattr(view, name) for name in SettlementView.__slots__}
 
 
 def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
