@@ -17,7 +17,7 @@ import grpc
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import medswitch
-from tests.grpc_harness import channel
+from tests.grpc_harness import channel, error_details
 from tests.switch_pg import LiveSwitch, SwitchPg
 from tests.switch_pg import live as live
 from tests.switch_pg import switch_certs as switch_certs
@@ -156,3 +156,98 @@ async def test_identical_requests_racing_settle_once(live: LiveSwitch) -> None:
     finally:
         await conn.close()
     assert count == 1
+
+
+async def test_concurrent_outpatient_claims_never_double_count_the_deductible(
+    live: LiveSwitch, switch_pg: SwitchPg
+) -> None:
+    """Twenty outpatient claims for one employee from two hospitals at once: the
+    annual deductible is consumed exactly once, in whatever order they commit."""
+    hospitals = ("H33039900001", "H33039900002")  # L3 and L2: both 50 % for employees
+    price_fen, quantity, claims = 6_000, 2, 20
+    deductible_fen = 100_000  # policy: outpatient.deductible_fen.EMPLOYEE
+    requests = [
+        pb.SettleRequest(
+            request_id=f"opd-{n:03d}",
+            institution_code=hospitals[n % 2],
+            card_no="C3303990017",
+            pin="787878",
+            visit_type=pb.VISIT_TYPE_OUTPATIENT,
+            service_date="2026-04-01",
+            diagnoses=["J06.9"],
+            lines=[
+                pb.ClaimLine(
+                    line_no=1,
+                    item_code="250301001",
+                    quantity=quantity,
+                    unit_price_fen=price_fen,
+                    amount_fen=quantity * price_fen,
+                )
+            ],
+        )
+        for n in range(claims)
+    ]
+    chans = {code: channel(live.running.port, live.certs.creds(code)) for code in hospitals}
+    try:
+        answers = await asyncio.gather(
+            *(
+                pb_grpc.SettlementServiceStub(chans[r.institution_code]).Settle(r, timeout=60)
+                for r in requests
+            )
+        )
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    assert all(a.status == pb.SETTLEMENT_STATUS_SETTLED for a in answers)
+    per_claim = price_fen * quantity
+    full, rest = divmod(deductible_fen, per_claim)
+    assert sorted(a.split.deductible_fen for a in answers) == sorted(
+        [per_claim] * full + [rest] + [0] * (claims - full - 1)
+    )
+    pooled = sum(a.split.pooled_fund_fen for a in answers)
+    assert pooled == (claims * per_claim - deductible_fen) // 2
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        year = await conn.fetchrow(
+            "SELECT outpatient_deductible_used_fen, outpatient_pooled_fen FROM member_year"
+            " WHERE member_id = 'M0017' AND year = 2026"
+        )
+    finally:
+        await conn.close()
+    assert year["outpatient_deductible_used_fen"] == deductible_fen
+    assert year["outpatient_pooled_fen"] == pooled
+    env = {"MEDSWITCH_DATABASE_URL": live.db_url, "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex()}
+    verify = medswitch("ledger", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_parallel_pin_guesses_still_lock_the_card_after_five(live: LiveSwitch) -> None:
+    """Twenty wrong PINs at once (GetMember and PreSettle): exactly five count as
+    wrong, every later one finds the card locked; parallelism buys no guesses."""
+    card = "C3303990019"
+    async with channel(live.running.port, live.certs.creds(PHARMACIES[0])) as ch:
+        members = pb_grpc.MemberServiceStub(ch)
+        settle = pb_grpc.SettlementServiceStub(ch)
+        guesses = []
+        for n in range(20):
+            if n % 2:
+                guesses.append(
+                    members.GetMember(
+                        pb.GetMemberRequest(
+                            institution_code=PHARMACIES[0], card_no=card, pin=f"{n:06d}"
+                        )
+                    )
+                )
+            else:
+                req = purchase(n)
+                req.request_id, req.card_no, req.pin = f"guess-{n}", card, f"{n:06d}"
+                guesses.append(settle.PreSettle(req))
+        results = await asyncio.gather(*guesses, return_exceptions=True)
+    outcomes: list[str] = []
+    for r in results:
+        if isinstance(r, grpc.aio.AioRpcError):
+            outcomes.append(error_details(r).reason)  # PIN_INVALID / PIN_LOCKED
+        else:
+            assert isinstance(r, pb.SettleResponse)
+            outcomes.append(r.reasons[0].removeprefix("R_"))
+    assert sorted(outcomes) == sorted(["PIN_INVALID"] * 5 + ["PIN_LOCKED"] * 15), outcomes
