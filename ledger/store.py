@@ -547,9 +547,9 @@ class Ledger:
             _check_decision(decision, inputs)
             keys = [k for k, _ in decision.postings]
             amounts = [a for _, a in decision.postings]
-            await conn.execute(
+            recorded = await conn.fetchrow(
                 "SELECT ms_record_settlement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-                " $13, $14, $15, $16, $17, $18, $19)",
+                " $13, $14, $15, $16, $17, $18, $19) AS entry_id, now() AS created_at",
                 inputs.settlement_id,
                 institution_code,
                 request_id,
@@ -570,11 +570,23 @@ class Ledger:
                 amounts,
                 decision.pin_failures_after,
             )
-            row = await conn.fetchrow(
-                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s WHERE s.settlement_id = $1",
-                inputs.settlement_id,
+            # What was just written, without reading it back (one round trip
+            # less): the answer is the JSON-able dict stored verbatim, and
+            # now() is the transaction's timestamp, the row's created_at.
+            return StoredSettlement(
+                settlement_id=inputs.settlement_id,
+                institution_code=institution_code,
+                request_id=request_id,
+                status=decision.status,
+                member_id=decision.member_id,
+                business_date=inputs.business_date,
+                answer=decision.answer,
+                changes=decision.changes,
+                entry_id=recorded["entry_id"],
+                policy_version=decision.policy_version,
+                catalog_version=decision.catalog_version,
+                created_at=recorded["created_at"],
             )
-            return _stored(row)
 
         return await self._retrying(work)
 
