@@ -549,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="--data-dir already holds an imported population"
     )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="leave the embedded PostgreSQL running"
+    )
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -653,6 +656,10 @@ def bench(args: argparse.Namespace) -> int:
         print((verify.stdout + verify.stderr).strip()[-2000:])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    if not args.edge_only and not args.keep_db:
+        from ledger.db import stop_embedded
+
+        stop_embedded(data_dir)
     return 0
 
 
