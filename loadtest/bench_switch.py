@@ -462,15 +462,19 @@ async def memserve_main(args: argparse.Namespace) -> None:
 # py-spy
 
 
-def profile(pid: int, seconds: int, out: Path) -> str:
-    """Samples `pid` with py-spy; the top frames by own and by total time."""
+def profile(pid: int, seconds: int, out: Path, native: bool = False) -> str:
+    """Samples `pid` with py-spy; the top frames by own and by total time.
+
+    native: C frames too (gRPC core, uvloop, libc syscalls); py-spy then
+    pauses the process for each sample, which slows it somewhat.
+    """
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return "py-spy not installed (pip install py-spy): no profile"
     raw = out.with_suffix(".txt")
     subprocess.run(
-        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--format", "raw",
-         "-o", str(raw), "--nonblocking"],
+        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "100" if native else "200",
+         "--format", "raw", "-o", str(raw), "--native" if native else "--nonblocking"],
         capture_output=True, check=False,
     )  # fmt: skip
     if not raw.exists():
@@ -554,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
@@ -681,7 +686,12 @@ def measure(
             sampler.start()
         if args.profile_s and mix == "full":
             profile_text.append(
-                profile(server_pids[0], min(args.profile_s, int(seconds)), log_dir / "profile")
+                profile(
+                    server_pids[0],
+                    min(args.profile_s, int(seconds)),
+                    log_dir / "profile",
+                    native=args.profile_native,
+                )
             )
 
     report, start, end = run_clients(
