@@ -209,6 +209,10 @@ class SettlementBackend(Protocol):
 
     def pool_stats(self) -> PoolStats: ...
 
+    async def ping(self) -> bool:
+        """Whether the storage answers now (health checking)."""
+        ...
+
 
 def view_to_dict(view: SettlementView) -> dict[str, Any]:
     """The view as plain JSON values: what the ledger stores as the answer."""

@@ -35,10 +35,10 @@ VISIT_TYPE_FROM_PB: dict[int, model.VisitType] = {
 INJURY_CAUSE_FROM_PB: dict[int, model.InjuryCause] = {
     pb.InjuryCause.Value(f"INJURY_CAUSE_{cause.value}"): cause for cause in model.InjuryCause
 }
-MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, int] = {
+MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, pb.MemberCategory] = {
     c: pb.MemberCategory.Value(f"MEMBER_CATEGORY_{c.value}") for c in model.MemberCategory
 }
-MEMBER_STATUS_TO_PB: dict[model.MemberStatus, int] = {
+MEMBER_STATUS_TO_PB: dict[model.MemberStatus, pb.MemberStatus] = {
     s: pb.MemberStatus.Value(f"MEMBER_STATUS_{s.value}") for s in model.MemberStatus
 }
 

@@ -25,7 +25,6 @@ class ErrorReason(StrEnum):
     NOT_SETTLING_INSTITUTION = "NOT_SETTLING_INSTITUTION"  # cancel/get of another's settlement
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # same request id, different request
     REQUEST_CANCELLED = "REQUEST_CANCELLED"  # Settle after its reversal by original_request_id
-    REQUEST_IN_FLIGHT = "REQUEST_IN_FLIGHT"  # the same request id is being processed now
     SETTLEMENT_NOT_FOUND = "SETTLEMENT_NOT_FOUND"
     BUSINESS_DAY_CLOSED = "BUSINESS_DAY_CLOSED"
     NOT_CANCELLABLE = "NOT_CANCELLABLE"  # e.g. a rejection has nothing to cancel
@@ -48,7 +47,6 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.NOT_SETTLING_INSTITUTION: grpc.StatusCode.PERMISSION_DENIED,
     ErrorReason.REQUEST_ID_REUSED: grpc.StatusCode.ALREADY_EXISTS,
     ErrorReason.REQUEST_CANCELLED: grpc.StatusCode.FAILED_PRECONDITION,
-    ErrorReason.REQUEST_IN_FLIGHT: grpc.StatusCode.ABORTED,
     ErrorReason.SETTLEMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorReason.BUSINESS_DAY_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorReason.NOT_CANCELLABLE: grpc.StatusCode.FAILED_PRECONDITION,

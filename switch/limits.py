@@ -23,3 +23,6 @@ inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue
 drain_grace_s = 10.0  # SIGTERM: how long in-flight calls get to finish
 violations_reported_max = 50  # field violations sent back in one status (trailer size)
 db_pool_max = 20  # database connections of one server process
+health_probe_interval_s = 2.0  # how often the database is probed for grpc.health
+health_probe_timeout_s = 1.0
+db_connect_retry_max_s = 10.0  # backoff cap while waiting for the database at start

@@ -37,6 +37,7 @@ class ServerConfig:
     metrics_listen: str | None = None  # None: no metrics endpoint (tests)
     inflight_max: int = limits.inflight_requests_max
     drain_grace_s: float = limits.drain_grace_s
+    health_probe_interval_s: float = limits.health_probe_interval_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -91,6 +92,7 @@ class RunningServer:
         config: ServerConfig,
         edge: Edge,
         metrics_server: WSGIServer | None = None,
+        probe: asyncio.Task[None] | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
@@ -99,9 +101,12 @@ class RunningServer:
         self.edge = edge
         self.metrics_server = metrics_server
         self.metrics_port = metrics_server.server_port if metrics_server else 0
+        self.probe = probe
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops accepting calls and lets those in flight finish (up to the grace)."""
+        if self.probe is not None:
+            self.probe.cancel()
         await self.health.enter_graceful_shutdown()
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         await self.server.stop(grace)
@@ -142,7 +147,42 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, health_servicer, port, config, edge, metrics_server)
+    probe = asyncio.create_task(
+        _probe_database(backend, health_servicer, ["", *names], config.health_probe_interval_s)
+    )
+    return RunningServer(server, health_servicer, port, config, edge, metrics_server, probe)
+
+
+async def _probe_database(
+    backend: SettlementBackend,
+    health_servicer: health.aio.HealthServicer,
+    names: list[str],
+    interval_s: float,
+) -> None:
+    """NOT_SERVING while the database does not answer, so balancers route around us.
+
+    Calls are still accepted meanwhile and answered UNAVAILABLE; this only
+    tells health checkers early.
+    """
+    serving = True
+    log = structlog.get_logger("medswitch.server")
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            ok = await backend.ping()
+        except Exception:  # a probe must never die: log it and count it as down
+            log.exception("health_probe_failed")
+            ok = False
+        if ok != serving:
+            serving = ok
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else (health_pb2.HealthCheckResponse.NOT_SERVING)
+            )
+            log.warning("database_" + ("back" if ok else "unreachable"))
+            for name in names:
+                await health_servicer.set(name, status)
 
 
 async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -> int:

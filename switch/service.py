@@ -14,6 +14,7 @@ cannot be reached is UNAVAILABLE, never a guessed answer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ from adjudication.validation import InvalidClaim
 from ledger import db
 from ledger import store as ls
 from ledger.store import ClaimInputs, Ledger, canonical_json
+from switch import limits
 from switch.backend import (
     AccountEntryView,
     CancelCommand,
@@ -404,6 +406,14 @@ class LedgerBackend:
                     for code in sorted(previous.items.keys() - cat.items.keys()):
                         yield _catalog_entry(previous.items[code], cat.version, deleted=True)
             previous = cat
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(limits.health_probe_timeout_s):
+                await self.ledger.pool.fetchval("SELECT 1")
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+            return False
+        return True
 
     def pool_stats(self) -> PoolStats:
         pool = self.ledger.pool

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date
+from typing import TypeAlias
 
 import grpc
 
@@ -28,7 +29,7 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.reconcile import compare_details, compare_totals
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 def _status_from_pb(value: int, field: str, ck: Checker) -> SettlementStatus | None:

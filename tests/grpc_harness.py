@@ -6,6 +6,7 @@ helpers here only create certificates and read google.rpc details back.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def make_pki(base: Path) -> Pki:
     pki.init(base / "tls")
     pki.init(base / "foreign")
     return Pki(base / "tls", base / "foreign")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (for a server started in a subprocess)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def channel(port: int, creds: grpc.ChannelCredentials) -> grpc.aio.Channel:

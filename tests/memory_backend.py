@@ -133,5 +133,8 @@ class MemoryBackend:
                     False,
                 )
 
+    async def ping(self) -> bool:
+        return True
+
     def pool_stats(self) -> PoolStats:
         return PoolStats(0, 0)

@@ -440,29 +440,37 @@ DECLARE
     v_member text := p_changes->>'member_id';
     v_year integer := (p_changes->>'benefit_year')::integer;
 BEGIN
-    INSERT INTO member_year AS y (member_id, year, outpatient_deductible_used_fen,
-        outpatient_pooled_fen, basic_pooled_fen, inpatient_above_deductible_fen, new_admissions,
-        serious_illness_base_fen, serious_illness_paid_fen)
-    VALUES (v_member, v_year,
-        p_sign * coalesce((p_changes->>'outpatient_deductible_used_fen')::bigint, 0),
-        p_sign * coalesce((p_changes->>'outpatient_pooled_fen')::bigint, 0),
-        p_sign * coalesce((p_changes->>'basic_pooled_fen')::bigint, 0),
-        p_sign * coalesce((p_changes->>'inpatient_above_deductible_fen')::bigint, 0),
-        p_sign * coalesce((p_changes->>'new_admissions')::integer, 0),
-        p_sign * coalesce((p_changes->>'serious_illness_base_fen')::bigint, 0),
-        p_sign * coalesce((p_changes->>'serious_illness_paid_fen')::bigint, 0))
-    ON CONFLICT (member_id, year) DO UPDATE SET
-        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + excluded.outpatient_deductible_used_fen,
-        outpatient_pooled_fen = y.outpatient_pooled_fen + excluded.outpatient_pooled_fen,
-        basic_pooled_fen = y.basic_pooled_fen + excluded.basic_pooled_fen,
-        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + excluded.inpatient_above_deductible_fen,
-        new_admissions = y.new_admissions + excluded.new_admissions,
-        serious_illness_base_fen = y.serious_illness_base_fen + excluded.serious_illness_base_fen,
-        serious_illness_paid_fen = y.serious_illness_paid_fen + excluded.serious_illness_paid_fen;
+    -- An upsert checks its proposed row before the conflict, so taking back
+    -- (negative deltas) is a plain UPDATE of the row the settlement made.
+    IF p_sign > 0 THEN
+        INSERT INTO member_year (member_id, year) VALUES (v_member, v_year)
+            ON CONFLICT (member_id, year) DO NOTHING;
+    END IF;
+    UPDATE member_year y SET
+        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen
+            + p_sign * coalesce((p_changes->>'outpatient_deductible_used_fen')::bigint, 0),
+        outpatient_pooled_fen = y.outpatient_pooled_fen
+            + p_sign * coalesce((p_changes->>'outpatient_pooled_fen')::bigint, 0),
+        basic_pooled_fen = y.basic_pooled_fen
+            + p_sign * coalesce((p_changes->>'basic_pooled_fen')::bigint, 0),
+        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen
+            + p_sign * coalesce((p_changes->>'inpatient_above_deductible_fen')::bigint, 0),
+        new_admissions = y.new_admissions
+            + p_sign * coalesce((p_changes->>'new_admissions')::integer, 0),
+        serious_illness_base_fen = y.serious_illness_base_fen
+            + p_sign * coalesce((p_changes->>'serious_illness_base_fen')::bigint, 0),
+        serious_illness_paid_fen = y.serious_illness_paid_fen
+            + p_sign * coalesce((p_changes->>'serious_illness_paid_fen')::bigint, 0)
+    WHERE y.member_id = v_member AND y.year = v_year;
     IF p_changes->>'pharmacy_date' IS NOT NULL THEN
-        INSERT INTO pharmacy_daily AS p (member_id, service_date, purchases)
-        VALUES (v_member, (p_changes->>'pharmacy_date')::date, greatest(p_sign, 0))
-        ON CONFLICT (member_id, service_date) DO UPDATE SET purchases = p.purchases + p_sign;
+        IF p_sign > 0 THEN
+            INSERT INTO pharmacy_daily AS p (member_id, service_date, purchases)
+            VALUES (v_member, (p_changes->>'pharmacy_date')::date, 1)
+            ON CONFLICT (member_id, service_date) DO UPDATE SET purchases = p.purchases + 1;
+        ELSE
+            UPDATE pharmacy_daily SET purchases = purchases - 1
+            WHERE member_id = v_member AND service_date = (p_changes->>'pharmacy_date')::date;
+        END IF;
     END IF;
     IF jsonb_typeof(p_changes->'stay') = 'object' THEN
         IF p_sign > 0 THEN

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from switch import limits
 from switch.config import Settings
 
@@ -50,8 +52,13 @@ def add_parser(subparsers: Any) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     from ledger.store import Ledger
     from switch.commands.db import open_ledger
-    from switch.server import ServerConfig, configure_logging, serve_until_signal
-    from switch.service import LedgerBackend
+    from switch.server import (
+        ServerConfig,
+        configure_logging,
+        serve_until_signal,
+        server_credentials,
+    )
+    from switch.service import UNAVAILABLE_ERRORS, LedgerBackend
 
     configure_logging()
     settings = Settings.from_env()
@@ -62,7 +69,19 @@ async def _serve(args: argparse.Namespace) -> int:
         inflight_max=args.inflight_max,
         drain_grace_s=args.drain_grace_s,
     )
-    pool, keys = await open_ledger(settings, min_size=1, max_size=args.db_pool_max)
+    server_credentials(config.tls_dir)  # no certificates: fail now, not after the database
+    log = structlog.get_logger("medswitch.server")
+    delay_s = 0.5
+    while True:
+        # The database may come up after us (boot order, failover): wait for it
+        # rather than exit, so the service starts by itself when it returns.
+        try:
+            pool, keys = await open_ledger(settings, min_size=1, max_size=args.db_pool_max)
+            break
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database_unreachable", error=type(exc).__name__, retry_in_s=delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, limits.db_connect_retry_max_s)
     try:
         backend = await LedgerBackend.open(pool, Ledger(pool, keys))
         return await serve_until_signal(backend, config)

@@ -1,0 +1,158 @@
+"""Concurrency: one card charged by two pharmacies at once, through the real API.
+
+Settle serialises per member inside one database transaction: however the 50
+calls interleave, the account is never overdrawn, the per-day purchase
+accumulator is never double-counted, and the ledger verifies afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import date, timedelta
+
+import asyncpg
+import grpc
+
+from switch.proto import medswitch_pb2 as pb
+from switch.proto import medswitch_pb2_grpc as pb_grpc
+from tests.cli import medswitch
+from tests.grpc_harness import channel
+from tests.switch_pg import LiveSwitch, SwitchPg
+from tests.switch_pg import live as live
+from tests.switch_pg import switch_certs as switch_certs
+from tests.switch_pg import switch_pg as switch_pg
+
+PHARMACIES = ("P33039900005", "P33039900006")
+CARD, PIN, MEMBER = "C3303990015", "343434", "M0015"
+OPENING_BALANCE_FEN = 250_000
+PRICE_FEN, QUANTITY = 450, 20  # 9,000 fen a purchase: under the OTC limit
+DAYS, PER_DAY, ALLOWED_PER_DAY = 10, 5, 3  # policy: max_purchases_per_day = 3
+
+
+def purchase(n: int) -> pb.SettleRequest:
+    day = date(2026, 3, 1) + timedelta(days=n % DAYS)
+    return pb.SettleRequest(
+        request_id=f"conc-{n:03d}",
+        institution_code=PHARMACIES[n % 2],
+        card_no=CARD,
+        pin=PIN,
+        visit_type=pb.VISIT_TYPE_PHARMACY,
+        service_date=day.isoformat(),
+        lines=[
+            pb.ClaimLine(
+                line_no=1,
+                item_code="XN02BEA001A001010100004",
+                quantity=QUANTITY,
+                unit_price_fen=PRICE_FEN,
+                amount_fen=QUANTITY * PRICE_FEN,
+            )
+        ],
+    )
+
+
+async def test_fifty_concurrent_settlements_for_one_member(
+    live: LiveSwitch, switch_pg: SwitchPg
+) -> None:
+    """Never overdrawn, never double-counted, every fen accounted, ledger sound."""
+    requests = [purchase(n) for n in range(DAYS * PER_DAY)]
+    chans = {code: channel(live.running.port, live.certs.creds(code)) for code in PHARMACIES}
+    try:
+        stubs = {code: pb_grpc.SettlementServiceStub(ch) for code, ch in chans.items()}
+        answers = await asyncio.gather(
+            *(stubs[r.institution_code].Settle(r, timeout=60) for r in requests)
+        )
+        # Retries of all of them, concurrently again: the same answers, nothing new.
+        retried = await asyncio.gather(
+            *(stubs[r.institution_code].Settle(r, timeout=60) for r in requests)
+        )
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    assert list(retried) == list(answers)
+
+    settled = [a for a in answers if a.status == pb.SETTLEMENT_STATUS_SETTLED]
+    rejected = [a for a in answers if a.status == pb.SETTLEMENT_STATUS_REJECTED]
+    assert len(settled) == DAYS * ALLOWED_PER_DAY
+    assert len(rejected) == DAYS * (PER_DAY - ALLOWED_PER_DAY)
+    assert all(list(a.reasons) == ["R_FREQUENT_PURCHASE"] for a in rejected)
+    by_day = Counter(
+        r.service_date
+        for r, a in zip(requests, answers, strict=True)
+        if a.status == pb.SETTLEMENT_STATUS_SETTLED
+    )
+    assert set(by_day.values()) == {ALLOWED_PER_DAY}
+
+    paid = sum(a.split.individual_account_fen for a in settled)
+    assert paid == min(OPENING_BALANCE_FEN, len(settled) * QUANTITY * PRICE_FEN)
+    assert all(a.balance_after_fen >= 0 for a in answers)
+    for a in settled:  # every split adds up
+        s = a.split
+        assert s.total_fen == (
+            s.pooled_fund_fen
+            + s.serious_illness_fen
+            + s.institution_waiver_fen
+            + s.individual_account_fen
+            + s.patient_cash_fen
+        )
+    # Each settlement saw the balance its predecessors left: the balances after
+    # are exactly the running balance in commit order.
+    afters = sorted((a.balance_after_fen for a in settled), reverse=True)
+    running, expected = OPENING_BALANCE_FEN, []
+    for a in sorted(settled, key=lambda a: (-a.balance_after_fen, -a.split.individual_account_fen)):
+        running -= a.split.individual_account_fen
+        expected.append(running)
+    assert afters == sorted(expected, reverse=True)
+
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        counts = await conn.fetch(
+            "SELECT service_date, purchases FROM pharmacy_daily WHERE member_id = $1", MEMBER
+        )
+        balance = await conn.fetchval(
+            "SELECT b.balance_fen FROM members m JOIN account_balances b USING (account_id)"
+            " WHERE m.member_id = $1",
+            MEMBER,
+        )
+    finally:
+        await conn.close()
+    assert {r["purchases"] for r in counts} == {ALLOWED_PER_DAY} and len(counts) == DAYS
+    assert balance == OPENING_BALANCE_FEN - paid
+
+    env = {"MEDSWITCH_DATABASE_URL": live.db_url, "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex()}
+    verify = medswitch("ledger", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_identical_requests_racing_settle_once(live: LiveSwitch) -> None:
+    """Ten copies of one request at once: one settlement, ten identical answers;
+    a different request under the same id meanwhile gets ALREADY_EXISTS."""
+    req = purchase(1000)
+    req.request_id = "race-1"
+    req.card_no, req.pin = "C3303990001", "135790"
+    altered = pb.SettleRequest()
+    altered.CopyFrom(req)
+    altered.lines[0].quantity += 1
+    altered.lines[0].amount_fen = altered.lines[0].quantity * PRICE_FEN
+    async with channel(live.running.port, live.certs.creds(req.institution_code)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        results = await asyncio.gather(
+            *(stub.Settle(req) for _ in range(10)),
+            stub.Settle(altered),
+            return_exceptions=True,
+        )
+    answers = [r for r in results if isinstance(r, pb.SettleResponse)]
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len({a.SerializeToString() for a in answers}) == 1
+    # The altered copy lost the race (ALREADY_EXISTS) or won it (then all ten lost).
+    if len(answers) == 10:
+        assert [e.code() for e in errors] == [grpc.StatusCode.ALREADY_EXISTS]
+    else:
+        assert len(answers) == 1 and len(errors) == 10
+        assert {e.code() for e in errors} == {grpc.StatusCode.ALREADY_EXISTS}
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM settlements WHERE request_id = 'race-1'")
+    finally:
+        await conn.close()
+    assert count == 1
