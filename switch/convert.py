@@ -61,6 +61,12 @@ class Checker:
             self.printable(field, value)
         return value
 
+    def institution(self, value: str) -> None:
+        self.text("institution_code", value, alimits.institution_code_len_max, required=True)
+
+    def card(self, value: str) -> None:
+        self.text("card_no", value, alimits.card_no_len_max, required=True)
+
     def printable(self, field: str, value: str) -> None:
         if any(ch < " " or ch == "\x7f" for ch in value):
             self.add(field, "contains control characters")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from switch.backend import DetailRecord, InstitutionTotals
+from switch.backend import DetailRecord, InstitutionTotals, SettlementStatus
 from switch.proto import medswitch_pb2 as pb
 
 TOTAL_FIELDS = (
@@ -62,7 +62,13 @@ def compare_details(
             matched += 1
         else:
             mismatched.append(mine.settlement_id)
-    missing_at_institution = [r.settlement_id for r in ours if r.settlement_id not in seen]
+    # A rejection moved no money: the institution need not list it, but if it
+    # does, it is compared like any other record.
+    missing_at_institution = [
+        r.settlement_id
+        for r in ours
+        if r.settlement_id not in seen and r.status is not SettlementStatus.REJECTED
+    ]
     return DetailComparison(
         matched, tuple(missing_at_switch), tuple(missing_at_institution), tuple(mismatched)
     )

@@ -49,13 +49,32 @@ class ServerConfig:
 
 
 def configure_logging() -> None:
-    """JSON lines on stdout, one object per event (operations.md)."""
-    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=logging.INFO)
+    """JSON lines on stdout, one object per event (operations.md).
+
+    Libraries that log through the standard library (asyncpg, grpc, the
+    embedded PostgreSQL's launcher) are rendered as JSON too, so stdout stays
+    one JSON object per line; their chatter below WARNING is dropped.
+    """
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(ensure_ascii=False),
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],

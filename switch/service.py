@@ -408,6 +408,12 @@ class LedgerBackend:
             previous = cat
 
     async def ping(self) -> bool:
+        pool = self.ledger.pool
+        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+            # Every connection is busy: that is load, not an outage. Waiting for
+            # one would mark a busy switch NOT_SERVING exactly when it is needed;
+            # the calls in flight answer UNAVAILABLE themselves if it is down.
+            return True
         try:
             async with asyncio.timeout(limits.health_probe_timeout_s):
                 await self.ledger.pool.fetchval("SELECT 1")

@@ -8,9 +8,9 @@ maps errors. No business rule lives here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -87,12 +87,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             if not request.request_id:
                 ck.add("request_id", "required (1-64 characters)")
             ck.text("request_id", request.request_id, alimits.request_id_len_max)
-            ck.text(
-                "institution_code",
-                request.institution_code,
-                alimits.institution_code_len_max,
-                required=True,
-            )
+            ck.institution(request.institution_code)
             ck.text("settlement_id", request.settlement_id, limits.settlement_id_len_max)
             ck.text(
                 "original_request_id", request.original_request_id, limits.settlement_id_len_max
@@ -131,12 +126,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     ) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
             ck = Checker()
-            ck.text(
-                "institution_code",
-                request.institution_code,
-                alimits.institution_code_len_max,
-                required=True,
-            )
+            ck.institution(request.institution_code)
             ck.text("settlement_id", request.settlement_id, limits.settlement_id_len_max)
             ck.text("request_id", request.request_id, limits.settlement_id_len_max)
             if bool(request.settlement_id) == bool(request.request_id):
@@ -165,13 +155,8 @@ class MemberServicer(pb_grpc.MemberServiceServicer):
     async def GetMember(self, request: pb.GetMemberRequest, context: Ctx) -> pb.Member:
         async def work() -> pb.Member:
             ck = Checker()
-            ck.text(
-                "institution_code",
-                request.institution_code,
-                alimits.institution_code_len_max,
-                required=True,
-            )
-            ck.text("card_no", request.card_no, alimits.card_no_len_max, required=True)
+            ck.institution(request.institution_code)
+            ck.card(request.card_no)
             ck.text("pin", request.pin, limits.pin_len_max)
             if ck.violations:
                 raise invalid(ck.violations)
@@ -193,7 +178,7 @@ class MemberServicer(pb_grpc.MemberServiceServicer):
     ) -> pb.ListAccountActivityResponse:
         async def work() -> pb.ListAccountActivityResponse:
             ck = Checker()
-            ck.text("card_no", request.card_no, alimits.card_no_len_max, required=True)
+            ck.card(request.card_no)
             ck.text("pin", request.pin, limits.pin_len_max)
             from_date = ck.date("from_date", request.from_date)
             to_date = ck.date("to_date", request.to_date)
@@ -229,12 +214,7 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
     ) -> pb.ReconcileTotalsResponse:
         async def work() -> pb.ReconcileTotalsResponse:
             ck = Checker()
-            ck.text(
-                "institution_code",
-                request.institution_code,
-                alimits.institution_code_len_max,
-                required=True,
-            )
+            ck.institution(request.institution_code)
             day = _business_date(ck, request.business_date)
             if ck.violations or day is None:
                 raise invalid(ck.violations)
@@ -257,8 +237,6 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
     async def ReconcileDetails(
         self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord], context: Ctx
     ) -> pb.ReconcileDetailsResponse:
-        peer = ""
-
         async def work() -> pb.ReconcileDetailsResponse:
             theirs: list[DetailRecord] = []
             day: date | None = None
@@ -299,7 +277,8 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
                 mismatched=list(result.mismatched),
             )
 
-        return await self.edge.unary("ReconcileDetails", context, work, institution_code=peer)
+        # Each record names its institution; the edge binds them one by one in work().
+        return await self.edge.unary("ReconcileDetails", context, work)
 
 
 async def _aenumerate(
@@ -331,10 +310,16 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
 def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> list[str]:
     """Registers every medswitch.v1 service; returns their full names."""
-    pb_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(backend, edge), server)
-    pb_grpc.add_MemberServiceServicer_to_server(MemberServicer(backend, edge), server)
-    pb_grpc.add_ReconciliationServiceServicer_to_server(
-        ReconciliationServicer(backend, edge), server
-    )
-    pb_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(backend, edge), server)
+    # grpc_tools generates the *_grpc module without type hints.
+    registrations: list[tuple[Callable[[Any, Any], None], Any]] = [
+        (pb_grpc.add_SettlementServiceServicer_to_server, SettlementServicer(backend, edge)),
+        (pb_grpc.add_MemberServiceServicer_to_server, MemberServicer(backend, edge)),
+        (
+            pb_grpc.add_ReconciliationServiceServicer_to_server,
+            ReconciliationServicer(backend, edge),
+        ),
+        (pb_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(backend, edge)),
+    ]
+    for register, servicer in registrations:
+        register(servicer, server)
     return [svc.full_name for svc in pb.DESCRIPTOR.services_by_name.values()]

@@ -1,21 +1,20 @@
-"""A real PostgreSQL for the switch's integration tests, one fresh database per use.
+"""A real PostgreSQL and a live switch for the switch's integration tests.
 
-One embedded server (pgserver) per session; the reference region is imported
-once into a template database with the real import code, and each test
-module gets its own copy (CREATE DATABASE ... TEMPLATE, tens of ms), so the
-worked examples always start from a freshly initialised switch.
+The session's embedded server and its reference template come from
+tests/integration/conftest.py (the ledger's fixtures); each test module gets
+its own copy of the template (CREATE DATABASE ... TEMPLATE, tens of ms), so
+the worked examples always start from a freshly initialised switch, and a
+real grpc.aio server with mutual TLS on port 0 in front of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,13 +22,12 @@ import pytest
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
-from switch.commands.import_reference import _import, load_dir
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
 from tests.grpc_harness import Pki, make_pki
 
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
-TEMPLATE = "sw_reference"
+TEMPLATE = "ms_reference"  # built by tests/integration/conftest.py
 _counter = itertools.count()
 
 
@@ -54,28 +52,10 @@ class SwitchPg:
 
 
 @pytest.fixture(scope="session")
-def switch_pg() -> Iterator[SwitchPg]:
-    import pgserver
-
-    root = Path(tempfile.mkdtemp(prefix="swpg-"))  # short: the unix socket lives there
-    server = pgserver.get_server(root / "pg", cleanup_mode="stop")
-    try:
-        cluster = SwitchPg(str(server.get_uri()), secrets.token_bytes(32))
-
-        async def build() -> None:
-            conn = await asyncpg.connect(cluster.base_url)
-            try:
-                await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-            finally:
-                await conn.close()
-            await _import(cluster.url(TEMPLATE), cluster.data_key, load_dir(REFERENCE))
-
-        # A private loop: the session loop of pytest-asyncio is not running here.
-        asyncio.run(build())
-        yield cluster
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+def switch_pg(pg: Any, templates: list[str], data_key: bytes) -> SwitchPg:
+    """The ledger's session cluster and reference template (tests/integration/conftest.py)."""
+    assert TEMPLATE in templates
+    return SwitchPg(pg.url("postgres"), data_key)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -70,19 +71,20 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
+    with log_path.open("wb") as log, (tmp_path / "serve.err").open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "switch.cli", "serve"],
             env=env,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=err,
             cwd=ROOT,
         )
     acknowledged: list[str] = []
+    acknowledged_requests: list[tuple[str, str]] = []
+    cards = active_cards()
     refused: list[grpc.StatusCode] = []
     try:
         await _wait_serving(proc, port, switch_certs)
-        cards = active_cards()
         stop_sending = asyncio.Event()
 
         async def worker(w: int, stub: pb_grpc.SettlementServiceStub) -> None:
@@ -113,6 +115,7 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
                     refused.append(err.code())
                     return  # the server is going away
                 acknowledged.append(resp.settlement_id)
+                acknowledged_requests.append((resp.settlement_id, req.request_id))
 
         async with channel(port, switch_certs.creds(PHARMACY)) as ch:
             stub = pb_grpc.SettlementServiceStub(ch)
@@ -130,6 +133,17 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
     log_text = log_path.read_text("utf-8", errors="replace")
     assert exit_code == 0, log_text[-2000:]
     assert '"event": "draining"' in log_text and '"event": "stopped"' in log_text
+    # stdout is JSON lines: one `rpc` event per answered call, nothing personal.
+    events = [json.loads(line) for line in log_text.splitlines()]
+    rpcs = {e["request_id"]: e for e in events if e.get("event") == "rpc"}
+    for settlement_id, request_id in acknowledged_requests:
+        event = rpcs[request_id]
+        assert event["status"] == "OK" and event["method"] == "Settle"
+        assert event["settlement_id"] == settlement_id
+        assert event["institution"] == PHARMACY and event["duration_ms"] >= 0
+    assert not any(card in log_text for card, _ in cards)
+    pins = {pin for _, pin in cards}
+    assert not any("pin" in e or pins & {str(v) for v in e.values()} for e in events)
     assert set(refused) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refused
 
     conn = await asyncpg.connect(db_url)

@@ -156,3 +156,66 @@ async def test_identical_requests_racing_settle_once(live: LiveSwitch) -> None:
     finally:
         await conn.close()
     assert count == 1
+
+
+async def test_concurrent_outpatient_claims_never_double_count_the_deductible(
+    live: LiveSwitch, switch_pg: SwitchPg
+) -> None:
+    """Twenty outpatient claims for one employee from two hospitals at once: the
+    annual deductible is consumed exactly once, in whatever order they commit."""
+    hospitals = ("H33039900001", "H33039900002")  # L3 and L2: both 50 % for employees
+    price_fen, quantity, claims = 6_000, 2, 20
+    deductible_fen = 100_000  # policy: outpatient.deductible_fen.EMPLOYEE
+    requests = [
+        pb.SettleRequest(
+            request_id=f"opd-{n:03d}",
+            institution_code=hospitals[n % 2],
+            card_no="C3303990017",
+            pin="787878",
+            visit_type=pb.VISIT_TYPE_OUTPATIENT,
+            service_date="2026-04-01",
+            diagnoses=["J06.9"],
+            lines=[
+                pb.ClaimLine(
+                    line_no=1,
+                    item_code="250301001",
+                    quantity=quantity,
+                    unit_price_fen=price_fen,
+                    amount_fen=quantity * price_fen,
+                )
+            ],
+        )
+        for n in range(claims)
+    ]
+    chans = {code: channel(live.running.port, live.certs.creds(code)) for code in hospitals}
+    try:
+        answers = await asyncio.gather(
+            *(
+                pb_grpc.SettlementServiceStub(chans[r.institution_code]).Settle(r, timeout=60)
+                for r in requests
+            )
+        )
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    assert all(a.status == pb.SETTLEMENT_STATUS_SETTLED for a in answers)
+    per_claim = price_fen * quantity
+    full, rest = divmod(deductible_fen, per_claim)
+    assert sorted(a.split.deductible_fen for a in answers) == sorted(
+        [per_claim] * full + [rest] + [0] * (claims - full - 1)
+    )
+    pooled = sum(a.split.pooled_fund_fen for a in answers)
+    assert pooled == (claims * per_claim - deductible_fen) // 2
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        year = await conn.fetchrow(
+            "SELECT outpatient_deductible_used_fen, outpatient_pooled_fen FROM member_year"
+            " WHERE member_id = 'M0017' AND year = 2026"
+        )
+    finally:
+        await conn.close()
+    assert year["outpatient_deductible_used_fen"] == deductible_fen
+    assert year["outpatient_pooled_fen"] == pooled
+    env = {"MEDSWITCH_DATABASE_URL": live.db_url, "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex()}
+    verify = medswitch("ledger", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
