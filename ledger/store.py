@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -153,6 +153,18 @@ class Decision:
     postings: list[tuple[str, int]] = field(default_factory=list)
     changes: dict[str, Any] | None = None
     pin_failures_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleItem:
+    """One request for Ledger.settle_batch (the arguments of Ledger.settle)."""
+
+    key: tuple[str, str]
+    fingerprint: bytes
+    card_no: str
+    benefit_year: int
+    service_date: date
+    decide: Callable[[ClaimInputs], Decision]
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,79 +528,145 @@ class Ledger:
         and may run more than once (a transient conflict is retried).
         Raises RequestIdReused, LateOriginal, NoOpenDay, InsufficientBalance, Busy.
         """
-        institution_code, request_id = key
         card_hmac = self.keys.card_lookup(card_no)
 
         async def work(conn: asyncpg.Connection) -> StoredSettlement:
-            raw = await conn.fetchval(
-                "SELECT ms_load_claim($1, $2, $3, $4, $5, true, $6)",
-                institution_code,
-                card_hmac,
-                benefit_year,
-                service_date,
-                STAYS_LOOKBACK_DAYS,
-                request_id,
-            )
-            existing = raw.get("existing")
-            if existing is not None:
-                if bytes.fromhex(existing["fingerprint"]) != fingerprint:
-                    raise RequestIdReused("this request id was used for another request")
-                row = await conn.fetchrow(
-                    f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s WHERE s.settlement_id = $1",
-                    existing["settlement_id"],
-                )
-                return _stored(row, replayed=True)
-            if raw.get("tombstoned"):
-                raise LateOriginal("this request id was cancelled before the settlement arrived")
-            if raw.get("business_date") is None:
-                raise NoOpenDay("no business day is open")
-            inputs = _inputs(raw, benefit_year)
-            decision = decide(inputs)
-            _check_decision(decision, inputs)
-            keys = [k for k, _ in decision.postings]
-            amounts = [a for _, a in decision.postings]
-            recorded = await conn.fetchrow(
-                "SELECT ms_record_settlement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-                " $13, $14, $15, $16, $17, $18, $19) AS entry_id, now() AS created_at",
-                inputs.settlement_id,
-                institution_code,
-                request_id,
-                fingerprint,
-                decision.status,
-                decision.member_id,
-                decision.service_date or service_date,
-                decision.benefit_year or benefit_year,
-                decision.policy_version,
-                decision.catalog_version,
-                decision.total_fen,
-                decision.pooled_fund_fen,
-                decision.serious_illness_fen,
-                decision.individual_account_fen,
-                decision.answer,
-                decision.changes,
-                keys,
-                amounts,
-                decision.pin_failures_after,
-            )
-            # What was just written, without reading it back (one round trip
-            # less): the answer is the JSON-able dict stored verbatim, and
-            # now() is the transaction's timestamp, the row's created_at.
-            return StoredSettlement(
-                settlement_id=inputs.settlement_id,
-                institution_code=institution_code,
-                request_id=request_id,
-                status=decision.status,
-                member_id=decision.member_id,
-                business_date=inputs.business_date,
-                answer=decision.answer,
-                changes=decision.changes,
-                entry_id=recorded["entry_id"],
-                policy_version=decision.policy_version,
-                catalog_version=decision.catalog_version,
-                created_at=recorded["created_at"],
+            return await self._settle_in(
+                conn, key, fingerprint, card_hmac, benefit_year, service_date, decide
             )
 
         return await self._retrying(work)
+
+    async def _settle_in(
+        self,
+        conn: asyncpg.Connection,
+        key: tuple[str, str],
+        fingerprint: bytes,
+        card_hmac: bytes,
+        benefit_year: int,
+        service_date: date,
+        decide: Callable[[ClaimInputs], Decision],
+    ) -> StoredSettlement:
+        """One settlement inside the caller's transaction."""
+        institution_code, request_id = key
+        raw = await conn.fetchval(
+            "SELECT ms_load_claim($1, $2, $3, $4, $5, true, $6)",
+            institution_code,
+            card_hmac,
+            benefit_year,
+            service_date,
+            STAYS_LOOKBACK_DAYS,
+            request_id,
+        )
+        existing = raw.get("existing")
+        if existing is not None:
+            if bytes.fromhex(existing["fingerprint"]) != fingerprint:
+                raise RequestIdReused("this request id was used for another request")
+            row = await conn.fetchrow(
+                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s WHERE s.settlement_id = $1",
+                existing["settlement_id"],
+            )
+            return _stored(row, replayed=True)
+        if raw.get("tombstoned"):
+            raise LateOriginal("this request id was cancelled before the settlement arrived")
+        if raw.get("business_date") is None:
+            raise NoOpenDay("no business day is open")
+        inputs = _inputs(raw, benefit_year)
+        decision = decide(inputs)
+        _check_decision(decision, inputs)
+        keys = [k for k, _ in decision.postings]
+        amounts = [a for _, a in decision.postings]
+        written = await conn.fetchrow(
+            "SELECT * FROM ms_record_settlement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+            " $13, $14, $15, $16, $17, $18, $19)",
+            inputs.settlement_id,
+            institution_code,
+            request_id,
+            fingerprint,
+            decision.status,
+            decision.member_id,
+            decision.service_date or service_date,
+            decision.benefit_year or benefit_year,
+            decision.policy_version,
+            decision.catalog_version,
+            decision.total_fen,
+            decision.pooled_fund_fen,
+            decision.serious_illness_fen,
+            decision.individual_account_fen,
+            decision.answer,
+            decision.changes,
+            keys,
+            amounts,
+            decision.pin_failures_after,
+        )
+        assert inputs.business_date is not None
+        return StoredSettlement(
+            settlement_id=inputs.settlement_id,
+            institution_code=institution_code,
+            request_id=request_id,
+            status=decision.status,
+            member_id=decision.member_id,
+            business_date=inputs.business_date,
+            answer=decision.answer,
+            changes=decision.changes,
+            entry_id=written["entry_id"],
+            policy_version=decision.policy_version,
+            catalog_version=decision.catalog_version,
+            created_at=written["created_at"],
+        )
+
+    async def settle_batch(
+        self, items: Sequence[SettleItem]
+    ) -> list[StoredSettlement | LedgerError]:
+        """Several settlements in one transaction and one durable commit (group commit).
+
+        For a batching writer in front of the ledger: each item gets what
+        `settle` would give it (a StoredSettlement, or the LedgerError it
+        would raise). Members are locked in card-hash order so concurrent
+        batches cannot deadlock on them. If the database refuses the batch
+        (say an item overdraws), every item is settled on its own instead, so
+        one bad item never fails the others.
+        """
+        hashes = [self.keys.card_lookup(item.card_no) for item in items]
+        order = sorted(range(len(items)), key=lambda i: (hashes[i], items[i].key))
+
+        async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
+            results: list[StoredSettlement | LedgerError | None] = [None] * len(items)
+            for i in order:
+                item = items[i]
+                try:
+                    results[i] = await self._settle_in(
+                        conn,
+                        item.key,
+                        item.fingerprint,
+                        hashes[i],
+                        item.benefit_year,
+                        item.service_date,
+                        item.decide,
+                    )
+                except (RequestIdReused, LateOriginal, NoOpenDay) as exc:
+                    results[i] = exc
+            return [r for r in results if r is not None]
+
+        try:
+            return await self._retrying(work)
+        except (LedgerError, asyncpg.PostgresError):
+            alone: list[StoredSettlement | LedgerError] = []
+            for item in items:
+                try:
+                    alone.append(
+                        await self.settle(
+                            item.key,
+                            item.fingerprint,
+                            item.card_no,
+                            item.benefit_year,
+                            item.service_date,
+                            item.decide,
+                        )
+                    )
+                except LedgerError as exc:
+                    alone.append(exc)
+            return alone
 
     # ---------------------------------------------------------------- cancel
 

@@ -493,8 +493,9 @@ CREATE FUNCTION ms_record_settlement(
     p_status text, p_member_id text, p_service_date date, p_benefit_year integer,
     p_policy_version text, p_catalog_version integer, p_total_fen bigint,
     p_pooled_fund_fen bigint, p_serious_illness_fen bigint, p_individual_account_fen bigint,
-    p_answer jsonb, p_changes jsonb, p_keys text[], p_amounts bigint[], p_pin_failures integer)
-RETURNS bigint LANGUAGE plpgsql AS $$
+    p_answer jsonb, p_changes jsonb, p_keys text[], p_amounts bigint[], p_pin_failures integer,
+    OUT entry_id bigint, OUT created_at timestamptz)
+LANGUAGE plpgsql AS $$
 DECLARE
     v_entry bigint;
     v_day date;
@@ -518,7 +519,8 @@ BEGIN
         UPDATE members SET pin_failures = p_pin_failures
             WHERE member_id = p_member_id AND pin_failures <> p_pin_failures;
     END IF;
-    RETURN v_entry;
+    entry_id := v_entry;
+    created_at := now();
 END
 $$;
 

@@ -281,3 +281,31 @@ async def test_account_activity_runs_the_balance(ledger: Ledger) -> None:
     assert rows[1].institution_code == INSTITUTION
     totals = await ledger.day_totals(INSTITUTION, DAY)
     assert (totals.settlement_count, totals.individual_account_fen) == (1, 1_000)
+
+
+async def test_a_batch_settles_like_single_calls_in_one_commit(
+    ledger: Ledger, app_pool: asyncpg.Pool, reference_db: str
+) -> None:
+    from ledger.store import SettleItem
+
+    cards = ["C3303990001", "C3303990002", "C3303990004"]
+    items = [
+        SettleItem((INSTITUTION, f"b{i}"), b"f", cards[i % 3], 2026, DAY, debit(1_000))
+        for i in range(12)
+    ]
+    items.append(SettleItem((INSTITUTION, "b0"), b"f", cards[0], 2026, DAY, debit(1_000)))
+    items.append(SettleItem((INSTITUTION, "b1"), b"other", cards[1], 2026, DAY, debit(1_000)))
+    results = await ledger.settle_batch(items)
+    assert [getattr(r, "status", None) for r in results[:12]] == ["SETTLED"] * 12
+    assert results[12].settlement_id == results[0].settlement_id  # type: ignore[union-attr]
+    assert isinstance(results[13], RequestIdReused)
+    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'SETTLEMENT'") == 12
+    assert await _balance(app_pool, "M0001") == OPENING_FEN - 4 * 1_000
+    # an overdraft inside a batch fails only its own item
+    greedy = [
+        SettleItem((INSTITUTION, "g1"), b"f", "C3303990003", 2026, DAY, debit(5, honest=False)),
+        SettleItem((INSTITUTION, "g2"), b"f", cards[0], 2026, DAY, debit(5)),
+    ]
+    out = await ledger.settle_batch(greedy)
+    assert isinstance(out[0], InsufficientBalance) and out[1].status == "SETTLED"  # type: ignore[union-attr]
+    assert (await _verify(reference_db)).sound
