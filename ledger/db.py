@@ -159,6 +159,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query (one round trip per call).
+
+    Nothing here leaves session state behind: locks are transaction-scoped
+    (pg_advisory_xact_lock), no cursors, LISTEN or SET outlive a call, and the
+    role is a connection parameter. asyncpg still rolls back an open
+    transaction before calling this.
+    """
+
+
 async def create_pool(
     url: str,
     *,
@@ -174,6 +184,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings=settings,
         command_timeout=COMMAND_TIMEOUT_S,
         **kwargs,

@@ -145,6 +145,26 @@ def postgres_pids(data_dir: Path) -> list[int]:
     return [master.pid, *(c.pid for c in master.children(recursive=True))]
 
 
+def stop_postgres(data_dir: Path) -> None:
+    """Fast shutdown (SIGINT to the postmaster) of the embedded server this run used.
+
+    pgserver stops a server only when its last registered handle goes, and
+    the serve processes' handles are not released on SIGTERM, so the
+    postmaster is asked directly.
+    """
+    import psutil
+
+    pids = postgres_pids(data_dir)
+    if not pids:
+        return
+    master = psutil.Process(pids[0])
+    master.send_signal(signal.SIGINT)
+    try:
+        master.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        print(f"PostgreSQL {master.pid} did not stop within 30 s")
+
+
 def cpu_seconds(pids: list[int]) -> float:
     import psutil
 
@@ -462,15 +482,19 @@ async def memserve_main(args: argparse.Namespace) -> None:
 # py-spy
 
 
-def profile(pid: int, seconds: int, out: Path) -> str:
-    """Samples `pid` with py-spy; the top frames by own and by total time."""
+def profile(pid: int, seconds: int, out: Path, native: bool = False) -> str:
+    """Samples `pid` with py-spy; the top frames by own and by total time.
+
+    native: C frames too (gRPC core, uvloop, libc syscalls); py-spy then
+    pauses the process for each sample, which slows it somewhat.
+    """
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return "py-spy not installed (pip install py-spy): no profile"
     raw = out.with_suffix(".txt")
     subprocess.run(
-        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--format", "raw",
-         "-o", str(raw), "--nonblocking"],
+        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "100" if native else "200",
+         "--format", "raw", "-o", str(raw), "--native" if native else "--nonblocking"],
         capture_output=True, check=False,
     )  # fmt: skip
     if not raw.exists():
@@ -549,8 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="--data-dir already holds an imported population"
     )
+    parser.add_argument(
+        "--keep-db", action="store_true", help="leave the embedded PostgreSQL running"
+    )
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
@@ -653,6 +681,8 @@ def bench(args: argparse.Namespace) -> int:
         print((verify.stdout + verify.stderr).strip()[-2000:])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    if not args.edge_only and not args.keep_db:
+        stop_postgres(data_dir)
     return 0
 
 
@@ -674,7 +704,12 @@ def measure(
             sampler.start()
         if args.profile_s and mix == "full":
             profile_text.append(
-                profile(server_pids[0], min(args.profile_s, int(seconds)), log_dir / "profile")
+                profile(
+                    server_pids[0],
+                    min(args.profile_s, int(seconds)),
+                    log_dir / "profile",
+                    native=args.profile_native,
+                )
             )
 
     report, start, end = run_clients(

@@ -129,15 +129,11 @@ async def test_locust_run_on_the_database_switch_has_every_call_kind(
             assert int(row["Failure Count"]) == 0, failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger bug (branch ledger 02a725d): cancelling a claim with accumulator changes "
-    "fails INTERNAL: ms_apply_changes reverts with INSERT ... VALUES (negative) ON CONFLICT, "
-    "and the CHECK (>= 0) fails on the proposed row",
-)
 async def test_locust_cancellations_on_the_database_switch_succeed(
     db_run: tuple[dict[str, dict[str, str]], str, str],
 ) -> None:
+    """Cancelling settlements that moved accumulators (deductible, pooled fund)
+    under load succeeds (it once failed INTERNAL: the undo broke a CHECK)."""
     rows, _, failures = db_run
     assert int(rows["CancelSettlement cancel"]["Failure Count"]) == 0, failures
 
