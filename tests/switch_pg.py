@@ -82,6 +82,7 @@ async def live_switch(
 
 async def stop_switch(live: LiveSwitch) -> None:
     await live.running.stop(0)
+    await live.backend.close()
     await live.pool.close()
 
 

@@ -84,7 +84,10 @@ async def _serve(args: argparse.Namespace) -> int:
             delay_s = min(delay_s * 2, limits.db_connect_retry_max_s)
     try:
         backend = await LedgerBackend.open(pool, Ledger(pool, keys))
-        return await serve_until_signal(backend, config)
+        try:
+            return await serve_until_signal(backend, config)
+        finally:
+            await backend.close()
     finally:
         await pool.close()
 

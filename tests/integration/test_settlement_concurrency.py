@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import asyncpg
 import grpc
+from prometheus_client import REGISTRY
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -251,3 +252,57 @@ async def test_parallel_pin_guesses_still_lock_the_card_after_five(live: LiveSwi
             assert isinstance(r, pb.SettleResponse)
             outcomes.append(r.reasons[0].removeprefix("R_"))
     assert sorted(outcomes) == sorted(["PIN_INVALID"] * 5 + ["PIN_LOCKED"] * 15), outcomes
+
+
+async def test_concurrent_settlements_of_many_members_share_commits(live: LiveSwitch) -> None:
+    """Group commit: calls arriving together are committed in shared transactions,
+    and each still gets its own, correct, durable answer."""
+    cards = [
+        ("C3303990001", "135790"),
+        ("C3303990002", "246802"),
+        ("C3303990006", "778899"),
+        ("C3303990008", "564738"),
+        ("C3303990012", "808080"),
+        ("C3303990014", "121212"),
+        ("C3303990016", "565656"),
+        ("C3303990017", "787878"),
+    ]
+    requests = []
+    for n in range(48):
+        req = purchase(n)
+        req.request_id = f"group-{n:03d}"
+        req.card_no, req.pin = cards[n % len(cards)]
+        req.service_date = (date(2026, 9, 1) + timedelta(days=n)).isoformat()
+        requests.append(req)
+
+    def batch_stats() -> tuple[float, float]:
+        count = REGISTRY.get_sample_value("medswitch_settle_batch_size_count") or 0.0
+        total = REGISTRY.get_sample_value("medswitch_settle_batch_size_sum") or 0.0
+        return count, total
+
+    before = batch_stats()
+    chans = {code: channel(live.running.port, live.certs.creds(code)) for code in PHARMACIES}
+    try:
+        answers = await asyncio.gather(
+            *(
+                pb_grpc.SettlementServiceStub(chans[r.institution_code]).Settle(r, timeout=60)
+                for r in requests
+            )
+        )
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    after = batch_stats()
+    batches, items = after[0] - before[0], after[1] - before[1]
+    assert items == len(requests)
+    assert batches < len(requests), "no two settlements ever shared a commit"
+    assert len({a.settlement_id for a in answers}) == len(requests)
+    assert all(a.status == pb.SETTLEMENT_STATUS_SETTLED for a in answers)
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM settlements WHERE request_id LIKE 'group-%'"
+        )
+    finally:
+        await conn.close()
+    assert stored == len(requests)
