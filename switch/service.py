@@ -53,6 +53,7 @@ from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
 from ledger import store as ls
+from ledger.reference_rows import load_reference_rows
 from ledger.store import ClaimInputs, Ledger, SettleItem, canonical_json
 from switch import limits
 from switch.backend import (
@@ -177,32 +178,22 @@ def member_state(inputs: ClaimInputs) -> MemberState | None:
 
 async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
     """Every policy and catalog version stored by import-reference."""
-    async with pool.acquire() as conn:
-        policy_rows = await conn.fetch("SELECT version, toml_text FROM policies ORDER BY version")
-        version_rows = await conn.fetch(
-            "SELECT version, effective_from FROM catalog_versions ORDER BY version"
-        )
-        item_rows = await conn.fetch(
-            "SELECT version, code, name, kind, item_class, preselfpay_bp, price_cap_fen, rx,"
-            " restrictions FROM catalog_items ORDER BY version, code"
-        )
-    policies = PolicyBook(
-        [parse_policy(r["toml_text"], f"policy {r['version']}") for r in policy_rows]
-    )
-    items: dict[int, dict[str, CatalogItem]] = {r["version"]: {} for r in version_rows}
-    for r in item_rows:
-        items[r["version"]][r["code"]] = CatalogItem(
-            code=r["code"],
-            name=r["name"],
-            kind=ItemKind(r["kind"]),
-            item_class=ItemClass(r["item_class"]),
-            preselfpay_bp=int(r["preselfpay_bp"]),
-            price_cap_fen=r["price_cap_fen"],
-            rx=Rx(r["rx"]),
-            restrictions=frozenset(Restriction(x) for x in r["restrictions"].split("|") if x),
+    rows = await load_reference_rows(pool)
+    policies = PolicyBook([parse_policy(p.toml_text, f"policy {p.version}") for p in rows.policies])
+    items: dict[int, dict[str, CatalogItem]] = {version: {} for version, _ in rows.catalog_versions}
+    for r in rows.catalog_items:
+        items[r.version][r.code] = CatalogItem(
+            code=r.code,
+            name=r.name,
+            kind=ItemKind(r.kind),
+            item_class=ItemClass(r.item_class),
+            preselfpay_bp=r.preselfpay_bp,
+            price_cap_fen=r.price_cap_fen,
+            rx=Rx(r.rx),
+            restrictions=frozenset(Restriction(x) for x in r.restrictions),
         )
     catalogs = CatalogBook(
-        [Catalog(r["version"], r["effective_from"], items[r["version"]]) for r in version_rows]
+        [Catalog(version, since, items[version]) for version, since in rows.catalog_versions]
     )
     return policies, catalogs
 
