@@ -161,9 +161,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         _, result = region.adjudicate(claim, pin, apply=False)
     except InvalidClaim as exc:
-        for v in exc.violations:
+        for bad in exc.violations:
             print(
-                f"medswitch adjudicate: {args.claim}: {v.field}: {v.description}", file=sys.stderr
+                f"medswitch adjudicate: {args.claim}: {bad.field}: {bad.description}",
+                file=sys.stderr,
             )
         return EXIT_BAD_INPUT
     response = settle_response(

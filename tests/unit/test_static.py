@@ -1,5 +1,5 @@
 """Static checks are part of the tests: ruff on the whole project, mypy strict
-on the adjudication engine (configured in pyproject.toml)."""
+on the engine, the ledger and the switch (configured in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def test_ruff_format_is_applied() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_mypy_strict_on_the_engine() -> None:
+def test_mypy_strict_on_the_project() -> None:
     run = _run("mypy", "--no-incremental")
     assert run.returncode == 0, run.stdout + run.stderr
