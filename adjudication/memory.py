@@ -161,6 +161,9 @@ class InMemoryRegion:
         self.settlements: dict[str, Settled] = {}
         self._next = 0
 
+    def member_by_card(self, card_no: str) -> MemberRecord | None:
+        return self._by_card.get(card_no)
+
     def context(self, claim: Claim, pin: str) -> Context:
         record = self._by_card.get(claim.card_no)
         return Context(

@@ -1,0 +1,155 @@
+"""Proof that nobody changed the books behind the application's back.
+
+Every entry carries SHA-256(previous hash || canonical bytes of the entry and
+its postings). A single global chain would make every settlement wait for the
+one before it to commit, so entries are appended to one of 64 *lanes*
+(chain_lanes; the lane is the writing backend's pid mod 64): each lane is a
+chain with contiguous sequence numbers, and its head (last_seq, last_hash) is
+stored too, so a removed last entry is caught as well as a changed, inserted
+or removed middle one. Concurrent connections almost never share a lane, so
+the chain adds no wait in the common case.
+
+`verify` recomputes everything here in Python, independently of the SQL that
+wrote it (ms_entry_hash): the canonical bytes are
+
+    entry_id|lane|lane_seq|YYYY-MM-DD|kind|ref|seq:account_id:amount;...
+
+It also re-checks that each entry balances and recomputes every stored
+balance row from the postings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import asyncpg
+
+GENESIS_HASH = bytes(32)
+FETCH_ROWS = 5_000
+
+
+def entry_hash(
+    prev_hash: bytes,
+    entry_id: int,
+    lane: int,
+    lane_seq: int,
+    business_date: date,
+    kind: str,
+    ref: str,
+    postings: Sequence[tuple[int, int, int]],  # (seq, account_id, amount_fen) by seq
+) -> bytes:
+    body = f"{entry_id}|{lane}|{lane_seq}|{business_date.isoformat()}|{kind}|{ref}|"
+    body += ";".join(f"{s}:{a}:{amount}" for s, a, amount in postings)
+    return hashlib.sha256(prev_hash + body.encode()).digest()
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    entries: int = 0
+    postings: int = 0
+    lanes: int = 0
+    balances: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        return not self.problems
+
+
+async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyReport:
+    """Walk every lane, every entry and every balance row; report what is wrong.
+
+    Problems are listed in lane order, first bad entry first.
+    """
+    report = VerifyReport()
+
+    def problem(text: str) -> None:
+        if len(report.problems) < problems_max:
+            report.problems.append(text)
+
+    heads = {
+        r["lane"]: (r["last_seq"], bytes(r["last_hash"]))
+        for r in await conn.fetch("SELECT lane, last_seq, last_hash FROM chain_lanes")
+    }
+    seen_lanes: dict[int, tuple[int, bytes]] = {}
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = conn.cursor(
+            """
+            SELECT e.entry_id, e.lane, e.lane_seq, e.business_date, e.kind, e.ref,
+                   e.prev_hash, e.hash,
+                   p.seqs, p.accounts, p.amounts
+            FROM entries e LEFT JOIN LATERAL (
+                SELECT array_agg(seq ORDER BY seq) AS seqs,
+                       array_agg(account_id ORDER BY seq) AS accounts,
+                       array_agg(amount_fen ORDER BY seq) AS amounts
+                FROM postings WHERE postings.entry_id = e.entry_id) p ON true
+            ORDER BY e.lane, e.lane_seq
+            """,
+            prefetch=FETCH_ROWS,
+        )
+        async for r in cursor:
+            report.entries += 1
+            entry_id, lane, lane_seq = r[0], r[1], r[2]
+            seqs, account_ids, amounts = r[8] or [], r[9] or [], r[10] or []
+            report.postings += len(seqs)
+            prev_seq, prev_hash = seen_lanes.get(lane, (0, GENESIS_HASH))
+            if lane_seq != prev_seq + 1:
+                problem(
+                    f"entry {entry_id}: lane {lane} jumps from sequence {prev_seq} to {lane_seq}"
+                    " (an entry was removed or inserted)"
+                )
+            if bytes(r[6]) != prev_hash:
+                problem(f"entry {entry_id}: previous-hash link broken in lane {lane}")
+            computed = entry_hash(
+                bytes(r[6]),
+                entry_id,
+                lane,
+                lane_seq,
+                r[3],
+                r[4],
+                r[5],
+                list(zip(seqs, account_ids, amounts, strict=True)),
+            )
+            if computed != bytes(r[7]):
+                problem(f"entry {entry_id}: hash does not match its content (changed)")
+            if len(seqs) < 2 or sum(amounts) != 0:
+                problem(f"entry {entry_id}: {len(seqs)} postings summing to {sum(amounts)} fen")
+            seen_lanes[lane] = (lane_seq, bytes(r[7]))
+        for lane, (last_seq, last_hash) in sorted(heads.items()):
+            got_seq, got_hash = seen_lanes.get(lane, (0, GENESIS_HASH))
+            if (got_seq, got_hash) != (last_seq, last_hash):
+                problem(
+                    f"lane {lane}: chain ends at sequence {got_seq} but its head says {last_seq}"
+                    " (an entry was removed or replaced)"
+                )
+        report.lanes = len(seen_lanes)
+        orphans = await conn.fetchval(
+            "SELECT count(*) FROM postings p WHERE NOT EXISTS"
+            " (SELECT 1 FROM entries e WHERE e.entry_id = p.entry_id)"
+        )
+        if orphans:
+            problem(f"{orphans} postings belong to no entry")
+        bad_balances = await conn.fetch(
+            """
+            WITH sums AS (SELECT account_id, sum(amount_fen) AS total FROM postings
+                          GROUP BY account_id)
+            SELECT a.account_key, b.balance_fen, b.normal_sign * coalesce(s.total, 0) AS computed
+            FROM account_balances b JOIN accounts a USING (account_id)
+            LEFT JOIN sums s USING (account_id)
+            WHERE b.balance_fen <> b.normal_sign * coalesce(s.total, 0)
+            ORDER BY a.account_id LIMIT 20
+            """
+        )
+        report.balances = int(await conn.fetchval("SELECT count(*) FROM account_balances"))
+        for row in bad_balances:
+            problem(
+                f"account {row['account_key']}: stored balance {row['balance_fen']} fen,"
+                f" postings say {row['computed']} fen"
+            )
+        total = await conn.fetchval("SELECT coalesce(sum(amount_fen), 0) FROM postings")
+        if total != 0:
+            problem(f"all postings together sum to {total} fen, not 0")
+    return report

@@ -1,0 +1,240 @@
+"""Where the database is, and making sure its schema is the one this code expects.
+
+With no MEDSWITCH_DATABASE_URL the switch runs on an embedded PostgreSQL
+(the `pgserver` package) whose cluster lives under `$MEDSWITCH_DATA_DIR/pg`
+and is started on demand; it keeps running between commands until
+`medswitch db stop`. Durability settings (fsync, synchronous_commit) are the
+PostgreSQL defaults and are checked, never relaxed.
+
+Schema changes are numbered SQL files in `ledger/migrations/NNNN_name.sql`,
+applied in order, each in its own transaction, under an advisory lock so two
+processes starting at once do not race, and recorded in `schema_version`. A
+database whose schema is newer than this code is refused.
+
+The application works as the role `medswitch_app` (SELECT/INSERT on the
+ledger tables, no UPDATE/DELETE), set for every pooled connection; migrations
+and operator tooling run as the connecting (owner) user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+APP_ROLE = "medswitch_app"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_KEY = 0x4D535357  # "MSSW": one advisory lock for schema changes
+REGION_TZ = ZoneInfo("Asia/Shanghai")
+POOL_SIZE_MAX = 20
+COMMAND_TIMEOUT_S = 60.0
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by newer code than this."""
+
+
+class NoOpenDay(RuntimeError):
+    """No business day is open (the database was not initialised)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", path.name)
+        if match is None:
+            raise RuntimeError(f"{path}: migration files are named NNNN_name.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path.read_text("utf-8")))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    return found
+
+
+def pg_dir(data_dir: Path) -> Path:
+    return data_dir / "pg"
+
+
+def embedded_url(data_dir: Path, *, start: bool = True) -> str | None:
+    """The URL of the embedded server, started if needed (None if not running and not start)."""
+    import pgserver  # imported lazily: an external database needs no binaries
+
+    directory = pg_dir(data_dir).resolve()
+    if not start and not (directory / "postmaster.pid").exists():
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(directory, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server if it runs; True if it was running."""
+    directory = pg_dir(data_dir).resolve()
+    if not (directory / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    server = pgserver.get_server(directory, cleanup_mode="stop")
+    server.cleanup()
+    return True
+
+
+def database_url(data_dir: Path, external_url: str | None) -> str:
+    return external_url if external_url else str(embedded_url(data_dir))
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    exists = await conn.fetchval("SELECT to_regclass('public.schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+async def migrate(
+    conn: asyncpg.Connection,
+    *,
+    directory: Path = MIGRATIONS_DIR,
+    first_day: date | None = None,
+) -> list[int]:
+    """Bring the schema up to date; returns the versions applied (empty if current).
+
+    Safe to run any number of times and from several processes at once.
+    Opens the first business day when the database is new.
+    """
+    wanted = migrations(directory)
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await schema_version(conn)
+        if current > len(wanted):
+            raise SchemaTooNew(
+                f"the database schema is version {current} but this code knows only up to "
+                f"{len(wanted)}; upgrade MedSwitch before using this database"
+            )
+        for migration in wanted[current:]:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            applied.append(migration.version)
+        is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not is_super:  # let the owner act as the application role
+            await conn.execute(f"GRANT {APP_ROLE} TO CURRENT_USER")
+        day = first_day or datetime.now(REGION_TZ).date()
+        await conn.execute(
+            "INSERT INTO business_days (business_date, status)"
+            " SELECT $1, 'OPEN' WHERE NOT EXISTS (SELECT 1 FROM business_days)",
+            day,
+        )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    import json
+
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query (one round trip per call).
+
+    Nothing here leaves session state behind: locks are transaction-scoped
+    (pg_advisory_xact_lock), no cursors, LISTEN or SET outlive a call, and the
+    role is a connection parameter. asyncpg still rolls back an open
+    transaction before calling this.
+    """
+
+
+async def create_pool(
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = POOL_SIZE_MAX,
+    as_app_role: bool = True,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """A pool whose connections act as the application role."""
+    settings = {"role": APP_ROLE} if as_app_role else {}
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        server_settings=settings,
+        command_timeout=COMMAND_TIMEOUT_S,
+        **kwargs,
+    )
+    assert pool is not None
+    return pool
+
+
+async def open_database(
+    url: str, *, first_day: date | None = None, **pool_kwargs: Any
+) -> asyncpg.Pool:
+    """Migrate (as the connecting user) and return an application-role pool."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn, first_day=first_day)
+        await check_durability(conn)
+    finally:
+        await conn.close()
+    return await create_pool(url, **pool_kwargs)
+
+
+async def check_durability(conn: asyncpg.Connection) -> None:
+    """Refuse to run where commits would not survive a crash."""
+    for name in ("fsync", "synchronous_commit", "full_page_writes"):
+        value = await conn.fetchval(f"SHOW {name}")
+        if value != "on":
+            raise RuntimeError(f"PostgreSQL {name} is {value!r}; MedSwitch needs it on")
+
+
+async def open_day(conn: asyncpg.Connection) -> date:
+    day = await conn.fetchval("SELECT business_date FROM business_days WHERE status = 'OPEN'")
+    if day is None:
+        raise NoOpenDay("no business day is open")
+    result: date = day
+    return result
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password, fit for printing."""
+    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+__all__: Sequence[str] = (
+    "APP_ROLE",
+    "SchemaTooNew",
+    "check_durability",
+    "create_pool",
+    "database_url",
+    "embedded_url",
+    "migrate",
+    "open_database",
+    "stop_embedded",
+)

@@ -1,0 +1,503 @@
+"""End of day on the database: close a day, export its payouts, reconcile the bank.
+
+The numbers come from the pure modules (`payouts.net_payouts`,
+`recon.match_statement`); this module reads their inputs, records their
+results and posts the ledger entries, each operation in one transaction.
+
+Accounts moved (posting amounts positive for a debit):
+- close D: for each institution whose receivable changes, the change moves
+  between its payable and its receivable (a negative day becomes owed by the
+  institution; a later positive day uses it up);
+- export D: payable +P, payouts in transit -P for each payout P;
+- reconcile: a MATCHED payout: in transit +b, settled at bank -b; any other
+  line that carries a bank entry: suspense +b, settled at bank -b, so the
+  ledger's view of the bank follows the statement while a person resolves
+  the difference. MISSING_IN_BANK posts nothing (it stays in transit).
+
+Concurrency: settle and cancel take the open day's row FOR SHARE; close locks
+the business_days table EXCLUSIVE (and the row FOR UPDATE), so every
+settlement commits wholly before the close (and is in D) or reads the open
+day after it (and is in D+1). Exports and reconciliations take a
+transaction advisory lock so two operators cannot post the same thing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import asyncpg
+
+from ledger import accounts
+from ledger.bankfiles.statement import Statement, normalise_account
+from ledger.payouts import InstitutionDayAmount, Payout, end_to_end_id, net_payouts
+from ledger.recon import MATCHED, ExpectedPayout, Reconciliation
+
+EOD_LOCK_KEY = 0x4D534544  # "MSED": exports and reconciliations, one at a time
+
+
+class EndOfDayError(Exception):
+    """An end-of-day operation that cannot be done as asked; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    closed_date: date
+    opened_date: date
+    institution_count: int
+    payout_count: int
+    payout_total_fen: int
+    receivables_fen: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    business_date: date
+    payouts: tuple[Payout, ...]
+    created_at: datetime  # the first export's time: files written again are identical
+    posted: bool  # False: exported before, nothing posted this time
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    business_date: date
+    status: str  # OPEN or CLOSED
+    payout_count: int
+    payout_total_fen: int
+    exported: bool
+    statements: int  # bank statements reconciled against the day
+    open_exceptions: int  # non-MATCHED lines of the day's latest statement
+
+
+@dataclass(frozen=True, slots=True)
+class ReconRecord:
+    already_recorded: bool  # the same statement was reconciled before: nothing posted
+    entries_posted: int
+
+
+_CLEARING_SQL = """
+WITH moves AS (
+    SELECT institution_code, pooled_fund_fen, serious_illness_fen, individual_account_fen,
+           1 AS n
+    FROM settlements WHERE business_date = $1 AND status = 'SETTLED'
+    UNION ALL
+    SELECT s.institution_code, -s.pooled_fund_fen, -s.serious_illness_fen,
+           -s.individual_account_fen, -1
+    FROM cancellations c JOIN settlements s USING (settlement_id)
+    WHERE c.business_date = $1 AND s.status = 'SETTLED'
+)
+SELECT m.institution_code, coalesce(i.name, m.institution_code) AS name,
+       sum(m.pooled_fund_fen)::bigint AS pooled, sum(m.serious_illness_fen)::bigint AS serious,
+       sum(m.individual_account_fen)::bigint AS account, sum(m.n)::integer AS n
+FROM moves m LEFT JOIN institutions i ON i.code = m.institution_code
+GROUP BY m.institution_code, i.name
+ORDER BY m.institution_code
+"""
+
+_RECEIVABLES_SQL = """
+SELECT a.account_key, sum(p.amount_fen)::bigint AS owed
+FROM accounts a JOIN postings p USING (account_id)
+WHERE a.kind = 'INSTITUTION_RECEIVABLE'
+GROUP BY a.account_key
+HAVING sum(p.amount_fen) <> 0
+"""
+
+
+async def day_clearing(conn: asyncpg.Connection, business_date: date) -> list[InstitutionDayAmount]:
+    """Per institution: settlements minus cancellations booked in `business_date`."""
+    rows = await conn.fetch(_CLEARING_SQL, business_date)
+    return [
+        InstitutionDayAmount(
+            institution_code=r["institution_code"],
+            institution_name=r["name"],
+            pooled_fund_fen=r["pooled"],
+            serious_illness_fen=r["serious"],
+            individual_account_fen=r["account"],
+            settlement_count=r["n"],
+        )
+        for r in rows
+    ]
+
+
+async def receivables(conn: asyncpg.Connection) -> dict[str, int]:
+    """What institutions owe the funds now, from the ledger (receivable balances)."""
+    owed: dict[str, int] = {}
+    for row in await conn.fetch(_RECEIVABLES_SQL):
+        code = row["account_key"].removeprefix("institution:").removesuffix(":receivable")
+        if row["owed"] < 0:
+            raise EndOfDayError(f"receivable of {code} has a credit balance ({row['owed']} fen)")
+        owed[code] = row["owed"]
+    return owed
+
+
+async def _post(
+    conn: asyncpg.Connection, kind: str, ref: str, legs: Sequence[tuple[str, int]]
+) -> int:
+    legs = [(key, amount) for key, amount in legs if amount]
+    assert sum(amount for _, amount in legs) == 0, legs
+    entry_id: int = await conn.fetchval(
+        "SELECT ms_post($1, $2, $3::text[], $4::bigint[])",
+        kind,
+        ref,
+        [key for key, _ in legs],
+        [amount for _, amount in legs],
+    )
+    return entry_id
+
+
+async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = None) -> CloseResult:
+    """Close the open business day, open the next, and clear the closed one.
+
+    `expected_date`, when given, must be the open day (an operator closing
+    "2026-11-22" must not close another day by mistake).
+    """
+    async with conn.transaction():
+        # The table lock, not only the row's: a settlement already holding the
+        # open day FOR SHARE finishes first (it is in D), and one that asks
+        # after us waits *before* taking its snapshot, so it then sees D+1
+        # open. With the row lock alone a waiter re-checks the old row, finds
+        # it CLOSED, and is left with no open day at all.
+        await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
+        day: date | None = await conn.fetchval(
+            "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
+        )
+        if day is None:
+            raise EndOfDayError("no business day is open")
+        if expected_date is not None and day != expected_date:
+            raise EndOfDayError(f"the open business day is {day}, not {expected_date}")
+        next_day = day + timedelta(days=1)
+        await conn.execute(
+            "UPDATE business_days SET status = 'CLOSED', closed_at = now()"
+            " WHERE business_date = $1",
+            day,
+        )
+        await conn.execute(
+            "INSERT INTO business_days (business_date, status) VALUES ($1, 'OPEN')", next_day
+        )
+        # Every settlement of `day` has committed: each held the day's row FOR
+        # SHARE, which our FOR UPDATE waited for.
+        amounts = await day_clearing(conn, day)
+        owed_before = await receivables(conn)
+        netting = net_payouts(day, amounts, owed_before)
+        paid = {p.institution_code: p.amount_fen for p in netting.payouts}
+        rows = []
+        for amount in amounts:
+            code = amount.institution_code
+            before = owed_before.get(code, 0)
+            after = netting.receivables_fen.get(code, 0)
+            change = after - before
+            carry_entry = None
+            if change:
+                await conn.execute(
+                    "INSERT INTO accounts (account_key, kind, normal_side)"
+                    " VALUES ($1, 'INSTITUTION_RECEIVABLE', 'DEBIT'),"
+                    " ($2, 'INSTITUTION_PAYABLE', 'CREDIT') ON CONFLICT DO NOTHING",
+                    accounts.institution_receivable(code),
+                    accounts.institution_payable(code),
+                )
+                carry_entry = await _post(
+                    conn,
+                    "ADJUSTMENT",
+                    f"carry:{end_to_end_id(day, code)}",
+                    [
+                        (accounts.institution_receivable(code), change),
+                        (accounts.institution_payable(code), -change),
+                    ],
+                )
+            rows.append(
+                (
+                    day,
+                    code,
+                    amount.institution_name,
+                    amount.pooled_fund_fen,
+                    amount.serious_illness_fen,
+                    amount.individual_account_fen,
+                    amount.settlement_count,
+                    before,
+                    after,
+                    paid.get(code, 0),
+                    carry_entry,
+                )
+            )
+        await conn.copy_records_to_table(
+            "day_clearing",
+            records=rows,
+            columns=(
+                "business_date",
+                "institution_code",
+                "institution_name",
+                "pooled_fund_fen",
+                "serious_illness_fen",
+                "individual_account_fen",
+                "settlement_count",
+                "receivable_before_fen",
+                "receivable_after_fen",
+                "payout_fen",
+                "carry_entry_id",
+            ),
+        )
+    return CloseResult(
+        closed_date=day,
+        opened_date=next_day,
+        institution_count=len(amounts),
+        payout_count=len(netting.payouts),
+        payout_total_fen=netting.total_fen,
+        receivables_fen=netting.receivables_fen,
+    )
+
+
+async def _day_status(conn: asyncpg.Connection, business_date: date) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM business_days WHERE business_date = $1", business_date
+    )
+    return status
+
+
+async def day_payouts(conn: asyncpg.Connection, business_date: date) -> tuple[Payout, ...]:
+    """The payouts a close computed for `business_date` (refuses a day not closed)."""
+    status = await _day_status(conn, business_date)
+    if status is None:
+        raise EndOfDayError(f"there is no business day {business_date}")
+    if status != "CLOSED":
+        raise EndOfDayError(f"business day {business_date} is still open: close it first")
+    rows = await conn.fetch(
+        "SELECT * FROM day_clearing WHERE business_date = $1 AND payout_fen > 0"
+        " ORDER BY institution_code",
+        business_date,
+    )
+    return tuple(
+        Payout(
+            business_date=business_date,
+            institution_code=r["institution_code"],
+            institution_name=r["institution_name"],
+            amount_fen=r["payout_fen"],
+            pooled_fund_fen=r["pooled_fund_fen"],
+            serious_illness_fen=r["serious_illness_fen"],
+            individual_account_fen=r["individual_account_fen"],
+            settlement_count=r["settlement_count"],
+            offset_fen=r["receivable_before_fen"] - r["receivable_after_fen"],
+        )
+        for r in rows
+    )
+
+
+async def export_payouts(
+    conn: asyncpg.Connection, business_date: date, *, debtor_account: str, created_at: datetime
+) -> ExportResult:
+    """Record the export of a closed day's payouts and move them into transit, once.
+
+    A second export of the same day posts nothing and returns the first
+    export's creation time, so the files written from it are identical.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", EOD_LOCK_KEY)
+        payouts = await day_payouts(conn, business_date)
+        previous = await conn.fetchrow(
+            "SELECT created_at, debtor_account FROM payout_exports WHERE business_date = $1",
+            business_date,
+        )
+        if previous is not None:
+            if normalise_account(previous["debtor_account"]) != normalise_account(debtor_account):
+                raise EndOfDayError(
+                    f"payouts of {business_date} were exported from account "
+                    f"{previous['debtor_account']}, not {debtor_account}"
+                )
+            first: datetime = previous["created_at"].astimezone(created_at.tzinfo)
+            return ExportResult(business_date, payouts, first, posted=False)
+        await conn.execute(
+            "INSERT INTO payout_exports (business_date, created_at, debtor_account, payout_count,"
+            " total_fen) VALUES ($1, $2, $3, $4, $5)",
+            business_date,
+            created_at,
+            debtor_account,
+            len(payouts),
+            sum(p.amount_fen for p in payouts),
+        )
+        links = []
+        for payout in payouts:
+            entry_id = await _post(
+                conn,
+                "PAYOUT",
+                payout.end_to_end_id,
+                [
+                    (accounts.institution_payable(payout.institution_code), payout.amount_fen),
+                    (accounts.PAYOUTS_IN_TRANSIT, -payout.amount_fen),
+                ],
+            )
+            links.append((payout.end_to_end_id, business_date, entry_id))
+        await conn.copy_records_to_table(
+            "payout_export_entries",
+            records=links,
+            columns=("end_to_end_id", "business_date", "entry_id"),
+        )
+    return ExportResult(business_date, payouts, created_at, posted=True)
+
+
+async def expected_payouts(conn: asyncpg.Connection, business_date: date) -> list[ExpectedPayout]:
+    """The exported payouts of `business_date`, as reconciliation expects them."""
+    exported = await conn.fetchval(
+        "SELECT 1 FROM payout_exports WHERE business_date = $1", business_date
+    )
+    if exported is None:
+        status = await _day_status(conn, business_date)
+        if status is None:
+            raise EndOfDayError(f"there is no business day {business_date}")
+        raise EndOfDayError(f"payouts of {business_date} were not exported: nothing to reconcile")
+    return [
+        ExpectedPayout(p.end_to_end_id, p.institution_code, p.amount_fen)
+        for p in await day_payouts(conn, business_date)
+    ]
+
+
+def _posting_keys(
+    account_id: str, sha256: str, line_no: int, status: str, e2e: str, reference: str
+) -> list[str]:
+    entry_key = (
+        f"ref:{normalise_account(account_id)}:{reference}"
+        if reference
+        else f"stmt:{sha256}:{line_no}"
+    )
+    return [f"settled:{e2e}", entry_key] if status == MATCHED else [entry_key]
+
+
+async def record_reconciliation(
+    conn: asyncpg.Connection,
+    recon: Reconciliation,
+    statement: Statement,
+    *,
+    source_name: str,
+    account_id: str,
+) -> ReconRecord:
+    """Record the report lines and post what the statement proves, exactly once."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", EOD_LOCK_KEY)
+        seen = await conn.fetchval(
+            "SELECT 1 FROM bank_statements WHERE sha256 = $1", statement.sha256
+        )
+        if seen is not None:
+            return ReconRecord(already_recorded=True, entries_posted=0)
+        await conn.execute(
+            "INSERT INTO bank_statements (sha256, business_date, account_id, format,"
+            " statement_id, source_name) VALUES ($1, $2, $3, $4, $5, $6)",
+            statement.sha256,
+            recon.business_date,
+            statement.account_id or account_id,
+            statement.format,
+            statement.statement_id,
+            source_name,
+        )
+        keyed = [
+            (
+                number,
+                line,
+                _posting_keys(
+                    account_id,
+                    statement.sha256,
+                    number,
+                    line.status,
+                    line.end_to_end_id,
+                    line.bank_reference,
+                ),
+            )
+            for number, line in enumerate(recon.lines, start=1)
+            if line.bank_fen is not None
+        ]
+        all_keys = [key for _, _, keys in keyed for key in keys]
+        posted_before = {
+            r["posting_key"]
+            for r in await conn.fetch(
+                "SELECT posting_key FROM bank_posting_keys WHERE posting_key = ANY($1::text[])",
+                all_keys,
+            )
+        }
+        entry_ids: dict[int, int] = {}
+        key_rows: list[tuple[str, str, int]] = []
+        for number, line, keys in keyed:
+            if posted_before.intersection(keys):
+                continue  # another statement already reported this bank entry
+            bank_fen = line.bank_fen
+            assert bank_fen is not None
+            debit_account = (
+                accounts.PAYOUTS_IN_TRANSIT if line.status == MATCHED else accounts.SUSPENSE
+            )
+            kind = {MATCHED: "BANK_SETTLED", "RETURNED": "BANK_RETURN"}.get(
+                line.status, "ADJUSTMENT"
+            )
+            entry_id = await _post(
+                conn,
+                kind,
+                f"{line.status}:{line.end_to_end_id}:{line.bank_reference}",
+                [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)],
+            )
+            entry_ids[number] = entry_id
+            posted_before.update(keys)
+            key_rows.extend((key, statement.sha256, entry_id) for key in keys)
+        await conn.copy_records_to_table(
+            "bank_statement_lines",
+            records=[
+                (
+                    statement.sha256,
+                    number,
+                    line.status,
+                    line.end_to_end_id,
+                    line.institution_code,
+                    line.expected_fen,
+                    line.bank_fen,
+                    line.bank_reference,
+                    entry_ids.get(number),
+                )
+                for number, line in enumerate(recon.lines, start=1)
+            ],
+            columns=(
+                "sha256",
+                "line_no",
+                "status",
+                "end_to_end_id",
+                "institution_code",
+                "expected_fen",
+                "bank_fen",
+                "bank_reference",
+                "entry_id",
+            ),
+        )
+        await conn.copy_records_to_table(
+            "bank_posting_keys", records=key_rows, columns=("posting_key", "sha256", "entry_id")
+        )
+    return ReconRecord(already_recorded=False, entries_posted=len(entry_ids))
+
+
+async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DayStatus]:
+    """The latest `days_max` business days, newest first, with their end-of-day state."""
+    rows = await conn.fetch(
+        """
+        SELECT d.business_date, d.status,
+               (SELECT count(*) FROM day_clearing c
+                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payouts,
+               (SELECT coalesce(sum(c.payout_fen), 0) FROM day_clearing c
+                 WHERE c.business_date = d.business_date)::bigint AS total,
+               EXISTS (SELECT 1 FROM payout_exports e
+                 WHERE e.business_date = d.business_date) AS exported,
+               (SELECT count(*) FROM bank_statements s
+                 WHERE s.business_date = d.business_date) AS statements,
+               (SELECT count(*) FROM bank_statement_lines l
+                 WHERE l.status <> 'MATCHED' AND l.sha256 = (
+                   SELECT s.sha256 FROM bank_statements s
+                   WHERE s.business_date = d.business_date
+                   ORDER BY s.recorded_at DESC LIMIT 1)) AS exceptions
+        FROM business_days d ORDER BY d.business_date DESC LIMIT $1
+        """,
+        days_max,
+    )
+    return [
+        DayStatus(
+            business_date=r["business_date"],
+            status=r["status"],
+            payout_count=r["payouts"],
+            payout_total_fen=r["total"],
+            exported=r["exported"],
+            statements=r["statements"],
+            open_exceptions=r["exceptions"],
+        )
+        for r in rows
+    ]

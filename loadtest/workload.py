@@ -1,0 +1,544 @@
+"""What a province's front-end machines send at peak, and what a right answer is.
+
+One module serves every load client (the gevent locustfile and the grpc.aio
+benchmark): it builds SettleRequests the way hospitals and pharmacies do,
+and judges each answer. A load test that only counts gRPC errors would call
+a switch fast that answers quickly and wrongly, so every answer is checked
+against what the request implies: the split adds up to the claim total and
+line by line, funds that the visit type cannot use are zero, a retry returns
+the very same settlement, a cancellation names the settlement it cancels,
+and a rejection only happens where the request makes it the right answer.
+
+A `Session` is one client's state (one locust user, one benchmark worker):
+its own slice of the manifest's cards, so the pharmacy rule "at most N
+purchases a day" (policy.toml) can be predicted exactly, and its recent
+settlements to retry, cancel and fetch. `Session.action(kind)` returns an
+`Action`: the RPC to call, the request, and `check(response) -> problem or
+None`. Transports call it and report; nothing here does I/O but reading the
+manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from adjudication.catalog import (  # noqa: E402
+    CatalogItem,
+    ItemClass,
+    ItemKind,
+    Restriction,
+    Rx,
+    load_catalog,
+)
+from adjudication.policy import load_policy  # noqa: E402
+from switch.proto import medswitch_pb2 as pb  # noqa: E402
+
+
+class Kind(StrEnum):
+    PHARMACY = "pharmacy"
+    OUTPATIENT = "outpatient"
+    SPECIAL_DISEASE = "special_disease"
+    INPATIENT = "inpatient"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    PRESETTLE = "presettle"
+    GET = "get"
+
+
+# Percent of requests by kind (issue 6): the remaining 5 % after the four
+# visit types are client retries, cancellations and look-ups.
+FULL_MIX: tuple[tuple[Kind, int], ...] = (
+    (Kind.PHARMACY, 60),
+    (Kind.OUTPATIENT, 25),
+    (Kind.SPECIAL_DISEASE, 5),
+    (Kind.INPATIENT, 5),
+    (Kind.RETRY, 2),
+    (Kind.CANCEL, 1),
+    (Kind.PRESETTLE, 1),
+    (Kind.GET, 1),
+)
+PHARMACY_MIX: tuple[tuple[Kind, int], ...] = ((Kind.PHARMACY, 100),)
+MIXES = {"full": FULL_MIX, "pharmacy": PHARMACY_MIX}
+
+SETTLED = pb.SETTLEMENT_STATUS_SETTLED
+REJECTED = pb.SETTLEMENT_STATUS_REJECTED
+PREVIEW = pb.SETTLEMENT_STATUS_PREVIEW
+CANCELLED = pb.SETTLEMENT_STATUS_CANCELLED
+VISIT = {
+    Kind.PHARMACY: pb.VISIT_TYPE_PHARMACY,
+    Kind.OUTPATIENT: pb.VISIT_TYPE_OUTPATIENT,
+    Kind.SPECIAL_DISEASE: pb.VISIT_TYPE_SPECIAL_DISEASE,
+    Kind.INPATIENT: pb.VISIT_TYPE_INPATIENT,
+}
+RECENT_MAX = 256  # settlements a session keeps to retry, cancel and fetch
+
+# Drugs a special-disease patient collects, by approved disease (a month's supply).
+SPECIAL_DISEASE_ITEMS = {
+    "E11": ("XA10BAA067A001010100007", "XA10AEI012B002010100008"),
+    "I50": ("XC03CAF001A001010100010", "XC09AAE056A001010100009"),
+    "N18": ("311201001", "XA11CCA001B002010100021"),
+    "C34": ("XL01EBJ001A001010100016", "250101015"),
+    "D66": ("XB02BDH053B002010100013", "250101015"),
+}
+OUTPATIENT_DIAGNOSES = ("J06.9", "I10", "K29.7", "M54.5", "E78.5", "J20.9", "L30.9")
+# (primary diagnosis, procedure or None): a pneumonia has no operation.
+INPATIENT_CASES = (
+    ("J18.9", None),
+    ("K35.8", "331003001"),
+    ("I25.1", "331502001"),
+    ("I63.9", None),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    card_no: str
+    pin: str
+    category: str
+    birth_date: date
+    special_diseases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """manifest.json of loadtest/population.py, with the catalog and policy beside it."""
+
+    directory: Path
+    today: date
+    cards: tuple[Card, ...]
+    special_cards: tuple[Card, ...]
+    pharmacies: tuple[str, ...]
+    providers: tuple[str, ...]  # hospitals and clinics
+    items: dict[str, CatalogItem]
+    otc_max_per_purchase_fen: int
+    purchases_per_day_max: int
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Manifest:
+        d = Path(directory)
+        raw = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        policy = load_policy(d / "policy.toml")
+        catalog = load_catalog(d / "catalog.csv", effective_from=policy.effective_from)
+
+        def cards(key: str) -> tuple[Card, ...]:
+            return tuple(
+                Card(
+                    c["card_no"],
+                    c["pin"],
+                    c["category"],
+                    date.fromisoformat(c["birth_date"]),
+                    tuple(c["special_diseases"]),
+                )
+                for c in raw[key]
+            )
+
+        return cls(
+            directory=d,
+            today=date.fromisoformat(raw["today"]),
+            cards=cards("cards"),
+            special_cards=cards("special_cards"),
+            pharmacies=tuple(raw["load_institutions"]["PHARMACY"]),
+            providers=tuple(raw["load_institutions"]["PROVIDER"]),
+            items=dict(catalog.items),
+            otc_max_per_purchase_fen=policy.otc_max_per_purchase_fen,
+            purchases_per_day_max=policy.max_purchases_per_day,
+        )
+
+
+@dataclass(slots=True)
+class Action:
+    """One call a client makes: `check(response)` returns what is wrong, or None."""
+
+    kind: Kind
+    method: str  # SettlementService method name
+    institution: str
+    request: Any
+    check: Callable[[Any], str | None]
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.kind.value}"
+
+
+@dataclass(slots=True)
+class _Sent:
+    kind: Kind
+    request: pb.SettleRequest
+    response: pb.SettleResponse
+    cancelled: bool = False
+
+
+def pick_kind(rng: random.Random, mix: Sequence[tuple[Kind, int]]) -> Kind:
+    return rng.choices([k for k, _ in mix], weights=[w for _, w in mix])[0]
+
+
+def split_problems(req: pb.SettleRequest, resp: pb.SettleResponse) -> str | None:
+    """What is arithmetically wrong with an accepted claim's answer (api.md, rules s.1)."""
+    s = resp.split
+    total = sum(line.amount_fen for line in req.lines)
+    if s.total_fen != total:
+        return f"split.total_fen {s.total_fen} != claim total {total}"
+    money = (
+        s.full_selfpay_fen, s.overlimit_selfpay_fen, s.preselfpay_fen, s.in_scope_fen,
+        s.deductible_fen, s.pooled_fund_fen, s.serious_illness_fen, s.institution_waiver_fen,
+        s.individual_account_fen, s.patient_cash_fen, resp.balance_after_fen,
+    )  # fmt: skip
+    if min(money) < 0:
+        return "a negative money field"
+    if s.full_selfpay_fen + s.overlimit_selfpay_fen + s.preselfpay_fen + s.in_scope_fen != total:
+        return "full_selfpay + overlimit + preselfpay + in_scope != total"
+    payers = (
+        s.pooled_fund_fen + s.serious_illness_fen + s.institution_waiver_fen
+        + s.individual_account_fen + s.patient_cash_fen
+    )  # fmt: skip
+    if payers != total:
+        return f"pooled + serious + waiver + account + cash = {payers} != total {total}"
+    if s.individual_account_fen > s.preselfpay_fen + s.in_scope_fen:
+        return "the account paid more than preselfpay + in_scope"
+    if req.skip_individual_account and s.individual_account_fen:
+        return "the account paid although the claim said not to use it"
+    if len(resp.lines) != len(req.lines):
+        return f"{len(resp.lines)} line results for {len(req.lines)} lines"
+    amounts = {line.line_no: line.amount_fen for line in req.lines}
+    for lr in resp.lines:
+        parts = lr.full_selfpay_fen + lr.overlimit_selfpay_fen + lr.preselfpay_fen + lr.in_scope_fen
+        if amounts.get(lr.line_no) != parts:
+            return f"line {lr.line_no}: parts {parts} != amount {amounts.get(lr.line_no)}"
+    if req.visit_type == pb.VISIT_TYPE_PHARMACY and (
+        s.pooled_fund_fen or s.serious_illness_fen or s.institution_waiver_fen
+    ):
+        return "a pharmacy purchase drew on a fund"
+    if req.visit_type == pb.VISIT_TYPE_OUTPATIENT and (
+        s.serious_illness_fen or s.institution_waiver_fen
+    ):
+        return "an outpatient visit drew serious-illness or waiver money"
+    return None
+
+
+def answer_problems(
+    req: pb.SettleRequest,
+    resp: pb.SettleResponse,
+    accepted: int,
+    allowed_reasons: frozenset[str] = frozenset(),
+) -> str | None:
+    """What is wrong with a Settle/PreSettle answer; `accepted` is SETTLED or PREVIEW."""
+    if resp.request_id != req.request_id:
+        return f"request_id {resp.request_id!r} != {req.request_id!r}"
+    if resp.institution_code != req.institution_code:
+        return "institution_code differs from the request's"
+    if accepted == SETTLED and not resp.settlement_id:
+        return "no settlement_id"
+    if resp.status == accepted:
+        if accepted == SETTLED and not resp.business_date:
+            return "a settlement without business_date"
+        return split_problems(req, resp)
+    if resp.status == REJECTED:
+        unexpected = set(resp.reasons) - allowed_reasons
+        if unexpected or not resp.reasons:
+            return f"unexpected rejection {sorted(resp.reasons)}"
+        total = sum(line.amount_fen for line in req.lines)
+        s = resp.split
+        if s.total_fen != total or s.patient_cash_fen != total or resp.lines:
+            return "a rejection must carry total = patient_cash = claim total and no lines"
+        return None
+    name = pb.SettlementStatus.Name
+    return f"status {name(resp.status)} where {name(accepted)} was due"
+
+
+@dataclass
+class Session:
+    """One client's requests and memory. `slot` of `slots` picks its own cards."""
+
+    manifest: Manifest
+    slot: int = 0
+    slots: int = 1
+    seed: int | None = None
+    # False when the cards may already have been used today (a database
+    # reused from an earlier run): the daily pharmacy limit is then unknown
+    fresh_day: bool = True
+    rng: random.Random = field(init=False)
+    prefix: str = field(init=False)
+    counter: int = 0
+    recent: deque[_Sent] = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
+    purchases: dict[str, int] = field(default_factory=dict)  # card -> settled today, by us
+    _cards: tuple[Card, ...] = ()
+    _special: tuple[Card, ...] = ()
+    _next_card: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.prefix = uuid.uuid4().hex[:12]
+        m = self.manifest
+        self._cards = m.cards[self.slot :: self.slots] or m.cards
+        self._special = m.special_cards[self.slot :: self.slots] or m.special_cards
+        self._next_card = self.rng.randrange(len(self._cards))
+        self.today = m.today.isoformat()
+        items = m.items.values()
+        self.otc = [
+            i for i in items
+            if i.kind is ItemKind.DRUG and i.rx is Rx.OTC and i.item_class is not ItemClass.C
+            and Restriction.CHILD_ONLY not in i.restrictions
+        ]  # fmt: skip
+        self.rx = [
+            i for i in items
+            if i.kind is ItemKind.DRUG and i.rx is Rx.RX and i.item_class is not ItemClass.C
+            and not i.restrictions
+        ]  # fmt: skip
+        self.class_c_drugs = [
+            i for i in items if i.kind is ItemKind.DRUG and i.item_class is ItemClass.C
+        ]
+
+    # -- requests ---------------------------------------------------------
+
+    def request_id(self) -> str:
+        self.counter += 1
+        return f"lt-{self.prefix}-{self.counter}"
+
+    def _card(self) -> Card:
+        """Cards in turn: every card of the slice is used once before any twice."""
+        card = self._cards[self._next_card]
+        self._next_card = (self._next_card + 1) % len(self._cards)
+        return card
+
+    def _price(self, item: CatalogItem) -> int:
+        """Mostly at or under the cap; one line in ten over it (超限价)."""
+        cap = item.price_cap_fen
+        if cap is None:
+            return self.rng.randint(500, 20_000)
+        if self.rng.random() < 0.1:
+            return cap + self.rng.randint(1, max(1, cap // 5))
+        return self.rng.randint(max(1, cap * 6 // 10), cap)
+
+    def _line(
+        self, no: int, item: CatalogItem, qty: int, *, days: int = 0, price: int | None = None,
+        approved: bool = False, discharge: bool = False,
+    ) -> pb.ClaimLine:  # fmt: skip
+        unit = self._price(item) if price is None else price
+        return pb.ClaimLine(
+            line_no=no,
+            item_code=item.code,
+            quantity=qty,
+            unit_price_fen=unit,
+            amount_fen=unit * qty,
+            days_supply=days,
+            approved=approved,
+            discharge_medication=discharge,
+        )
+
+    def _base(self, kind: Kind, institution: str, card: Card) -> pb.SettleRequest:
+        return pb.SettleRequest(
+            request_id=self.request_id(),
+            institution_code=institution,
+            card_no=card.card_no,
+            pin=card.pin,
+            visit_type=VISIT[kind],
+            service_date=self.today,
+            skip_individual_account=self.rng.random() < 0.05,
+        )
+
+    def pharmacy_request(self, institution: str) -> tuple[pb.SettleRequest, Card]:
+        card = self._card()
+        req = self._base(Kind.PHARMACY, institution, card)
+        if self.rng.random() < 0.35:  # a prescription from a hospital
+            req.prescription_ref = f"RX{self.rng.randrange(10**10):010d}"
+            picks = self.rng.sample(self.rx, k=self.rng.randint(1, 3))
+            for no, item in enumerate(picks, 1):
+                req.lines.append(
+                    self._line(no, item, self.rng.randint(1, 3), days=self.rng.randint(3, 7))
+                )
+        else:  # over the counter: stay under the per-purchase amount
+            budget = self.manifest.otc_max_per_purchase_fen
+            picks = self.rng.sample(self.otc, k=self.rng.randint(1, 3))
+            for item in picks:
+                line = self._line(len(req.lines) + 1, item, self.rng.randint(1, 2))
+                if line.amount_fen <= budget:
+                    budget -= line.amount_fen
+                    req.lines.append(line)
+            if not req.lines:  # one smallest package is always allowed
+                req.lines.append(self._line(1, picks[0], 1))
+            if self.rng.random() < 0.1:
+                item = self.rng.choice(self.class_c_drugs)
+                req.lines.append(self._line(len(req.lines) + 1, item, 1))
+        return req, card
+
+    def outpatient_request(self, institution: str) -> pb.SettleRequest:
+        card = self._card()
+        req = self._base(Kind.OUTPATIENT, institution, card)
+        req.diagnoses.append(self.rng.choice(OUTPATIENT_DIAGNOSES))
+        items = self.manifest.items
+        consult = "110200003" if self.rng.random() < 0.2 else "110200001"
+        req.lines.append(self._line(1, items[consult], 1))
+        for code in ("250101015", "250301001", "210300001"):
+            if self.rng.random() < 0.3:
+                req.lines.append(self._line(len(req.lines) + 1, items[code], 1))
+        for item in self.rng.sample(self.rx + self.otc, k=self.rng.randint(0, 3)):
+            req.lines.append(
+                self._line(
+                    len(req.lines) + 1, item, self.rng.randint(1, 3), days=self.rng.randint(1, 7)
+                )
+            )
+        return req
+
+    def special_disease_request(self, institution: str) -> pb.SettleRequest:
+        card = self.rng.choice(self._special)
+        req = self._base(Kind.SPECIAL_DISEASE, institution, card)
+        disease = self.rng.choice(card.special_diseases)
+        req.diagnoses.append(disease if self.rng.random() < 0.5 else f"{disease}.9")
+        for code in SPECIAL_DISEASE_ITEMS.get(disease, ("250101015",)):
+            item = self.manifest.items[code]
+            days = 30 if item.kind is ItemKind.DRUG else 0
+            qty = 1 if item.kind is not ItemKind.DRUG else self.rng.randint(1, 4)
+            req.lines.append(self._line(len(req.lines) + 1, item, qty, days=days, approved=True))
+        return req
+
+    def inpatient_request(self, institution: str) -> pb.SettleRequest:
+        card = self._card()
+        req = self._base(Kind.INPATIENT, institution, card)
+        stay_days = self.rng.randint(2, 12)
+        discharge = self.manifest.today
+        req.admission_date = (discharge - timedelta(days=stay_days)).isoformat()
+        req.discharge_date = discharge.isoformat()
+        diagnosis, procedure = self.rng.choice(INPATIENT_CASES)
+        req.diagnoses.extend([diagnosis, "I10"] if self.rng.random() < 0.3 else [diagnosis])
+        items = self.manifest.items
+        bed = "110900003" if self.rng.random() < 0.2 else "110900001"
+        codes_qty = [
+            (bed, stay_days),
+            ("111000001", stay_days),
+            ("120400001", stay_days),
+            ("C01010003", stay_days),
+            ("250101015", 2),
+            ("XB05BAF001B002010100017", 3),
+        ]
+        if procedure:
+            codes_qty.append((procedure, 1))
+        if procedure == "331502001":
+            codes_qty.append(("C03010001", 1))
+        for code, qty in codes_qty:
+            req.lines.append(self._line(len(req.lines) + 1, items[code], qty))
+        take_home = self.rng.choice(self.rx)
+        req.lines.append(
+            self._line(len(req.lines) + 1, take_home, 2, days=self.rng.randint(7, 30),
+                       discharge=True)
+        )  # fmt: skip
+        return req
+
+    # -- actions ----------------------------------------------------------
+
+    def action(self, kind: Kind) -> Action:
+        """The next call of this kind (falls back to a pharmacy purchase when
+        there is nothing yet to retry, cancel or fetch)."""
+        m = self.manifest
+        if kind is Kind.PHARMACY:
+            pharmacy = self.rng.choice(m.pharmacies)
+            req, card = self.pharmacy_request(pharmacy)
+            return self._settle(kind, req, card)
+        provider = self.rng.choice(m.providers)
+        if kind is Kind.OUTPATIENT:
+            return self._settle(kind, self.outpatient_request(provider), None)
+        if kind is Kind.SPECIAL_DISEASE:
+            return self._settle(kind, self.special_disease_request(provider), None)
+        if kind is Kind.INPATIENT:
+            return self._settle(kind, self.inpatient_request(provider), None)
+        if kind is Kind.PRESETTLE:
+            return self._presettle(self.outpatient_request(provider))
+        live = [s for s in self.recent if not s.cancelled]
+        if not live:
+            return self.action(Kind.PHARMACY)
+        sent = self.rng.choice(live)
+        if kind is Kind.RETRY:
+            return self._retry(sent)
+        if kind is Kind.CANCEL:
+            return self._cancel(sent)
+        return self._get(sent)
+
+    def _settle(self, kind: Kind, req: pb.SettleRequest, card: Card | None) -> Action:
+        allowed: frozenset[str] = frozenset()
+        if card is not None:  # pharmacy: the (N+1)-th purchase of the day is refused
+            used = self.purchases.get(card.card_no, 0)
+            if used >= self.manifest.purchases_per_day_max or not self.fresh_day:
+                allowed = frozenset({"R_FREQUENT_PURCHASE"})
+
+        def check(resp: pb.SettleResponse) -> str | None:
+            problem = answer_problems(req, resp, SETTLED, allowed)
+            if allowed and self.fresh_day and resp.status == SETTLED:
+                problem = problem or "a pharmacy purchase over the daily limit was settled"
+            if problem is None and resp.status == SETTLED:
+                self.recent.append(_Sent(kind, req, resp))
+                if card is not None:
+                    self.purchases[card.card_no] = self.purchases.get(card.card_no, 0) + 1
+            return problem
+
+        return Action(kind, "Settle", req.institution_code, req, check)
+
+    def _presettle(self, req: pb.SettleRequest) -> Action:
+        return Action(
+            Kind.PRESETTLE, "PreSettle", req.institution_code, req,
+            lambda resp: answer_problems(req, resp, PREVIEW),
+        )  # fmt: skip
+
+    def _retry(self, sent: _Sent) -> Action:
+        def check(resp: pb.SettleResponse) -> str | None:
+            if resp.settlement_id != sent.response.settlement_id:
+                return "a retry answered a different settlement_id"
+            if resp != sent.response:
+                return "a retry answered differently from the first answer"
+            return None
+
+        return Action(Kind.RETRY, "Settle", sent.request.institution_code, sent.request, check)
+
+    def _cancel(self, sent: _Sent) -> Action:
+        sent.cancelled = True  # never cancelled twice by us, whatever the answer
+        req = pb.CancelSettlementRequest(
+            request_id=self.request_id(),
+            institution_code=sent.request.institution_code,
+            settlement_id=sent.response.settlement_id,
+            reason="load test: patient returned the goods",
+        )
+
+        def check(resp: pb.CancelSettlementResponse) -> str | None:
+            if resp.status != CANCELLED:
+                return f"cancel answered {pb.SettlementStatus.Name(resp.status)}"
+            if resp.settlement_id != sent.response.settlement_id:
+                return "cancel answered another settlement_id"
+            if not resp.reversal_id:
+                return "cancel without reversal_id"
+            if resp.balance_after_fen < 0:
+                return "negative balance after cancel"
+            card = sent.request.card_no
+            if sent.kind is Kind.PHARMACY and self.purchases.get(card, 0) > 0:
+                self.purchases[card] -= 1
+            return None
+
+        return Action(Kind.CANCEL, "CancelSettlement", req.institution_code, req, check)
+
+    def _get(self, sent: _Sent) -> Action:
+        req = pb.GetSettlementRequest(
+            institution_code=sent.request.institution_code,
+            settlement_id=sent.response.settlement_id,
+        )
+
+        def check(resp: pb.SettleResponse) -> str | None:
+            if resp.settlement_id != sent.response.settlement_id:
+                return "GetSettlement answered another settlement"
+            if resp.status not in (SETTLED, CANCELLED):
+                return f"GetSettlement status {pb.SettlementStatus.Name(resp.status)}"
+            if resp.split != sent.response.split:
+                return "GetSettlement split differs from the Settle answer"
+            return None
+
+        return Action(Kind.GET, "GetSettlement", req.institution_code, req, check)

@@ -1,0 +1,190 @@
+"""`medswitch import-reference DIR`: load a pooling region into the ledger.
+
+The five files of shared/reference are parsed and checked in full first
+(the engine's own loaders for policy.toml and catalog.csv, and
+adjudication.reference for the CSVs, plus the cross-file checks here: a
+special disease for an unknown member, the same approval twice); any error
+names file, line and field, exits 2, and nothing is imported. Then
+ledger.importer stores it all in one transaction with COPY, opening balances
+as one OPENING entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from adjudication.catalog import parse_catalog
+from adjudication.errors import DataFileError
+from adjudication.policy import parse_policy
+from adjudication.reference import (
+    parse_institutions,
+    parse_members,
+    parse_special_diseases,
+    read_text,
+)
+from ledger import importer
+from ledger.crypto import load_or_create_key
+from switch.commands.db import connect_url
+from switch.config import Settings
+
+FILES = (
+    "policy.toml",
+    "catalog.csv",
+    "institutions.csv",
+    "members.csv",
+    "member_special_diseases.csv",
+)
+CATALOG_VERSION_FIRST = 1
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "import-reference", help="load policy, catalog, institutions and members from DIR"
+    )
+    parser.add_argument("dir", type=Path, help="directory holding the five reference files")
+    parser.set_defaults(func=run)
+
+
+def _line_of(text: str, member_id: str, after: int = 0) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number > after and line.split(",", 1)[0].strip() == member_id:
+            return number
+    return None
+
+
+def load_dir(directory: Path) -> dict[str, Any]:
+    """Parse and cross-check everything; DataFileError on the first problem."""
+    for name in FILES:
+        if not (directory / name).is_file():
+            raise DataFileError(str(directory / name), None, "", "file is missing")
+    policy_path = directory / "policy.toml"
+    policy_text = read_text(policy_path)
+    policy = parse_policy(policy_text, str(policy_path))
+    catalog_path = directory / "catalog.csv"
+    catalog = parse_catalog(
+        read_text(catalog_path),
+        str(catalog_path),
+        version=CATALOG_VERSION_FIRST,
+        effective_from=policy.effective_from,
+    )
+    institutions_path = directory / "institutions.csv"
+    institutions = parse_institutions(read_text(institutions_path), str(institutions_path))
+    members_path = directory / "members.csv"
+    members: list[importer.MemberIn] = [
+        (
+            m.member_id,
+            m.card_no,
+            m.pin,
+            m.name,
+            m.id_number,
+            m.birth_date,
+            m.category.value,
+            m.status.value,
+            m.card_status.value,
+            m.balance_fen,
+            m.region,
+        )
+        for m in parse_members(read_text(members_path), str(members_path))
+    ]
+    known = {m[0] for m in members}
+    diseases_path = directory / "member_special_diseases.csv"
+    diseases_text = read_text(diseases_path)
+    diseases: list[importer.DiseaseIn] = []
+    seen: set[tuple[str, str, Any]] = set()
+    for row in parse_special_diseases(diseases_text, str(diseases_path)):
+        if row.member_id not in known:
+            raise DataFileError(
+                str(diseases_path),
+                _line_of(diseases_text, row.member_id),
+                "member_id",
+                f"unknown member {row.member_id}",
+            )
+        key = (row.member_id, row.disease.code, row.disease.valid_from)
+        if key in seen:
+            raise DataFileError(
+                str(diseases_path),
+                _line_of(diseases_text, row.member_id),
+                "disease_code",
+                f"duplicate approval {row.disease.code} from {row.disease.valid_from}",
+            )
+        seen.add(key)
+        diseases.append(
+            (row.member_id, row.disease.code, row.disease.valid_from, row.disease.valid_to)
+        )
+    return {
+        "policy": importer.PolicyIn(policy.version, policy.effective_from, policy_text),
+        "catalog_version": catalog.version,
+        "catalog_effective_from": catalog.effective_from,
+        "catalog": [
+            (
+                i.code,
+                i.name,
+                i.kind.value,
+                i.item_class.value,
+                i.preselfpay_bp,
+                i.price_cap_fen,
+                i.rx.value,
+                "|".join(sorted(r.value for r in i.restrictions)),
+            )
+            for i in catalog.items.values()
+        ],
+        "institutions": [
+            (i.code, i.name, i.kind.value, i.level, i.region, i.status.value) for i in institutions
+        ],
+        "members": members,
+        "diseases": diseases,
+    }
+
+
+async def _import(url: str, data_key: bytes, loaded: dict[str, Any]) -> importer.ImportSummary:
+    from ledger import db
+
+    pool = await db.open_database(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await importer.import_reference(conn, data_key, **loaded)
+    finally:
+        await pool.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    started = time.monotonic()
+    try:
+        loaded = load_dir(args.dir)
+    except DataFileError as exc:
+        print(f"medswitch import-reference: {exc}; nothing was imported", file=sys.stderr)
+        return 2
+    parsed_s = time.monotonic() - started
+    try:
+        data_key = load_or_create_key(settings.data_dir, _env_key())
+        summary = asyncio.run(_import(connect_url(settings), data_key, loaded))
+    except (importer.AlreadyImported, ValueError) as exc:
+        print(f"medswitch import-reference: {exc}", file=sys.stderr)
+        return 2
+    except asyncpg.PostgresError as exc:
+        print(
+            f"medswitch import-reference: database refused the data: {exc}; nothing was imported",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"imported {summary.institutions} institutions, {summary.members} members,"
+        f" {summary.special_diseases} special-disease approvals, {summary.catalog_items}"
+        f" catalog items; opening balances {summary.opening_total_fen} fen"
+        f" (parse {parsed_s:.1f} s, total {time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+def _env_key() -> str | None:
+    import os
+
+    return os.environ.get("MEDSWITCH_DATA_KEY") or None

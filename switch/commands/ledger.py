@@ -1,0 +1,50 @@
+"""`medswitch ledger verify`: recompute the books and re-walk the hash chains.
+
+Exit 0 when sound, 1 naming the first bad entry (and up to 19 more problems).
+Runs as the connecting (owner) user, read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import asyncpg
+
+from ledger import chain, db
+from switch.commands.db import connect_url
+from switch.config import Settings
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("ledger", help="ledger maintenance")
+    sub = parser.add_subparsers(dest="ledger_command", required=True)
+    sub.add_parser("verify", help="check balances, entry sums and the tamper-evident chains")
+    parser.set_defaults(func=run)
+
+
+async def _verify(url: str) -> chain.VerifyReport:
+    conn = await asyncpg.connect(url)
+    try:
+        await db.migrate(conn)
+        return await chain.verify(conn)
+    finally:
+        await conn.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        report = asyncio.run(_verify(connect_url(settings)))
+    except (db.SchemaTooNew, OSError, asyncpg.PostgresError) as exc:
+        print(f"medswitch ledger verify: {exc}", file=sys.stderr)
+        return 1
+    for line in report.problems:
+        print(f"BAD: {line}")
+    print(
+        f"{report.entries} entries, {report.postings} postings in {report.lanes} lanes,"
+        f" {report.balances} balances: {'sound' if report.sound else 'NOT SOUND'}"
+    )
+    return 0 if report.sound else 1

@@ -1,0 +1,262 @@
+"""Translation between the wire (medswitch.v1 messages) and the domain values.
+
+Requests become `adjudication.model` values only after every wire-format rule
+of adjudication.md section 1 holds; otherwise the caller gets the complete
+list of field violations (paths like "lines[2].amount_fen", 0-based as in
+google.rpc.BadRequest) and nothing is recorded. Engine answers become
+responses here, so servicers stay proto -> domain -> proto and nothing else.
+
+The PIN never enters a domain value: it is checked against its keyed hash by
+the ledger and only the verdict reaches the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date
+
+from adjudication import limits as alimits
+from adjudication import model
+from adjudication.validation import validate_claim
+from switch import limits
+from switch.backend import AccountEntryView, CatalogEntry, MemberView, SettlementView
+from switch.errors import FieldViolation
+from switch.proto import medswitch_pb2 as pb
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+VISIT_TYPE_FROM_PB: dict[int, model.VisitType] = {
+    pb.VISIT_TYPE_OUTPATIENT: model.VisitType.OUTPATIENT,
+    pb.VISIT_TYPE_SPECIAL_DISEASE: model.VisitType.SPECIAL_DISEASE,
+    pb.VISIT_TYPE_INPATIENT: model.VisitType.INPATIENT,
+    pb.VISIT_TYPE_PHARMACY: model.VisitType.PHARMACY,
+}
+INJURY_CAUSE_FROM_PB: dict[int, model.InjuryCause] = {
+    pb.InjuryCause.Value(f"INJURY_CAUSE_{cause.value}"): cause for cause in model.InjuryCause
+}
+MEMBER_CATEGORY_TO_PB: dict[model.MemberCategory, pb.MemberCategory] = {
+    c: pb.MemberCategory.Value(f"MEMBER_CATEGORY_{c.value}") for c in model.MemberCategory
+}
+MEMBER_STATUS_TO_PB: dict[model.MemberStatus, pb.MemberStatus] = {
+    s: pb.MemberStatus.Value(f"MEMBER_STATUS_{s.value}") for s in model.MemberStatus
+}
+
+
+class Checker:
+    """Collects field violations, so a client learns every problem at once."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def text(self, field: str, value: str, len_max: int, *, required: bool = False) -> str:
+        if required and not value:
+            self.add(field, "required")
+        elif len(value) > len_max:
+            self.add(field, f"longer than {len_max} characters")
+        else:
+            self.printable(field, value)
+        return value
+
+    def institution(self, value: str) -> None:
+        self.text("institution_code", value, alimits.institution_code_len_max, required=True)
+
+    def card(self, value: str) -> None:
+        self.text("card_no", value, alimits.card_no_len_max, required=True)
+
+    def printable(self, field: str, value: str) -> None:
+        if any(ch < " " or ch == "\x7f" for ch in value):
+            self.add(field, "contains control characters")
+
+    def date(self, field: str, value: str, *, required: bool = False) -> date | None:
+        if not value:
+            if required:
+                self.add(field, "required (YYYY-MM-DD)")
+            return None
+        if not _DATE_RE.fullmatch(value):
+            self.add(field, "not a date in the form YYYY-MM-DD")
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            self.add(field, "not a valid calendar date")
+            return None
+
+    def enum(self, field: str, value: int, known: Iterable[int], *, required: bool = False) -> bool:
+        if value not in set(known):
+            self.add(field, f"unknown enum value {value}")
+            return False
+        if required and value == 0:
+            self.add(field, "required")
+            return False
+        return True
+
+    def int_range(self, field: str, value: int, lo: int, hi: int) -> bool:
+        if not lo <= value <= hi:
+            self.add(field, f"must be between {lo} and {hi}")
+            return False
+        return True
+
+
+def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[FieldViolation]]:
+    """The claim a SettleRequest stands for, or None with every field violation.
+
+    Wire-only rules (enum values, date syntax, the PIN, control characters)
+    are checked here; the rest of section 1 is the engine's `validate_claim`,
+    run on a best-effort claim so that one answer names every problem.
+    """
+    ck = Checker()
+    ck.text("pin", req.pin, limits.pin_len_max)
+    visit_ok = ck.enum("visit_type", req.visit_type, VISIT_TYPE_FROM_PB.keys() | {0}, required=True)
+    ck.enum("injury_cause", req.injury_cause, INJURY_CAUSE_FROM_PB.keys())
+    service_date = ck.date("service_date", req.service_date)
+    admission = ck.date("admission_date", req.admission_date)
+    discharge = ck.date("discharge_date", req.discharge_date)
+    for name in (
+        "request_id",
+        "institution_code",
+        "card_no",
+        "accident_case_id",
+        "prescription_ref",
+    ):
+        ck.printable(name, getattr(req, name))
+    for i, code in enumerate(req.diagnoses):
+        ck.printable(f"diagnoses[{i}]", code)
+
+    claim = model.Claim(
+        request_id=req.request_id,
+        institution_code=req.institution_code,
+        card_no=req.card_no,
+        # A placeholder when the visit type is bad, so the rest is still checked.
+        visit_type=VISIT_TYPE_FROM_PB.get(req.visit_type, model.VisitType.OUTPATIENT),
+        lines=tuple(
+            model.ClaimLine(
+                line_no=line.line_no,
+                item_code=line.item_code,
+                quantity=line.quantity,
+                unit_price_fen=line.unit_price_fen,
+                amount_fen=line.amount_fen,
+                days_supply=line.days_supply,
+                approved=line.approved,
+                discharge_medication=line.discharge_medication,
+            )
+            # Copy no more than one past the limit: the count is then refused.
+            for line in req.lines[: alimits.claim_lines_max + 1]
+        ),
+        service_date=service_date,
+        admission_date=admission,
+        discharge_date=discharge,
+        diagnoses=tuple(req.diagnoses[: alimits.diagnoses_max + 1]),
+        injury_cause=INJURY_CAUSE_FROM_PB.get(req.injury_cause, model.InjuryCause.NONE),
+        accident_case_id=req.accident_case_id,
+        prescription_ref=req.prescription_ref,
+        use_individual_account=not req.skip_individual_account,
+    )
+    flagged = {v.field for v in ck.violations}
+    if not visit_ok:
+        # Which dates and diagnoses are required depends on the visit type.
+        flagged |= {"service_date", "admission_date", "discharge_date", "diagnoses"}
+    for v in validate_claim(claim):
+        if v.field not in flagged:
+            ck.add(v.field, v.description)
+    if ck.violations:
+        return None, ck.violations
+    return claim, []
+
+
+def claim_total_fen(claim: model.Claim) -> int:
+    return sum(line.amount_fen for line in claim.lines)
+
+
+# --------------------------------------------------------------------------
+# Domain -> wire
+
+
+def split_to_pb(split: model.Split) -> pb.Split:
+    return pb.Split(**split.as_dict())
+
+
+def line_to_pb(line: model.LineResult) -> pb.LineResult:
+    return pb.LineResult(
+        line_no=line.line_no,
+        item_class=line.item_class,
+        full_selfpay_fen=line.full_selfpay_fen,
+        overlimit_selfpay_fen=line.overlimit_selfpay_fen,
+        preselfpay_fen=line.preselfpay_fen,
+        in_scope_fen=line.in_scope_fen,
+        reasons=list(line.reasons),
+    )
+
+
+def settle_response(view: SettlementView) -> pb.SettleResponse:
+    return pb.SettleResponse(
+        settlement_id=view.settlement_id,
+        request_id=view.request_id,
+        status=pb.SettlementStatus.Value(f"SETTLEMENT_STATUS_{view.status.value}"),
+        business_date=view.business_date.isoformat() if view.business_date else "",
+        member_id=view.member_id,
+        institution_code=view.institution_code,
+        reasons=list(view.reasons),
+        warnings=list(view.warnings),
+        split=split_to_pb(view.split),
+        lines=[line_to_pb(line) for line in view.lines],
+        balance_after_fen=view.balance_after_fen,
+    )
+
+
+def mask_name(name: str) -> str:
+    """First character then one `*` per further character (api.md name_masked)."""
+    return name[:1] + "*" * (len(name) - 1) if name else ""
+
+
+def mask_card(card_no: str) -> str:
+    """The last four characters of a card number, the rest masked (for logs)."""
+    keep = 4 if len(card_no) > 6 else 0
+    return "*" * (len(card_no) - keep) + card_no[len(card_no) - keep :]
+
+
+def member_to_pb(member: MemberView) -> pb.Member:
+    return pb.Member(
+        member_id=member.member_id,
+        name_masked=member.name_masked,
+        category=MEMBER_CATEGORY_TO_PB[member.category],
+        status=MEMBER_STATUS_TO_PB[member.status],
+        region_code=member.region_code,
+        balance_fen=member.balance_fen,
+        special_diseases=[
+            pb.ApprovedDisease(
+                code=d.code, valid_from=d.valid_from.isoformat(), valid_to=d.valid_to.isoformat()
+            )
+            for d in member.special_diseases
+        ],
+    )
+
+
+def entry_to_pb(entry: AccountEntryView) -> pb.AccountEntry:
+    return pb.AccountEntry(
+        posted_at=entry.posted_at.isoformat(),
+        business_date=entry.business_date.isoformat(),
+        institution_code=entry.institution_code,
+        settlement_id=entry.settlement_id,
+        kind=pb.EntryKind.Value(entry.kind.value),
+        amount_fen=entry.amount_fen,
+        balance_after_fen=entry.balance_after_fen,
+    )
+
+
+def catalog_item_to_pb(entry: CatalogEntry) -> pb.CatalogItem:
+    return pb.CatalogItem(
+        code=entry.code,
+        name=entry.name,
+        kind=pb.CatalogKind.Value(entry.kind) if entry.kind else pb.CATALOG_KIND_UNSPECIFIED,
+        item_class=entry.item_class,
+        preselfpay_bp=entry.preselfpay_bp,
+        price_cap_fen=entry.price_cap_fen,
+        rx=entry.rx,
+        restrictions=list(entry.restrictions),
+        version=entry.version,
+        deleted=entry.deleted,
+    )

@@ -1,0 +1,224 @@
+"""The gRPC server: mutual TLS only, health, reflection, metrics, graceful drain.
+
+The composition of one running switch: it takes a backend (anything that
+speaks switch.backend.SettlementBackend) and serves medswitch.v1 on top of
+it. Only clients holding a certificate of our CA get a connection; the edge
+(switch/edge.py) then binds each request to that certificate's institution.
+On SIGTERM the health service turns NOT_SERVING, no new call is accepted,
+calls in flight get `drain_grace_s` to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from switch import limits, metrics, servicers
+from switch.backend import SettlementBackend
+from switch.config import Settings
+from switch.edge import Edge
+from switch.pki import TlsPaths
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str
+    tls_dir: Path
+    metrics_listen: str | None = None  # None: no metrics endpoint (tests)
+    inflight_max: int = limits.inflight_requests_max
+    drain_grace_s: float = limits.drain_grace_s
+    health_probe_interval_s: float = limits.health_probe_interval_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerConfig:
+        return cls(
+            listen=settings.listen,
+            tls_dir=settings.tls_dir,
+            metrics_listen=settings.metrics_listen,
+        )
+
+
+def configure_logging() -> None:
+    """JSON lines on stdout, one object per event (operations.md).
+
+    Libraries that log through the standard library (asyncpg, grpc, the
+    embedded PostgreSQL's launcher) are rendered as JSON too, so stdout stays
+    one JSON object per line; their chatter below WARNING is dropped.
+    """
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(ensure_ascii=False),
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            timestamper,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+def server_credentials(tls_dir: Path) -> grpc.ServerCredentials:
+    paths = TlsPaths(tls_dir)
+    for path in (paths.ca_crt, paths.server_crt, paths.server_key):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: run `medswitch pki init`")
+    return grpc.ssl_server_credentials(
+        [(paths.server_key.read_bytes(), paths.server_crt.read_bytes())],
+        root_certificates=paths.ca_crt.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def _split_host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class RunningServer:
+    """A started switch; `port` is the bound gRPC port (useful with port 0)."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health_servicer: health.aio.HealthServicer,
+        port: int,
+        config: ServerConfig,
+        edge: Edge,
+        metrics_server: WSGIServer | None = None,
+        probe: asyncio.Task[None] | None = None,
+    ) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+        self.config = config
+        self.edge = edge
+        self.metrics_server = metrics_server
+        self.metrics_port = metrics_server.server_port if metrics_server else 0
+        self.probe = probe
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stops accepting calls and lets those in flight finish (up to the grace)."""
+        if self.probe is not None:
+            self.probe.cancel()
+        await self.health.enter_graceful_shutdown()
+        grace = self.config.drain_grace_s if grace_s is None else grace_s
+        await self.server.stop(grace)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServer:
+    edge = Edge(config.inflight_max)
+    # grpc's own bound sits above ours, so ours answers with ErrorInfo first;
+    # it stops anything that slips past (e.g. health checks) from piling up.
+    server = grpc.aio.server(
+        maximum_concurrent_rpcs=config.inflight_max * 2 + 16,
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+        ],
+    )
+    names = servicers.add_all(server, backend, edge)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(service_names, server)
+    port = server.add_secure_port(config.listen, server_credentials(config.tls_dir))
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    metrics.track_pool(
+        lambda: float(backend.pool_stats().size), lambda: float(backend.pool_stats().in_use)
+    )
+    metrics_server = None
+    if config.metrics_listen:
+        host, mport = _split_host_port(config.metrics_listen)
+        metrics_server, _ = start_http_server(mport, addr=host)
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    probe = asyncio.create_task(
+        _probe_database(backend, health_servicer, ["", *names], config.health_probe_interval_s)
+    )
+    return RunningServer(server, health_servicer, port, config, edge, metrics_server, probe)
+
+
+async def _probe_database(
+    backend: SettlementBackend,
+    health_servicer: health.aio.HealthServicer,
+    names: list[str],
+    interval_s: float,
+) -> None:
+    """NOT_SERVING while the database does not answer, so balancers route around us.
+
+    Calls are still accepted meanwhile and answered UNAVAILABLE; this only
+    tells health checkers early.
+    """
+    serving = True
+    log = structlog.get_logger("medswitch.server")
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            ok = await backend.ping()
+        except Exception:  # a probe must never die: log it and count it as down
+            log.exception("health_probe_failed")
+            ok = False
+        if ok != serving:
+            serving = ok
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if ok
+                else (health_pb2.HealthCheckResponse.NOT_SERVING)
+            )
+            log.warning("database_" + ("back" if ok else "unreachable"))
+            for name in names:
+                await health_servicer.set(name, status)
+
+
+async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -> int:
+    """Serves until SIGTERM or SIGINT, then drains; the exit code (0)."""
+    import signal
+
+    running = await start(backend, config)
+    log = structlog.get_logger("medswitch.server")
+    log.info(
+        "serving", listen=config.listen, port=running.port, metrics=config.metrics_listen or ""
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", inflight=running.edge.inflight, grace_s=config.drain_grace_s)
+    await running.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,502 @@
+"""The switch's backend: the pure engine joined to the PostgreSQL ledger.
+
+This is the composition behind every RPC (switch.backend.SettlementBackend):
+the ledger loads the member's state under the member's row lock, the engine
+decides inside that transaction, switch/postings.py says what to record, and
+the ledger records it all in the same transaction, so two pharmacies charging
+one card at once are serialised and neither can overdraw it or double-count
+an accumulator. The answer is returned only after the commit.
+
+Ledger and database failures become SwitchError here, through one table, so
+the edge maps them to gRPC like any other domain error; a database that
+cannot be reached is UNAVAILABLE, never a guessed answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, replace
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from adjudication import limits as alimits
+from adjudication.catalog import (
+    Catalog,
+    CatalogBook,
+    CatalogItem,
+    ItemClass,
+    ItemKind,
+    Restriction,
+    Rx,
+)
+from adjudication.engine import adjudicate, benefit_date
+from adjudication.model import (
+    ApprovedDisease,
+    CardStatus,
+    Claim,
+    Context,
+    InpatientStay,
+    Institution,
+    InstitutionKind,
+    InstitutionStatus,
+    MemberCategory,
+    MemberState,
+    MemberStatus,
+    YearAccumulators,
+)
+from adjudication.policy import PolicyBook, parse_policy
+from adjudication.validation import InvalidClaim
+from ledger import db
+from ledger import store as ls
+from ledger.reference_rows import load_reference_rows
+from ledger.store import ClaimInputs, Ledger, SettleItem, canonical_json
+from switch import limits
+from switch.backend import (
+    AccountEntryView,
+    CancelCommand,
+    CancelView,
+    CatalogEntry,
+    DetailRecord,
+    EntryKind,
+    InstitutionTotals,
+    MemberView,
+    PoolStats,
+    SettlementStatus,
+    SettlementView,
+    settlement_view,
+    view_from_dict,
+)
+from switch.batching import SettleBatcher
+from switch.errors import ErrorReason, FieldViolation, SwitchError, invalid
+from switch.postings import settlement_decision
+
+# Ledger errors -> the switch's reasons (the gRPC code follows from the reason).
+LEDGER_REASONS: dict[type[ls.LedgerError], ErrorReason] = {
+    ls.RequestIdReused: ErrorReason.REQUEST_ID_REUSED,
+    ls.LateOriginal: ErrorReason.REQUEST_CANCELLED,
+    ls.SettlementNotFound: ErrorReason.SETTLEMENT_NOT_FOUND,
+    ls.NotYourSettlement: ErrorReason.NOT_SETTLING_INSTITUTION,
+    ls.DayClosed: ErrorReason.BUSINESS_DAY_CLOSED,
+    ls.NotCancellable: ErrorReason.NOT_CANCELLABLE,
+    ls.NoOpenDay: ErrorReason.NO_OPEN_BUSINESS_DAY,
+    ls.InsufficientBalance: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
+    ls.Busy: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
+}
+
+# Connection-level failures: the database is not there (or went away mid-call).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    TimeoutError,
+)
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Ledger and database failures as SwitchError (one table, above)."""
+    try:
+        yield
+    except ls.LedgerError as exc:
+        reason = next(
+            (r for cls, r in LEDGER_REASONS.items() if isinstance(exc, cls)), ErrorReason.INTERNAL
+        )
+        raise SwitchError(reason, str(exc)) from exc
+    except InvalidClaim as exc:
+        raise invalid([FieldViolation(v.field, v.description) for v in exc.violations]) from exc
+    except UNAVAILABLE_ERRORS as exc:
+        raise SwitchError(
+            ErrorReason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
+        ) from exc
+
+
+def claim_fingerprint(claim: Claim) -> bytes:
+    """SHA-256 of the canonical claim: a retry must match it to get the stored answer.
+
+    The PIN is not part of it (it is never stored, not even hashed here).
+    """
+    data = asdict(claim)
+    return hashlib.sha256(canonical_json(data_jsonable(data))).digest()
+
+
+def data_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: data_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [data_jsonable(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _institution(raw: dict[str, Any] | None) -> Institution | None:
+    if raw is None:
+        return None
+    return Institution(
+        code=raw["code"],
+        kind=InstitutionKind(raw["kind"]),
+        level=raw["level"],
+        status=InstitutionStatus(raw["status"]),
+        name=raw.get("name", ""),
+        region=raw.get("region", ""),
+    )
+
+
+def _diseases(member: dict[str, Any]) -> tuple[ApprovedDisease, ...]:
+    return tuple(
+        ApprovedDisease(d["code"], d["valid_from"], d["valid_to"])
+        for d in member["special_diseases"]
+    )
+
+
+def member_state(inputs: ClaimInputs) -> MemberState | None:
+    member = inputs.member
+    if member is None:
+        return None
+    return MemberState(
+        member_id=member["member_id"],
+        category=MemberCategory(member["category"]),
+        status=MemberStatus(member["status"]),
+        card_status=CardStatus(member["card_status"]),
+        birth_date=member["birth_date"],
+        balance_fen=int(member["balance_fen"]),
+        year=YearAccumulators(**inputs.year),
+        pin_failures=int(member["pin_failures"]),
+        special_diseases=_diseases(member),
+        stays=tuple(InpatientStay(**s) for s in inputs.stays),
+        pharmacy_purchases_today=inputs.pharmacy_purchases_today,
+    )
+
+
+async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
+    """Every policy and catalog version stored by import-reference."""
+    rows = await load_reference_rows(pool)
+    policies = PolicyBook([parse_policy(p.toml_text, f"policy {p.version}") for p in rows.policies])
+    items: dict[int, dict[str, CatalogItem]] = {version: {} for version, _ in rows.catalog_versions}
+    for r in rows.catalog_items:
+        items[r.version][r.code] = CatalogItem(
+            code=r.code,
+            name=r.name,
+            kind=ItemKind(r.kind),
+            item_class=ItemClass(r.item_class),
+            preselfpay_bp=r.preselfpay_bp,
+            price_cap_fen=r.price_cap_fen,
+            rx=Rx(r.rx),
+            restrictions=frozenset(Restriction(x) for x in r.restrictions),
+        )
+    catalogs = CatalogBook(
+        [Catalog(version, since, items[version]) for version, since in rows.catalog_versions]
+    )
+    return policies, catalogs
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class LedgerBackend:
+    """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        policies: PolicyBook,
+        catalogs: CatalogBook,
+        batcher: SettleBatcher | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.batcher = batcher  # None: each Settle commits on its own
+        self.policies = policies
+        self.catalogs = catalogs
+        # A PIN check reads the failure count and writes it back. Settle does
+        # that under the member's row lock; the other PIN checks (PreSettle,
+        # GetMember, ListAccountActivity) take this per-card lock, and Settle
+        # too, so parallel guesses at one card are counted one by one and the
+        # sixth finds the card locked.
+        self._card_locks = KeyedLocks()
+
+    @classmethod
+    async def open(
+        cls, pool: asyncpg.Pool, ledger: Ledger, *, group_commit: bool = False
+    ) -> LedgerBackend:
+        """The backend over an open pool; `group_commit` batches concurrent Settles.
+
+        Group commit is off by default: PostgreSQL already shares WAL flushes
+        between concurrent commits, and on this project's 2-core reference
+        machine batching measured no clear gain (see the switch's report); it
+        is there for deployments where commit latency dominates.
+        """
+        policies, catalogs = await load_reference(pool)
+        batcher = None
+        if group_commit:
+            workers = max(1, pool.get_max_size() - limits.db_pool_reserved_for_reads)
+            batcher = SettleBatcher(ledger, batch_max=limits.settle_batch_max, workers=workers)
+        return cls(ledger, policies, catalogs, batcher)
+
+    async def close(self) -> None:
+        """After the server has drained: stops the group-commit workers."""
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    # ------------------------------------------------------------ settlement
+
+    def _context(self, inputs: ClaimInputs, pin: str) -> Context:
+        member = inputs.member
+        return Context(
+            institution=_institution(inputs.institution),
+            member=member_state(inputs),
+            pin_ok=member is not None and self.ledger.pin_matches(member, pin),
+        )
+
+    async def pre_settle(self, claim: Claim, pin: str) -> SettlementView:
+        async with self._card_locks.hold(claim.card_no):
+            return await self._pre_settle(claim, pin)
+
+    async def _pre_settle(self, claim: Claim, pin: str) -> SettlementView:
+        with domain_errors():
+            day = benefit_date(claim)
+            inputs = await self.ledger.load_for_claim(
+                claim.institution_code, claim.card_no, day.year, day
+            )
+            result = adjudicate(claim, self._context(inputs, pin), self.policies, self.catalogs)
+            member = inputs.member
+            after = result.pin_failures_after
+            if member is not None and after is not None and after != member["pin_failures"]:
+                await self.ledger.set_pin_failures(member["member_id"], after)
+        return settlement_view(
+            result,
+            settlement_id="",
+            request_id=claim.request_id,
+            institution_code=claim.institution_code,
+            business_date=inputs.business_date,
+            preview=True,
+        )
+
+    async def settle(self, claim: Claim, pin: str) -> SettlementView:
+        day = benefit_date(claim)
+
+        def decide(inputs: ClaimInputs) -> ls.Decision:
+            result = adjudicate(claim, self._context(inputs, pin), self.policies, self.catalogs)
+            view = settlement_view(
+                result,
+                settlement_id=inputs.settlement_id,
+                request_id=claim.request_id,
+                institution_code=claim.institution_code,
+                business_date=inputs.business_date,
+                preview=False,
+            )
+            return settlement_decision(claim, result, view)
+
+        with domain_errors():
+            async with self._card_locks.hold(claim.card_no):
+                item = SettleItem(
+                    key=(claim.institution_code, claim.request_id),
+                    fingerprint=claim_fingerprint(claim),
+                    card_no=claim.card_no,
+                    benefit_year=day.year,
+                    service_date=day,
+                    decide=decide,
+                )
+                if self.batcher is not None:
+                    stored = await self.batcher.settle(item)
+                else:
+                    stored = await self.ledger.settle(
+                        item.key,
+                        item.fingerprint,
+                        item.card_no,
+                        item.benefit_year,
+                        item.service_date,
+                        item.decide,
+                    )
+        return view_from_dict(stored.answer)
+
+    async def cancel(self, command: CancelCommand) -> CancelView:
+        fingerprint = hashlib.sha256(canonical_json(asdict(command))).digest()
+        with domain_errors():
+            done = await self.ledger.cancel(
+                (command.institution_code, command.request_id),
+                fingerprint,
+                settlement_id=command.settlement_id or None,
+                original_request_id=command.original_request_id or None,
+                reason=command.reason,
+            )
+        return CancelView(done.settlement_id or "", done.reversal_id, done.balance_after_fen)
+
+    async def get_settlement(
+        self, institution_code: str, settlement_id: str, request_id: str
+    ) -> SettlementView:
+        with domain_errors():
+            stored = await self.ledger.get_settlement(
+                institution_code,
+                settlement_id=settlement_id or None,
+                request_id=None if settlement_id else request_id,
+            )
+        view = view_from_dict(stored.answer)
+        if stored.cancellation is not None:
+            # The settlement as it stands now; the balance is that of its cancellation.
+            balance = int(stored.cancellation.get("balance_after_fen", view.balance_after_fen))
+            view = replace(view, status=SettlementStatus.CANCELLED, balance_after_fen=balance)
+        return view
+
+    # ---------------------------------------------------------------- member
+
+    async def _member_checked(
+        self, institution_code: str, card_no: str, pin: str
+    ) -> dict[str, Any]:
+        """The member holding the card, after the PIN check (which counts failures)."""
+        async with self._card_locks.hold(card_no):
+            return await self._member_checked_locked(institution_code, card_no, pin)
+
+    async def _member_checked_locked(
+        self, institution_code: str, card_no: str, pin: str
+    ) -> dict[str, Any]:
+        today = datetime.now(db.REGION_TZ).date()
+        inputs = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
+        member = inputs.member
+        if member is None or member["card_status"] != CardStatus.ACTIVE.value:
+            raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
+        failures = int(member["pin_failures"])
+        if failures >= alimits.pin_failures_max:
+            raise SwitchError(ErrorReason.PIN_LOCKED, "the card is locked (too many wrong PINs)")
+        if not self.ledger.pin_matches(member, pin):
+            await self.ledger.set_pin_failures(member["member_id"], failures + 1)
+            raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
+        if failures:
+            await self.ledger.set_pin_failures(member["member_id"], 0)
+        return member
+
+    async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:
+        with domain_errors():
+            member = await self._member_checked(institution_code, card_no, pin)
+        return MemberView(
+            member_id=member["member_id"],
+            name_masked=member["name_masked"],
+            category=MemberCategory(member["category"]),
+            status=MemberStatus(member["status"]),
+            region_code=member["region"],
+            balance_fen=int(member["balance_fen"]),
+            special_diseases=_diseases(member),
+        )
+
+    async def account_activity(
+        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
+    ) -> Sequence[AccountEntryView]:
+        with domain_errors():
+            member = await self._member_checked("", card_no, pin)
+            rows = await self.ledger.account_activity(member["member_id"], from_date, to_date)
+        kinds = {k.value: k for k in EntryKind}
+        return [
+            AccountEntryView(
+                posted_at=r.posted_at,
+                business_date=r.business_date,
+                institution_code=r.institution_code,
+                settlement_id=r.settlement_id,
+                kind=kinds.get(r.kind, EntryKind.CREDIT),  # opening balances are credits
+                amount_fen=r.amount_fen,
+                balance_after_fen=r.balance_after_fen,
+            )
+            for r in rows
+        ]
+
+    # -------------------------------------------------------- reconciliation
+
+    async def institution_totals(
+        self, institution_code: str, business_date: date
+    ) -> InstitutionTotals:
+        with domain_errors():
+            t = await self.ledger.day_totals(institution_code, business_date)
+        return InstitutionTotals(
+            settlement_count=t.settlement_count,
+            medical_total_fen=t.medical_total_fen,
+            pooled_fund_fen=t.pooled_fund_fen,
+            serious_illness_fen=t.serious_illness_fen,
+            individual_account_fen=t.individual_account_fen,
+        )
+
+    async def institution_details(
+        self, institution_code: str, business_date: date
+    ) -> Sequence[DetailRecord]:
+        with domain_errors():
+            rows = await self.ledger.day_details(institution_code, business_date)
+        return [
+            DetailRecord(
+                r.settlement_id,
+                r.request_id,
+                r.total_fen,
+                r.fund_total_fen,
+                SettlementStatus(r.status),
+            )
+            for r in rows
+        ]
+
+    # --------------------------------------------------------------- catalog
+
+    async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
+        previous: Catalog | None = None
+        for cat in self.catalogs.catalogs:
+            if cat.version > since_version:
+                for item in cat.items.values():
+                    yield _catalog_entry(item, cat.version, deleted=False)
+                if previous is not None:
+                    for code in sorted(previous.items.keys() - cat.items.keys()):
+                        yield _catalog_entry(previous.items[code], cat.version, deleted=True)
+            previous = cat
+
+    async def ping(self) -> bool:
+        pool = self.ledger.pool
+        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+            # Every connection is busy: that is load, not an outage. Waiting for
+            # one would mark a busy switch NOT_SERVING exactly when it is needed;
+            # the calls in flight answer UNAVAILABLE themselves if it is down.
+            return True
+        try:
+            async with asyncio.timeout(limits.health_probe_timeout_s):
+                await self.ledger.pool.fetchval("SELECT 1")
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
+            return False
+        return True
+
+    def pool_stats(self) -> PoolStats:
+        pool = self.ledger.pool
+        size = pool.get_size()
+        return PoolStats(size=size, in_use=size - pool.get_idle_size())
+
+
+def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
+    return CatalogEntry(
+        code=item.code,
+        name=item.name,
+        kind=item.kind.value,
+        item_class=item.item_class.value,
+        preselfpay_bp=item.preselfpay_bp,
+        price_cap_fen=item.price_cap_fen or 0,
+        rx=item.rx.value,
+        restrictions=tuple(sorted(r.value for r in item.restrictions)),
+        version=version,
+        deleted=deleted,
+    )

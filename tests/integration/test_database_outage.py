@@ -1,0 +1,216 @@
+"""With the database unreachable the switch answers UNAVAILABLE, never a guess,
+and serves again by itself once the database is back.
+
+The switch reaches PostgreSQL through a TCP proxy the test can cut: a real
+network outage (connections reset, new ones refused), not a mocked driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ledger import db
+from ledger.crypto import DataKeys
+from ledger.store import Ledger
+from switch.proto import medswitch_pb2 as pb
+from switch.proto import medswitch_pb2_grpc as pb_grpc
+from switch.server import ServerConfig, start
+from switch.service import LedgerBackend
+from tests.cli import ROOT
+from tests.grpc_harness import Pki, channel, error_details, free_port
+from tests.switch_pg import SwitchPg
+from tests.switch_pg import switch_certs as switch_certs
+from tests.switch_pg import switch_pg as switch_pg
+
+P1 = "P33039900005"
+
+
+class CuttableProxy:
+    """127.0.0.1:port -> the server's unix socket; `cut` drops everything."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+        self.server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def _wait_health(ch: grpc.aio.Channel, wanted: int) -> None:
+    """Health follows the database: NOT_SERVING while it is unreachable."""
+    stub = health_pb2_grpc.HealthStub(ch)
+    for _ in range(100):
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+        if resp.status == wanted:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"health never became {wanted}")
+
+
+def purchase(request_id: str) -> pb.SettleRequest:
+    return pb.SettleRequest(
+        request_id=request_id,
+        institution_code=P1,
+        card_no="C3303990013",
+        pin="909090",
+        visit_type=pb.VISIT_TYPE_PHARMACY,
+        service_date="2026-07-01",
+        lines=[
+            pb.ClaimLine(
+                line_no=1,
+                item_code="XN02BEA001A001010100004",
+                quantity=1,
+                unit_price_fen=450,
+                amount_fen=450,
+            )
+        ],
+    )
+
+
+async def test_unreachable_database_is_unavailable_then_service_resumes(
+    switch_pg: SwitchPg, switch_certs: Pki
+) -> None:
+    url = urlparse(await switch_pg.fresh_db())
+    socket_dir = parse_qs(url.query)["host"][0]
+    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.5432")
+    await proxy.open()
+    tcp_url = f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}"
+    pool = await db.open_database(tcp_url, min_size=1, max_size=4)
+    backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
+    running = await start(backend, ServerConfig(listen="127.0.0.1:0", tls_dir=switch_certs.tls_dir))
+    try:
+        async with channel(running.port, switch_certs.creds(P1)) as ch:
+            stub = pb_grpc.SettlementServiceStub(ch)
+            first = await stub.Settle(purchase("out-1"))
+            assert first.status == pb.SETTLEMENT_STATUS_SETTLED
+
+            await proxy.cut()
+            await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+            for n in range(3):
+                try:
+                    await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
+                except grpc.aio.AioRpcError as err:
+                    details = error_details(err)
+                    assert details.code == grpc.StatusCode.UNAVAILABLE, details
+                    assert details.reason == "DATABASE_UNAVAILABLE"
+                else:
+                    raise AssertionError("answered without a database")
+
+            await proxy.open()  # the database is back, same address
+            await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
+            answer = None
+            for _ in range(20):  # a client retrying with backoff
+                try:
+                    answer = await stub.Settle(purchase("out-2"), timeout=10)
+                    break
+                except grpc.aio.AioRpcError as err:
+                    assert err.code() == grpc.StatusCode.UNAVAILABLE
+                    await asyncio.sleep(0.1)
+            assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
+            # Nothing was recorded for the calls refused while it was down.
+            for n in range(3):
+                with pytest.raises(grpc.aio.AioRpcError) as missing:
+                    await stub.GetSettlement(
+                        pb.GetSettlementRequest(institution_code=P1, request_id=f"out-down-{n}")
+                    )
+                assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await running.stop(0)
+        await backend.close()
+        await pool.close()
+        if proxy.server is not None:
+            await proxy.cut()
+
+
+async def test_serve_waits_for_the_database_and_starts_by_itself(
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+) -> None:
+    """`medswitch serve` started before its database keeps trying, then serves."""
+    url = urlparse(await switch_pg.fresh_db())
+    socket_dir = parse_qs(url.query)["host"][0]
+    proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.5432")
+    proxy.port = free_port()  # the database's address, not answering yet
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(tmp_path),
+        "MEDSWITCH_DATABASE_URL": f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}",
+        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        for _ in range(100):
+            if b"database_unreachable" in log_path.read_bytes():
+                break
+            await asyncio.sleep(0.1)
+        assert b"database_unreachable" in log_path.read_bytes()
+        assert proc.poll() is None, "serve gave up instead of waiting"
+        await proxy.open()
+        async with channel(port, switch_certs.creds(P1)) as ch:
+            answer = None
+            for _ in range(150):
+                try:
+                    answer = await pb_grpc.SettlementServiceStub(ch).Settle(
+                        purchase("boot-1"), timeout=2
+                    )
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+        assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proxy.server is not None:
+            await proxy.cut()

@@ -1,0 +1,345 @@
+"""The gRPC edge over real mutual TLS: identity, validation, load, deadlines, drain.
+
+A real grpc.aio server on port 0 with the switch's CA; the backend is the
+engine over the in-memory reference region (tests/memory_backend.py), since
+these rules are the same whatever stores the settlements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog.testing
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from switch.proto import medswitch_pb2 as pb
+from switch.proto import medswitch_pb2_grpc as pb_grpc
+from switch.server import RunningServer, ServerConfig, start
+from tests.grpc_harness import Pki, channel, error_details, make_pki
+from tests.memory_backend import MemoryBackend
+
+PHARMACY = "P33039900005"
+HOSPITAL = "H33039900001"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+async def switch(certs: Pki) -> AsyncIterator[tuple[RunningServer, MemoryBackend]]:
+    backend = MemoryBackend()
+    running = await start(
+        backend, ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, inflight_max=4)
+    )
+    yield running, backend
+    await running.stop(0)
+
+
+def otc_request(request_id: str, institution: str = PHARMACY) -> pb.SettleRequest:
+    return pb.SettleRequest(
+        request_id=request_id,
+        institution_code=institution,
+        card_no="C3303990015",
+        pin="343434",
+        visit_type=pb.VISIT_TYPE_PHARMACY,
+        service_date="2026-05-10",
+        lines=[
+            pb.ClaimLine(
+                line_no=1,
+                item_code="XN02BEA001A001010100004",
+                quantity=1,
+                unit_price_fen=450,
+                amount_fen=450,
+            )
+        ],
+    )
+
+
+async def test_presettle_over_mtls_answers(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """A pharmacy with its own certificate gets a PREVIEW for its own request."""
+    running, _ = switch
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        resp = await pb_grpc.SettlementServiceStub(ch).PreSettle(otc_request("edge-1"))
+    assert resp.status == pb.SETTLEMENT_STATUS_PREVIEW
+    assert resp.split.total_fen == 450
+    assert resp.settlement_id == ""
+
+
+async def test_no_client_certificate_gets_no_connection(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    running, _ = switch
+    async with channel(running.port, certs.server_only_creds()) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.SettlementServiceStub(ch).PreSettle(otc_request("edge-2"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_certificate_of_another_ca_gets_no_connection(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    running, _ = switch
+    async with channel(running.port, certs.creds(PHARMACY, foreign=True)) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.SettlementServiceStub(ch).PreSettle(otc_request("edge-3"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_request_for_another_institution_is_permission_denied(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """A certificate for institution A naming institution B: PERMISSION_DENIED, nothing done."""
+    running, backend = switch
+    before = len(backend.region.settlements)
+    async with channel(running.port, certs.creds(HOSPITAL)) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.SettlementServiceStub(ch).Settle(otc_request("edge-4", PHARMACY))
+    details = error_details(err.value)
+    assert details.code == grpc.StatusCode.PERMISSION_DENIED
+    assert (details.domain, details.reason) == ("medswitch", "INSTITUTION_MISMATCH")
+    assert len(backend.region.settlements) == before
+
+
+def _bad(**changes: object) -> pb.SettleRequest:
+    req = otc_request("edge-bad")
+    for name, value in changes.items():
+        if name.startswith("line_"):
+            setattr(req.lines[0], name.removeprefix("line_"), value)
+        else:
+            setattr(req, name, value)
+    return req
+
+
+MALFORMED = [
+    ("empty request id", _bad(request_id=""), "request_id"),
+    ("request id too long", _bad(request_id="x" * 65), "request_id"),
+    ("missing card", _bad(card_no=""), "card_no"),
+    ("unknown visit type", _bad(visit_type=77), "visit_type"),
+    ("unknown injury cause", _bad(injury_cause=99), "injury_cause"),
+    ("bad date", _bad(service_date="10/05/2026"), "service_date"),
+    ("zero quantity", _bad(line_quantity=0), "lines[0].quantity"),
+    ("negative price", _bad(line_unit_price_fen=-1), "lines[0].unit_price_fen"),
+    ("amount mismatch", _bad(line_amount_fen=451), "lines[0].amount_fen"),
+    ("overlong prescription ref", _bad(prescription_ref="p" * 65), "prescription_ref"),
+]
+
+
+@pytest.mark.parametrize(("rule", "bad_request", "field"), MALFORMED, ids=[m[0] for m in MALFORMED])
+async def test_malformed_request_is_invalid_argument_naming_the_field(
+    switch: tuple[RunningServer, MemoryBackend],
+    certs: Pki,
+    rule: str,
+    bad_request: pb.SettleRequest,
+    field: str,
+) -> None:
+    running, backend = switch
+    before = len(backend.region.settlements)
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pb_grpc.SettlementServiceStub(ch).Settle(bad_request)
+    details = error_details(err.value)
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT, rule
+    assert (details.domain, details.reason) == ("medswitch", "INVALID_REQUEST")
+    assert field in details.violations, (rule, details.violations)
+    assert len(backend.region.settlements) == before, "a malformed request recorded something"
+
+
+async def test_too_many_lines_and_duplicates_are_reported(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    running, _ = switch
+    req = otc_request("edge-lines")
+    req.lines.add(line_no=1, item_code="X", quantity=1, unit_price_fen=1, amount_fen=1)
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Settle(req)
+        assert "lines[1].line_no" in error_details(err.value).violations
+        del req.lines[:]
+        for n in range(501):
+            req.lines.add(line_no=n + 1, item_code="X", quantity=1, unit_price_fen=1, amount_fen=1)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Settle(req)
+        assert "lines" in error_details(err.value).violations
+        del req.lines[:]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Settle(req)
+        assert "lines" in error_details(err.value).violations
+
+
+async def test_health_is_serving(switch: tuple[RunningServer, MemoryBackend], certs: Pki) -> None:
+    running, _ = switch
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "medswitch.v1.SettlementService"):
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_every_service(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    running, _ = switch
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        names: set[str] = set()
+        async for resp in stub.ServerReflectionInfo(requests()):
+            names |= {s.name for s in resp.list_services_response.service}
+    assert names >= {
+        "medswitch.v1.SettlementService",
+        "medswitch.v1.MemberService",
+        "medswitch.v1.ReconciliationService",
+        "medswitch.v1.CatalogService",
+        "grpc.health.v1.Health",
+    }
+
+
+async def test_load_beyond_the_bound_is_resource_exhausted(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """With 4 calls in flight the 5th is refused at once, not queued; the 4 finish."""
+    running, backend = switch
+    backend.gate = asyncio.Event()
+    backend.entered = 0
+    try:
+        async with channel(running.port, certs.creds(PHARMACY)) as ch:
+            stub = pb_grpc.SettlementServiceStub(ch)
+            held = [
+                asyncio.ensure_future(stub.PreSettle(otc_request(f"load-{i}"))) for i in range(4)
+            ]
+            for _ in range(200):
+                if backend.entered == 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert backend.entered == 4
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.PreSettle(otc_request("load-over"), timeout=5)
+            details = error_details(err.value)
+            assert details.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert details.reason == "OVERLOADED"
+            backend.gate.set()
+            answers = await asyncio.gather(*held)
+            assert all(a.status == pb.SETTLEMENT_STATUS_PREVIEW for a in answers)
+    finally:
+        backend.gate = None
+    assert running.edge.inflight == 0
+
+
+async def test_deadline_is_honoured(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """A call that outlives its deadline ends DEADLINE_EXCEEDED and frees its slot."""
+    running, backend = switch
+    backend.gate = asyncio.Event()
+    try:
+        async with channel(running.port, certs.creds(PHARMACY)) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await pb_grpc.SettlementServiceStub(ch).PreSettle(
+                    otc_request("deadline"), timeout=0.3
+                )
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        backend.gate.set()
+        backend.gate = None
+    for _ in range(100):
+        if running.edge.inflight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert running.edge.inflight == 0
+
+
+async def test_stop_drains_calls_in_flight(certs: Pki, tmp_path: Path) -> None:
+    """On stop, calls in flight complete; new calls are refused."""
+    backend = MemoryBackend()
+    backend.gate = asyncio.Event()
+    running = await start(backend, ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir))
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        held = [asyncio.ensure_future(stub.Settle(otc_request(f"drain-{i}"))) for i in range(3)]
+        for _ in range(200):
+            if backend.entered == 3:
+                break
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(running.stop(5))
+        await asyncio.sleep(0.2)
+        async with channel(running.port, certs.creds(PHARMACY)) as ch2:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await pb_grpc.SettlementServiceStub(ch2).Settle(otc_request("late"), timeout=2)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        backend.gate.set()
+        answers = await asyncio.gather(*held)
+        await stopping
+    assert [a.status for a in answers] == [pb.SETTLEMENT_STATUS_SETTLED] * 3
+    assert len({a.settlement_id for a in answers}) == 3
+
+
+async def test_catalog_streams(switch: tuple[RunningServer, MemoryBackend], certs: Pki) -> None:
+    running, backend = switch
+    expected = sum(len(c.items) for c in backend.region.catalogs.catalogs)
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        items = [
+            i
+            async for i in pb_grpc.CatalogServiceStub(ch).DownloadCatalog(
+                pb.DownloadCatalogRequest(since_version=0)
+            )
+        ]
+    assert len(items) == expected > 0
+    assert {i.kind for i in items} >= {pb.DRUG, pb.GOODS}
+
+
+async def test_one_log_event_per_request_without_personal_data(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """Each call logs request id, institution, method, status, duration; no PIN, no full card."""
+    running, _ = switch
+    req = otc_request("log-1")
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with structlog.testing.capture_logs() as logs:
+            await pb_grpc.SettlementServiceStub(ch).PreSettle(req)
+    events = [e for e in logs if e.get("event") == "rpc"]
+    assert len(events) == 1
+    event = events[0]
+    assert event["request_id"] == "log-1"
+    assert event["institution"] == PHARMACY
+    assert event["method"] == "PreSettle"
+    assert event["status"] == "OK"
+    assert isinstance(event["duration_ms"], float)
+    text = repr(event)
+    assert req.pin not in text
+    assert req.card_no not in text
+    assert event["card"].endswith(req.card_no[-4:])
+
+
+async def test_metrics_endpoint_counts_requests(certs: Pki) -> None:
+    backend = MemoryBackend()
+    running = await start(
+        backend,
+        ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, metrics_listen="127.0.0.1:0"),
+    )
+    try:
+        async with channel(running.port, certs.creds(PHARMACY)) as ch:
+            await pb_grpc.SettlementServiceStub(ch).Settle(otc_request("metrics-1"))
+        url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    finally:
+        await running.stop(0)
+    text = body.decode()
+    assert 'medswitch_requests_total{code="OK",method="Settle"}' in text
+    assert 'medswitch_settlements_total{outcome="SETTLED"}' in text
+    assert "medswitch_request_duration_ms_bucket" in text
+    assert "medswitch_inflight_requests" in text
+    assert "medswitch_db_pool_in_use" in text

@@ -1,0 +1,217 @@
+"""The database enforces the ledger's invariants; `verify` finds tampering; migrations behave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledger import chain, db
+from ledger.store import Ledger
+from tests.cli import medswitch
+from tests.integration.ledger_helpers import DAY, INSTITUTION, debit
+
+CARD = "C3303990001"
+
+
+async def _settle_some(ledger: Ledger, n: int = 4) -> list[int]:
+    out = []
+    for i in range(n):
+        s = await ledger.settle((INSTITUTION, f"t{i}"), b"f", CARD, 2026, DAY, debit(100 + i))
+        assert s.entry_id is not None
+        out.append(s.entry_id)
+    return out
+
+
+async def _verify(url: str) -> chain.VerifyReport:
+    conn = await asyncpg.connect(url)
+    try:
+        return await chain.verify(conn)
+    finally:
+        await conn.close()
+
+
+async def _as_superuser_without_triggers(url: str, sql: str, *args: object) -> None:
+    """Tamper as the database superuser would: triggers off for this session."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_the_application_role_cannot_rewrite_history(
+    ledger: Ledger, app_pool: asyncpg.Pool, reference_db: str
+) -> None:
+    await _settle_some(ledger, 1)
+    for sql in (
+        "UPDATE postings SET amount_fen = amount_fen + 1",
+        "DELETE FROM entries",
+        "TRUNCATE postings",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app_pool.execute(sql)
+    # even the superuser meets the append-only triggers
+    admin = await asyncpg.connect(reference_db)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await admin.execute("UPDATE postings SET amount_fen = amount_fen + 1")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await admin.execute("DELETE FROM entries")
+    finally:
+        await admin.close()
+
+
+async def test_an_unbalanced_entry_is_refused_at_commit(app_pool: asyncpg.Pool) -> None:
+    async with app_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        # accepted inside the transaction ...
+        await conn.fetchval(
+            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'suspense'],"
+            " ARRAY[100, -99]::bigint[])"
+        )
+        # ... refused when it commits
+        with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
+            await tx.commit()
+    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+
+
+async def test_postings_cannot_join_a_committed_entry(
+    ledger: Ledger, app_pool: asyncpg.Pool
+) -> None:
+    [entry_id] = await _settle_some(ledger, 1)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="committed entry"):
+        await app_pool.execute(
+            "INSERT INTO postings (entry_id, seq, account_id, amount_fen) VALUES ($1, 99, 1, 5)",
+            entry_id,
+        )
+
+
+async def test_verify_is_sound_on_untouched_books(
+    ledger: Ledger, reference_db: str, cli_env: dict[str, str]
+) -> None:
+    await _settle_some(ledger)
+    report = await _verify(reference_db)
+    assert report.sound, report.problems
+    assert report.entries == 5 and report.balances == 20
+    run = medswitch("ledger", "verify", env={**cli_env, "MEDSWITCH_DATABASE_URL": reference_db})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "sound" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["changed_posting", "changed_entry", "inserted_entry", "deleted_middle", "deleted_last"],
+)
+async def test_verify_names_the_first_tampered_entry(
+    ledger: Ledger, reference_db: str, cli_env: dict[str, str], tamper: str
+) -> None:
+    entries = await _settle_some(ledger)
+    target = entries[1]
+    if tamper == "changed_posting":
+        sql = "UPDATE postings SET amount_fen = amount_fen - 1 WHERE entry_id = $1 AND seq = 1"
+        await _as_superuser_without_triggers(reference_db, sql, target)
+        await _as_superuser_without_triggers(
+            reference_db,
+            "UPDATE postings SET amount_fen = amount_fen + 1 WHERE entry_id = $1 AND seq = 2",
+            target,
+        )  # still balanced: only the hash can tell
+        expected = f"entry {target}"
+    elif tamper == "changed_entry":
+        await _as_superuser_without_triggers(
+            reference_db, "UPDATE entries SET ref = 'forged' WHERE entry_id = $1", target
+        )
+        expected = f"entry {target}"
+    elif tamper == "inserted_entry":
+        await _as_superuser_without_triggers(
+            reference_db,
+            "INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, ref, prev_hash,"
+            " hash) SELECT 999999, lane, lane_seq + 1000, business_date, 'ADJUSTMENT', 'x',"
+            " hash, hash FROM entries WHERE entry_id = $1",
+            target,
+        )
+        expected = "entry 999999"
+    elif tamper == "deleted_middle":
+        await _as_superuser_without_triggers(
+            reference_db, "DELETE FROM postings WHERE entry_id = $1", target
+        )
+        await _as_superuser_without_triggers(
+            reference_db, "DELETE FROM entries WHERE entry_id = $1", target
+        )
+        expected = f"entry {entries[2]}"
+    else:
+        last = entries[-1]
+        await _as_superuser_without_triggers(
+            reference_db, "DELETE FROM postings WHERE entry_id = $1", last
+        )
+        await _as_superuser_without_triggers(
+            reference_db, "DELETE FROM entries WHERE entry_id = $1", last
+        )
+        expected = "head says"
+    report = await _verify(reference_db)
+    assert not report.sound
+    assert expected in report.problems[0], report.problems
+    if tamper == "changed_posting":
+        run = medswitch("ledger", "verify", env={**cli_env, "MEDSWITCH_DATABASE_URL": reference_db})
+        assert run.returncode == 1
+        assert f"BAD: entry {target}" in run.stdout.splitlines()[0]
+
+
+async def test_verify_recomputes_member_balances(ledger: Ledger, reference_db: str) -> None:
+    await _settle_some(ledger, 1)
+    admin = await asyncpg.connect(reference_db)
+    try:
+        await admin.execute(
+            "UPDATE account_balances SET balance_fen = balance_fen + 100000"
+            " WHERE account_id = (SELECT account_id FROM members WHERE member_id = 'M0003')"
+        )
+    finally:
+        await admin.close()
+    report = await _verify(reference_db)
+    assert any("member:M0003" in p for p in report.problems), report.problems
+
+
+async def test_migrations_run_twice_and_refuse_a_newer_schema(empty_db: str) -> None:
+    conn = await asyncpg.connect(empty_db)
+    try:
+        assert await db.migrate(conn) == []  # the template is already current
+        assert await db.schema_version(conn) == len(db.migrations())
+        await conn.execute("INSERT INTO schema_version (version, name) VALUES (999, 'future')")
+        with pytest.raises(db.SchemaTooNew, match="999"):
+            await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_new_database_is_migrated_and_opens_one_day(pg: Any) -> None:
+    admin = await asyncpg.connect(pg.url("postgres"))
+    try:
+        await admin.execute("CREATE DATABASE ms_fresh_migrate")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(pg.url("ms_fresh_migrate"))
+    try:
+        assert await db.migrate(conn, first_day=DAY) == [m.version for m in db.migrations()]
+        assert await db.migrate(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM business_days WHERE status = 'OPEN'") == 1
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO business_days (business_date, status) VALUES ('2030-01-01', 'OPEN')"
+            )
+        await db.check_durability(conn)
+    finally:
+        await conn.close()
+        admin = await asyncpg.connect(pg.url("postgres"))
+        await admin.execute("DROP DATABASE ms_fresh_migrate WITH (FORCE)")
+        await admin.close()
+
+
+async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> None:
+    row = await app_pool.fetchrow("SELECT * FROM members WHERE member_id = 'M0001'")
+    stored = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row.values())
+    for secret in ("张伟", "330399198503120011", "C3303990001", "135790"):
+        assert secret.encode() not in stored
+    assert row["name_masked"] == "张*"

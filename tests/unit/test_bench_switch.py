@@ -1,0 +1,47 @@
+"""The benchmark's own arithmetic: URLs, percentiles, profile summaries.
+
+Figures in BENCHMARKS.md come from these helpers, so a wrong percentile or a
+pgbench run against the wrong database would publish wrong numbers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.bench_switch import percentile, summarize_collapsed, with_database
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://postgres:@/postgres?host=/tmp/x/pg",
+         "postgresql://postgres:@/pgbench?host=/tmp/x/pg"),
+        ("postgresql://u:p@db.example:5432/medswitch", "postgresql://u:p@db.example:5432/pgbench"),
+    ],
+)  # fmt: skip
+def test_pgbench_runs_in_its_own_database_on_the_same_server(url: str, expected: str) -> None:
+    assert with_database(url, "pgbench") == expected
+
+
+def test_percentiles_are_order_statistics() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 0.50) == 51.0
+    assert percentile(values, 0.99) == 100.0
+    assert percentile(list(reversed(values)), 0.50) == 51.0
+
+
+def test_profile_summary_counts_own_and_total_time() -> None:
+    collapsed = "\n".join(
+        [
+            "main (a/cli.py:1);settle (switch/service.py:10);adjudicate (x/engine.py:5) 30",
+            "main (a/cli.py:1);settle (switch/service.py:10) 10",
+            "main (a/cli.py:1);write (libc.so.6) 60",
+        ]
+    )
+    text = summarize_collapsed(collapsed)
+    assert "100 samples" in text
+    own, total = text.split("total time")
+    assert "60.0 %  write (libc.so.6)" in own
+    assert "30.0 %  adjudicate (x/engine.py)" in own
+    assert "40.0 %  settle (switch/service.py)" in total
+    assert "100.0 %  main (a/cli.py)" in total

@@ -1,0 +1,149 @@
+"""The load-test population imports with the project's own parsers, and the
+load-test workload is what the engine accepts.
+
+A population the switch refuses, or claims the engine rejects for reasons
+the load test does not expect, would make every load figure meaningless:
+these tests keep the generator and the workload honest without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from adjudication.memory import load_region
+from adjudication.model import CardStatus, MemberStatus
+from adjudication.reference import (
+    parse_institutions,
+    parse_members,
+    parse_special_diseases,
+    read_text,
+)
+from loadtest import population, workload
+from switch import convert
+from switch.proto import medswitch_pb2 as pb
+
+MEMBERS = 3_000
+
+
+@pytest.fixture(scope="module")
+def region_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pop")
+    population.main(
+        ["--members", str(MEMBERS), "--institutions", "30", "--out", str(out), "--sample", "500"]
+    )
+    return out
+
+
+def test_population_files_parse_with_the_reference_parsers(region_dir: Path) -> None:
+    """Every file is in the import format: the project's parsers accept all rows."""
+    institutions = parse_institutions(read_text(region_dir / "institutions.csv"))
+    members = list(parse_members(read_text(region_dir / "members.csv")))
+    approvals = list(parse_special_diseases(read_text(region_dir / "member_special_diseases.csv")))
+    assert len(members) == MEMBERS
+    assert {i.kind.value for i in institutions} == {"HOSPITAL", "CLINIC", "PHARMACY"}
+    assert {i.level for i in institutions if i.kind.value != "PHARMACY"} == {"L1", "L2", "L3"}
+    assert {m.category.value for m in members} >= {"EMPLOYEE", "RETIREE", "RESIDENT"}
+    ids = {m.member_id for m in members}
+    assert approvals and all(a.member_id in ids for a in approvals)
+    assert all(m.balance_fen >= 0 for m in members)
+    # identity numbers carry a valid GB 11643 check character
+    assert all(population.id_check_digit(m.id_number[:17]) == m.id_number[17] for m in members)
+
+
+def test_manifest_lists_only_usable_cards_with_their_pins(region_dir: Path) -> None:
+    manifest = json.loads((region_dir / "manifest.json").read_text())
+    members = {m.card_no: m for m in parse_members(read_text(region_dir / "members.csv"))}
+    approvals: dict[str, set[str]] = {}
+    for row in parse_special_diseases(read_text(region_dir / "member_special_diseases.csv")):
+        approvals.setdefault(row.member_id, set()).add(row.disease.code)
+    sampled = manifest["cards"] + manifest["special_cards"]
+    assert len(manifest["cards"]) >= 100 and manifest["special_cards"]
+    for card in sampled:
+        m = members[card["card_no"]]
+        assert card["pin"] == m.pin
+        assert m.status is MemberStatus.ACTIVE and m.card_status is CardStatus.ACTIVE
+        assert set(card["special_diseases"]) == approvals.get(m.member_id, set())
+    load = manifest["load_institutions"]
+    active = {
+        i.code
+        for i in parse_institutions(read_text(region_dir / "institutions.csv"))
+        if i.status.value == "ACTIVE"
+    }
+    assert load["PHARMACY"] and load["PROVIDER"]
+    assert set(load["PHARMACY"]) | set(load["PROVIDER"]) <= active
+
+
+def test_same_seed_same_region(tmp_path: Path) -> None:
+    """The generator is a function of its seed: two runs write identical files."""
+    for name in ("a", "b"):
+        population.main(
+            [
+                "--members",
+                "200",
+                "--institutions",
+                "10",
+                "--out",
+                str(tmp_path / name),
+                "--seed",
+                "7",
+                "--today",
+                "2026-11-23",
+            ]
+        )
+    for f in ("members.csv", "institutions.csv", "member_special_diseases.csv"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_workload_claims_are_accepted_and_judged_right_by_the_engine(region_dir: Path) -> None:
+    """The engine settles every claim of the full mix (but the pharmacy purchase
+    over the daily limit, which the session predicts), and the checks the load
+    clients apply find nothing wrong with the engine's answers -- while a
+    tampered answer is caught."""
+    region = load_region(region_dir)
+    manifest = workload.Manifest.load(region_dir)
+    session = workload.Session(manifest, seed=3)
+    rng = random.Random(5)
+    outcomes: Counter[str] = Counter()
+    for _ in range(1_500):
+        action = session.action(workload.pick_kind(rng, workload.FULL_MIX))
+        if action.method not in ("Settle", "PreSettle") or action.kind is workload.Kind.RETRY:
+            continue  # idempotency, cancel and get need the server: the smoke test
+        req = action.request
+        claim, violations = convert.claim_from_request(req)
+        assert claim is not None, violations
+        preview = action.method == "PreSettle"
+        sid, result = region.adjudicate(claim, req.pin, apply=not preview)
+        resp = pb.SettleResponse(
+            settlement_id=sid,
+            request_id=req.request_id,
+            institution_code=req.institution_code,
+            business_date="" if preview else manifest.today.isoformat(),
+            status=(
+                pb.SETTLEMENT_STATUS_REJECTED
+                if not result.accepted
+                else pb.SETTLEMENT_STATUS_PREVIEW
+                if preview
+                else pb.SETTLEMENT_STATUS_SETTLED
+            ),
+            reasons=list(result.reasons),
+            balance_after_fen=result.balance_after_fen,
+        )
+        if result.accepted:
+            resp.split.CopyFrom(convert.split_to_pb(result.split))
+            resp.lines.extend(convert.line_to_pb(line) for line in result.lines)
+        else:
+            resp.split.total_fen = resp.split.patient_cash_fen = result.split.total_fen
+        assert action.check(resp) is None, (action.name, list(result.reasons))
+        outcomes[f"{action.kind}:{pb.SettlementStatus.Name(resp.status)}"] += 1
+        if result.accepted and resp.split.total_fen > 0:
+            bad = pb.SettleResponse()
+            bad.CopyFrom(resp)
+            bad.split.patient_cash_fen += 1
+            assert action.check(bad) is not None
+    for kind in ("pharmacy", "outpatient", "special_disease", "inpatient"):
+        assert outcomes[f"{kind}:SETTLEMENT_STATUS_SETTLED"] > 0, outcomes

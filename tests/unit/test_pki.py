@@ -1,0 +1,58 @@
+"""`medswitch pki init|issue` as an operator runs them (operations.md file layout)."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.cli import medswitch
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_init_and_issue(tmp_path: Path) -> None:
+    """CA + server cert with SANs; a client cert whose CN is the code; keys 0600."""
+    env = {"MEDSWITCH_DATA_DIR": str(tmp_path)}
+    init = medswitch("pki", "init", "--host", "switch.example", "--host", "10.1.2.3", env=env)
+    assert init.returncode == 0, init.stderr
+    issue = medswitch("pki", "issue", "H33039900001", env=env)
+    assert issue.returncode == 0, issue.stderr
+    tls = tmp_path / "tls"
+    for key in ("ca.key", "server.key", "clients/H33039900001.key"):
+        assert stat.S_IMODE((tls / key).stat().st_mode) == 0o600, key
+    ca = _cert(tls / "ca.crt")
+    server = _cert(tls / "server.crt")
+    client = _cert(tls / "clients/H33039900001.crt")
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"localhost", "switch.example"}
+    assert set(sans.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("10.1.2.3"),
+    }
+    cn = client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn == "H33039900001"
+    usage = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    for cert in (server, client):
+        assert cert.issuer == ca.subject
+        cert.verify_directly_issued_by(ca)
+
+
+def test_refusals(tmp_path: Path) -> None:
+    """No CA yet, a bad code, or a second init: exit 2 with a message, nothing overwritten."""
+    env = {"MEDSWITCH_TLS_DIR": str(tmp_path / "tls")}
+    no_ca = medswitch("pki", "issue", "P1", env=env)
+    assert no_ca.returncode == 2 and "pki init" in no_ca.stderr
+    assert medswitch("pki", "init", env=env).returncode == 0
+    ca_before = (tmp_path / "tls" / "ca.crt").read_bytes()
+    again = medswitch("pki", "init", env=env)
+    assert again.returncode == 2 and "already" in again.stderr
+    assert (tmp_path / "tls" / "ca.crt").read_bytes() == ca_before
+    bad = medswitch("pki", "issue", "../etc/passwd", env=env)
+    assert bad.returncode == 2
