@@ -174,6 +174,9 @@ CATALOG_ROW_LINE = len(CATALOG.splitlines()) + 1
         ("X1,n,DRUG,A,500,,,", "preselfpay_bp"),  # only class B has one
         ("X1,n,DRUG,A,0,-5,,", "price_cap_fen"),
         ("X1,n,DRUG,A,0,1.5,,", "price_cap_fen"),
+        ("X1,n,DRUG,A,0,1_000,,", "price_cap_fen"),  # int() takes these three,
+        ("X1,n,DRUG,A,0,+5,,", "price_cap_fen"),  # a CSV number should not
+        ("X1,n,DRUG,A,0,\u0665,,", "price_cap_fen"),  # (Arabic-Indic five)
         ("X1,n,DRUG,A,0,,XX,", "rx"),
         ("X1,n,DRUG,A,0,,,NOPE", "restrictions"),
         ("110200001,dup,TREATMENT,A,0,,,", "code"),  # duplicate code
