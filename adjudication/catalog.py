@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +28,7 @@ CATALOG_HEADER = (
     "rx",
     "restrictions",
 )
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 class ItemKind(StrEnum):
@@ -103,10 +105,10 @@ class CatalogBook:
 
 
 def _int_field(path: str, line: int, field: str, raw: str, low: int, high: int | None) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise DataFileError(path, line, field, f"must be a whole number, not {raw!r}") from None
+    # ASCII digits only: int() would also take '1_000', '+5' and non-ASCII digits.
+    if not _WHOLE.fullmatch(raw):
+        raise DataFileError(path, line, field, f"must be a whole number, not {raw!r}")
+    value = int(raw)
     if value < low or (high is not None and value > high):
         raise DataFileError(path, line, field, f"out of range: {value}")
     return value
