@@ -295,7 +295,12 @@ class RegionMachine(RuleBasedStateMachine):
         ]
         c = replace(c, institution_code=data.draw(st.sampled_from(sorted(codes))))
         pin = row.pin if pin_ok or data.draw(st.booleans()) else "000000"
+        if pin == row.pin:
+            # PreSettle and Settle differ only in whether the changes are applied.
+            _, preview = self.region.adjudicate(c, pin, apply=False)
         sid, result = self.region.adjudicate(c, pin, apply=True)
+        if pin == row.pin:
+            assert preview == result
         if result.changes is not None:
             self.live[sid] = result
             self.member_of[sid] = who
