@@ -264,13 +264,17 @@ def medswitch(data_dir: Path, *args: str, check: bool = True) -> subprocess.Comp
 
 
 def start_servers(
-    data_dir: Path, pop: Path, listen: str, procs: int, edge_only: bool, log_dir: Path
-) -> list[subprocess.Popen[bytes]]:
+    data_dir: Path, pop: Path, listen: str, procs: int, edge_only: bool, log_dir: Path,
+    batch_max: int = 0, writers: int = 4,
+) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     servers = []
     for i in range(procs):
         if edge_only:
             cmd = [sys.executable, str(Path(__file__)), "_memserve", "--pop", str(pop),
                    "--tls-dir", str(data_dir / "tls"), "--listen", listen]  # fmt: skip
+        elif batch_max:
+            cmd = [sys.executable, str(Path(__file__)), "_batchserve",
+                   "--batch-max", str(batch_max), "--writers", str(writers)]  # fmt: skip
         else:
             cmd = [sys.executable, "-m", "switch.cli", "serve"]
         env = medswitch_env(
@@ -546,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     client.add_argument("--start-at", type=float, required=True)
     client.add_argument("--seconds", type=float, required=True)
     client.add_argument("--prior-load", action="store_true", help="cards used before today")
+    batchserve = sub.add_parser("_batchserve")
+    batchserve.add_argument("--batch-max", type=int, required=True)
+    batchserve.add_argument("--writers", type=int, required=True)
+    batchserve.add_argument("--db-pool-max", type=int, default=20)
     memserve = sub.add_parser("_memserve")
     for name in ("--pop", "--tls-dir", "--listen"):
         memserve.add_argument(name, required=True)
@@ -579,6 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        default=0,
+        help="prototype (loadtest/batching.py): Settle calls batched per transaction",
+    )
+    parser.add_argument("--batch-writers", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
@@ -587,6 +602,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "_memserve":
         asyncio.run(memserve_main(args))
         return 0
+    if args.mode == "_batchserve":
+        import uvloop
+
+        from loadtest import batching
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(batching.serve(args))
     return bench(args)
 
 
@@ -651,7 +673,10 @@ def bench(args: argparse.Namespace) -> int:
 
     port = free_port()
     target = f"127.0.0.1:{port}"
-    servers = start_servers(data_dir, pop, target, args.serve_procs, args.edge_only, log_dir)
+    servers = start_servers(
+        data_dir, pop, target, args.serve_procs, args.edge_only, log_dir,
+        args.batch_max, args.batch_writers,
+    )  # fmt: skip
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
     try:
         wait_serving(target, tls, first_code, servers)
@@ -665,6 +690,12 @@ def bench(args: argparse.Namespace) -> int:
         print(
             f"switch: {args.serve_procs} process(es) on {target}"
             + (" (edge only: in-memory backend)" if args.edge_only else "")
+            + (
+                f" (prototype: Settle batched, up to {args.batch_max} per transaction, "
+                f"{args.batch_writers} writers)"
+                if args.batch_max
+                else ""
+            )
         )
         figures["mixes"] = {}
         for mix in args.mixes.split(","):
