@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -206,6 +206,27 @@ async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
     return policies, catalogs
 
 
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
@@ -213,6 +234,12 @@ class LedgerBackend:
         self.ledger = ledger
         self.policies = policies
         self.catalogs = catalogs
+        # A PIN check reads the failure count and writes it back. Settle does
+        # that under the member's row lock; the other PIN checks (PreSettle,
+        # GetMember, ListAccountActivity) take this per-card lock, and Settle
+        # too, so parallel guesses at one card are counted one by one and the
+        # sixth finds the card locked.
+        self._card_locks = KeyedLocks()
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, ledger: Ledger) -> LedgerBackend:
@@ -230,6 +257,10 @@ class LedgerBackend:
         )
 
     async def pre_settle(self, claim: Claim, pin: str) -> SettlementView:
+        async with self._card_locks.hold(claim.card_no):
+            return await self._pre_settle(claim, pin)
+
+    async def _pre_settle(self, claim: Claim, pin: str) -> SettlementView:
         with domain_errors():
             day = benefit_date(claim)
             inputs = await self.ledger.load_for_claim(
@@ -265,14 +296,15 @@ class LedgerBackend:
             return settlement_decision(claim, result, view)
 
         with domain_errors():
-            stored = await self.ledger.settle(
-                (claim.institution_code, claim.request_id),
-                claim_fingerprint(claim),
-                claim.card_no,
-                day.year,
-                day,
-                decide,
-            )
+            async with self._card_locks.hold(claim.card_no):
+                stored = await self.ledger.settle(
+                    (claim.institution_code, claim.request_id),
+                    claim_fingerprint(claim),
+                    claim.card_no,
+                    day.year,
+                    day,
+                    decide,
+                )
         return view_from_dict(stored.answer)
 
     async def cancel(self, command: CancelCommand) -> CancelView:
@@ -300,13 +332,7 @@ class LedgerBackend:
         if stored.cancellation is not None:
             # The settlement as it stands now; the balance is that of its cancellation.
             balance = int(stored.cancellation.get("balance_after_fen", view.balance_after_fen))
-            view = SettlementView(
-                **{
-                    **_fields(view),
-                    "status": SettlementStatus.CANCELLED,
-                    "balance_after_fen": balance,
-                }
-            )
+            view = replace(view, status=SettlementStatus.CANCELLED, balance_after_fen=balance)
         return view
 
     # ---------------------------------------------------------------- member
@@ -315,6 +341,12 @@ class LedgerBackend:
         self, institution_code: str, card_no: str, pin: str
     ) -> dict[str, Any]:
         """The member holding the card, after the PIN check (which counts failures)."""
+        async with self._card_locks.hold(card_no):
+            return await self._member_checked_locked(institution_code, card_no, pin)
+
+    async def _member_checked_locked(
+        self, institution_code: str, card_no: str, pin: str
+    ) -> dict[str, Any]:
         today = datetime.now(db.REGION_TZ).date()
         inputs = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
         member = inputs.member
@@ -425,10 +457,6 @@ class LedgerBackend:
         pool = self.ledger.pool
         size = pool.get_size()
         return PoolStats(size=size, in_use=size - pool.get_idle_size())
-
-
-def _fields(view: SettlementView) -> dict[str, Any]:
-    return {name: getattr(view, name) for name in SettlementView.__slots__}
 
 
 def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:

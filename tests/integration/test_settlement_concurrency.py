@@ -17,7 +17,7 @@ import grpc
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import medswitch
-from tests.grpc_harness import channel
+from tests.grpc_harness import channel, error_details
 from tests.switch_pg import LiveSwitch, SwitchPg
 from tests.switch_pg import live as live
 from tests.switch_pg import switch_certs as switch_certs
@@ -219,3 +219,35 @@ async def test_concurrent_outpatient_claims_never_double_count_the_deductible(
     env = {"MEDSWITCH_DATABASE_URL": live.db_url, "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex()}
     verify = medswitch("ledger", "verify", env=env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_parallel_pin_guesses_still_lock_the_card_after_five(live: LiveSwitch) -> None:
+    """Twenty wrong PINs at once (GetMember and PreSettle): exactly five count as
+    wrong, every later one finds the card locked; parallelism buys no guesses."""
+    card = "C3303990019"
+    async with channel(live.running.port, live.certs.creds(PHARMACIES[0])) as ch:
+        members = pb_grpc.MemberServiceStub(ch)
+        settle = pb_grpc.SettlementServiceStub(ch)
+        guesses = []
+        for n in range(20):
+            if n % 2:
+                guesses.append(
+                    members.GetMember(
+                        pb.GetMemberRequest(
+                            institution_code=PHARMACIES[0], card_no=card, pin=f"{n:06d}"
+                        )
+                    )
+                )
+            else:
+                req = purchase(n)
+                req.request_id, req.card_no, req.pin = f"guess-{n}", card, f"{n:06d}"
+                guesses.append(settle.PreSettle(req))
+        results = await asyncio.gather(*guesses, return_exceptions=True)
+    outcomes: list[str] = []
+    for r in results:
+        if isinstance(r, grpc.aio.AioRpcError):
+            outcomes.append(error_details(r).reason)  # PIN_INVALID / PIN_LOCKED
+        else:
+            assert isinstance(r, pb.SettleResponse)
+            outcomes.append(r.reasons[0].removeprefix("R_"))
+    assert sorted(outcomes) == sorted(["PIN_INVALID"] * 5 + ["PIN_LOCKED"] * 15), outcomes
