@@ -32,3 +32,10 @@ def track_pool(size: Callable[[], float], in_use: Callable[[], float]) -> None:
     """Reads the pool figures at scrape time, from the running backend."""
     DB_POOL_SIZE.set_function(size)
     DB_POOL_IN_USE.set_function(in_use)
+
+
+SETTLE_BATCH_SIZE = Histogram(
+    "medswitch_settle_batch_size",
+    "Settle calls committed together in one transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)

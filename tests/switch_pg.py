@@ -68,11 +68,18 @@ class LiveSwitch:
 
 
 async def live_switch(
-    cluster: SwitchPg, certs: Pki, *, inflight_max: int = 256, pool_max: int = 10
+    cluster: SwitchPg,
+    certs: Pki,
+    *,
+    inflight_max: int = 256,
+    pool_max: int = 10,
+    group_commit: bool = False,
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
-    backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(cluster.data_key)))
+    backend = await LedgerBackend.open(
+        pool, Ledger(pool, DataKeys(cluster.data_key)), group_commit=group_commit
+    )
     running = await start(
         backend,
         ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, inflight_max=inflight_max),
@@ -82,6 +89,7 @@ async def live_switch(
 
 async def stop_switch(live: LiveSwitch) -> None:
     await live.running.stop(0)
+    await live.backend.close()
     await live.pool.close()
 
 

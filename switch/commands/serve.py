@@ -46,6 +46,12 @@ def add_parser(subparsers: Any) -> None:
         default=int(os.environ.get("MEDSWITCH_DB_POOL_MAX") or limits.db_pool_max),
         help="database connections (env MEDSWITCH_DB_POOL_MAX)",
     )
+    parser.add_argument(
+        "--group-commit",
+        action="store_true",
+        default=os.environ.get("MEDSWITCH_GROUP_COMMIT", "") not in ("", "0"),
+        help="commit concurrent Settles together (env MEDSWITCH_GROUP_COMMIT=1)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -83,8 +89,11 @@ async def _serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, limits.db_connect_retry_max_s)
     try:
-        backend = await LedgerBackend.open(pool, Ledger(pool, keys))
-        return await serve_until_signal(backend, config)
+        backend = await LedgerBackend.open(pool, Ledger(pool, keys), group_commit=args.group_commit)
+        try:
+            return await serve_until_signal(backend, config)
+        finally:
+            await backend.close()
     finally:
         await pool.close()
 

@@ -153,6 +153,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
                 assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         await running.stop(0)
+        await backend.close()
         await pool.close()
         if proxy.server is not None:
             await proxy.cut()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import pytest
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -55,8 +56,9 @@ async def _wait_serving(proc: subprocess.Popen[bytes], port: int, certs: Pki) ->
     raise TimeoutError("medswitch serve did not come up")
 
 
+@pytest.mark.parametrize("group_commit", ["0", "1"], ids=["per-call-commit", "group-commit"])
 async def test_sigterm_mid_load_drains_and_loses_nothing(
-    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path, group_commit: str
 ) -> None:
     db_url = await switch_pg.fresh_db()
     port = free_port()
@@ -69,6 +71,7 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
         "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
         "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        "MEDSWITCH_GROUP_COMMIT": group_commit,
     }
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log, (tmp_path / "serve.err").open("wb") as err:

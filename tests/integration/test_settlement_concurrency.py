@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
 import asyncpg
 import grpc
+import pytest
+from prometheus_client import REGISTRY
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import medswitch
-from tests.grpc_harness import channel, error_details
-from tests.switch_pg import LiveSwitch, SwitchPg
-from tests.switch_pg import live as live
+from tests.grpc_harness import Pki, channel, error_details
+from tests.switch_pg import LiveSwitch, SwitchPg, live_switch, stop_switch
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["per-call-commit", "group-commit"])
+async def live(
+    request: pytest.FixtureRequest, switch_pg: SwitchPg, switch_certs: Pki
+) -> AsyncIterator[LiveSwitch]:
+    """Every concurrency rule holds with and without group commit."""
+    switch = await live_switch(switch_pg, switch_certs, group_commit=request.param)
+    yield switch
+    await stop_switch(switch)
+
 
 PHARMACIES = ("P33039900005", "P33039900006")
 CARD, PIN, MEMBER = "C3303990015", "343434", "M0015"
@@ -251,3 +264,60 @@ async def test_parallel_pin_guesses_still_lock_the_card_after_five(live: LiveSwi
             assert isinstance(r, pb.SettleResponse)
             outcomes.append(r.reasons[0].removeprefix("R_"))
     assert sorted(outcomes) == sorted(["PIN_INVALID"] * 5 + ["PIN_LOCKED"] * 15), outcomes
+
+
+async def test_concurrent_settlements_of_many_members(live: LiveSwitch) -> None:
+    """Many members at once: each call its own, correct, durable answer; with group
+    commit on, calls arriving together share transactions."""
+    cards = [
+        ("C3303990001", "135790"),
+        ("C3303990002", "246802"),
+        ("C3303990006", "778899"),
+        ("C3303990008", "564738"),
+        ("C3303990012", "808080"),
+        ("C3303990014", "121212"),
+        ("C3303990016", "565656"),
+        ("C3303990017", "787878"),
+    ]
+    requests = []
+    for n in range(48):
+        req = purchase(n)
+        req.request_id = f"group-{n:03d}"
+        req.card_no, req.pin = cards[n % len(cards)]
+        req.service_date = (date(2026, 9, 1) + timedelta(days=n)).isoformat()
+        requests.append(req)
+
+    def batch_stats() -> tuple[float, float]:
+        count = REGISTRY.get_sample_value("medswitch_settle_batch_size_count") or 0.0
+        total = REGISTRY.get_sample_value("medswitch_settle_batch_size_sum") or 0.0
+        return count, total
+
+    before = batch_stats()
+    chans = {code: channel(live.running.port, live.certs.creds(code)) for code in PHARMACIES}
+    try:
+        answers = await asyncio.gather(
+            *(
+                pb_grpc.SettlementServiceStub(chans[r.institution_code]).Settle(r, timeout=60)
+                for r in requests
+            )
+        )
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    after = batch_stats()
+    batches, items = after[0] - before[0], after[1] - before[1]
+    assert items == (len(requests) if live.backend.batcher is not None else 0)
+    if live.backend.batcher is not None:
+        assert batches < len(requests), "no two settlements ever shared a commit"
+    else:
+        assert batches == 0
+    assert len({a.settlement_id for a in answers}) == len(requests)
+    assert all(a.status == pb.SETTLEMENT_STATUS_SETTLED for a in answers)
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM settlements WHERE request_id LIKE 'group-%'"
+        )
+    finally:
+        await conn.close()
+    assert stored == len(requests)
