@@ -265,22 +265,20 @@ def medswitch(data_dir: Path, *args: str, check: bool = True) -> subprocess.Comp
 
 def start_servers(
     data_dir: Path, pop: Path, listen: str, procs: int, edge_only: bool, log_dir: Path,
-    batch_max: int = 0, writers: int = 4,
+    group_commit: bool = False,
 ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     servers = []
     for i in range(procs):
         if edge_only:
             cmd = [sys.executable, str(Path(__file__)), "_memserve", "--pop", str(pop),
                    "--tls-dir", str(data_dir / "tls"), "--listen", listen]  # fmt: skip
-        elif batch_max:
-            cmd = [sys.executable, str(Path(__file__)), "_batchserve",
-                   "--batch-max", str(batch_max), "--writers", str(writers)]  # fmt: skip
         else:
             cmd = [sys.executable, "-m", "switch.cli", "serve"]
         env = medswitch_env(
             data_dir,
             MEDSWITCH_LISTEN=listen,
             MEDSWITCH_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+            MEDSWITCH_GROUP_COMMIT="1" if group_commit else "0",
         )
         log = (log_dir / f"serve-{i}.log").open("wb")
         servers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -550,10 +548,6 @@ def main(argv: list[str] | None = None) -> int:
     client.add_argument("--start-at", type=float, required=True)
     client.add_argument("--seconds", type=float, required=True)
     client.add_argument("--prior-load", action="store_true", help="cards used before today")
-    batchserve = sub.add_parser("_batchserve")
-    batchserve.add_argument("--batch-max", type=int, required=True)
-    batchserve.add_argument("--writers", type=int, required=True)
-    batchserve.add_argument("--db-pool-max", type=int, default=20)
     memserve = sub.add_parser("_memserve")
     for name in ("--pop", "--tls-dir", "--listen"):
         memserve.add_argument(name, required=True)
@@ -588,12 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
     parser.add_argument(
-        "--batch-max",
-        type=int,
-        default=0,
-        help="prototype (loadtest/batching.py): Settle calls batched per transaction",
+        "--group-commit", action="store_true", help="serve with MEDSWITCH_GROUP_COMMIT=1"
     )
-    parser.add_argument("--batch-writers", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
@@ -602,13 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "_memserve":
         asyncio.run(memserve_main(args))
         return 0
-    if args.mode == "_batchserve":
-        import uvloop
 
-        from loadtest import batching
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(batching.serve(args))
     return bench(args)
 
 
@@ -674,8 +658,7 @@ def bench(args: argparse.Namespace) -> int:
     port = free_port()
     target = f"127.0.0.1:{port}"
     servers = start_servers(
-        data_dir, pop, target, args.serve_procs, args.edge_only, log_dir,
-        args.batch_max, args.batch_writers,
+        data_dir, pop, target, args.serve_procs, args.edge_only, log_dir, args.group_commit,
     )  # fmt: skip
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
     try:
@@ -690,12 +673,7 @@ def bench(args: argparse.Namespace) -> int:
         print(
             f"switch: {args.serve_procs} process(es) on {target}"
             + (" (edge only: in-memory backend)" if args.edge_only else "")
-            + (
-                f" (prototype: Settle batched, up to {args.batch_max} per transaction, "
-                f"{args.batch_writers} writers)"
-                if args.batch_max
-                else ""
-            )
+            + (" (group commit: serve --group-commit)" if args.group_commit else "")
         )
         figures["mixes"] = {}
         for mix in args.mixes.split(","):
