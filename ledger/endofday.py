@@ -35,6 +35,9 @@ from ledger.payouts import InstitutionDayAmount, Payout, end_to_end_id, net_payo
 from ledger.recon import MATCHED, ExpectedPayout, Reconciliation
 
 EOD_LOCK_KEY = 0x4D534544  # "MSED": exports and reconciliations, one at a time
+# The open day's lock: every writing transaction holds it shared
+# (ms_day_share in migrations/0001_ledger.sql), closing takes it exclusively.
+DAY_LOCK_KEY = 7370001
 
 
 class EndOfDayError(Exception):
@@ -158,6 +161,10 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
         # after us waits *before* taking its snapshot, so it then sees D+1
         # open. With the row lock alone a waiter re-checks the old row, finds
         # it CLOSED, and is left with no open day at all.
+        # Settlements hold the day's advisory lock shared (ms_day_share), not
+        # the row FOR SHARE: taking it exclusively waits for those in flight
+        # and makes later ones wait until D+1 is open.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", DAY_LOCK_KEY)
         await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
         day: date | None = await conn.fetchval(
             "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"

@@ -264,8 +264,9 @@ def medswitch(data_dir: Path, *args: str, check: bool = True) -> subprocess.Comp
 
 
 def start_servers(
-    data_dir: Path, pop: Path, listen: str, procs: int, edge_only: bool, log_dir: Path
-) -> list[subprocess.Popen[bytes]]:
+    data_dir: Path, pop: Path, listen: str, procs: int, edge_only: bool, log_dir: Path,
+    group_commit: bool = False,
+) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     servers = []
     for i in range(procs):
         if edge_only:
@@ -277,6 +278,7 @@ def start_servers(
             data_dir,
             MEDSWITCH_LISTEN=listen,
             MEDSWITCH_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+            MEDSWITCH_GROUP_COMMIT="1" if group_commit else "0",
         )
         log = (log_dir / f"serve-{i}.log").open("wb")
         servers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -579,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
+    parser.add_argument(
+        "--group-commit", action="store_true", help="serve with MEDSWITCH_GROUP_COMMIT=1"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
@@ -587,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "_memserve":
         asyncio.run(memserve_main(args))
         return 0
+
     return bench(args)
 
 
@@ -651,7 +657,9 @@ def bench(args: argparse.Namespace) -> int:
 
     port = free_port()
     target = f"127.0.0.1:{port}"
-    servers = start_servers(data_dir, pop, target, args.serve_procs, args.edge_only, log_dir)
+    servers = start_servers(
+        data_dir, pop, target, args.serve_procs, args.edge_only, log_dir, args.group_commit,
+    )  # fmt: skip
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
     try:
         wait_serving(target, tls, first_code, servers)
@@ -665,6 +673,7 @@ def bench(args: argparse.Namespace) -> int:
         print(
             f"switch: {args.serve_procs} process(es) on {target}"
             + (" (edge only: in-memory backend)" if args.edge_only else "")
+            + (" (group commit: serve --group-commit)" if args.group_commit else "")
         )
         figures["mixes"] = {}
         for mix in args.mixes.split(","):

@@ -118,8 +118,12 @@ class SwitchUser(User):
 
     def on_start(self) -> None:
         manifest = _Shared.load(self.population)
+        # Users of every worker process interleave: worker w of W takes the
+        # slots w, w + W, w + 2W, ... so no two users share a card slice.
         worker = getattr(self.environment.runner, "worker_index", 0) or 0
-        slot = (next(_Shared.users) + worker * 1_000) % self.slots
+        processes = int(getattr(self.environment.parsed_options, "processes", 0) or 0)
+        workers = processes if processes > 0 else (os.cpu_count() or 1) if processes < 0 else 1
+        slot = (next(_Shared.users) * workers + worker) % self.slots
         self.session = Session(manifest, slot=slot, slots=self.slots)
 
     @task

@@ -143,14 +143,51 @@ CREATE TRIGGER postings_only_new AFTER INSERT ON postings
 -- same bytes independently to verify.
 CREATE FUNCTION ms_entry_hash(p_prev bytea, p_entry_id bigint, p_lane smallint, p_lane_seq bigint,
                               p_business_date date, p_kind text, p_ref text)
-RETURNS bytea LANGUAGE sql STABLE AS $$
-    SELECT sha256(p_prev || convert_to(
+RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_postings text;
+BEGIN
+    -- plpgsql, not sql: its plan is cached across calls.
+    SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text, ';'
+                      ORDER BY seq)
+        INTO v_postings FROM postings WHERE entry_id = p_entry_id;
+    RETURN sha256(p_prev || convert_to(
         p_entry_id::text || '|' || p_lane::text || '|' || p_lane_seq::text || '|'
         || to_char(p_business_date, 'YYYY-MM-DD') || '|' || p_kind || '|' || p_ref || '|'
-        || coalesce((SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text,
-                                       ';' ORDER BY seq)
-                     FROM postings WHERE entry_id = p_entry_id), ''),
-        'UTF8'))
+        || coalesce(v_postings, ''), 'UTF8'));
+END
+$$;
+
+-- The open business day is guarded by an advisory lock, not a row lock: every
+-- writing transaction holds it shared until it ends, `ms_close_day` takes it
+-- exclusively, so a settlement is wholly in day D or wholly in D+1. (FOR
+-- SHARE on the day row would make every settlement write a MultiXact on one
+-- hot tuple.)
+CREATE FUNCTION ms_day_share() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7370001);
+END
+$$;
+
+-- Close the open day and open the next (p_next, default the day after).
+-- Waits for in-flight settlements; returns the closed day.
+CREATE FUNCTION ms_close_day(p_next date DEFAULT NULL) RETURNS date LANGUAGE plpgsql AS $$
+DECLARE
+    v_day date;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7370001);
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR UPDATE;
+    IF v_day IS NULL THEN
+        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF p_next IS NOT NULL AND p_next <= v_day THEN
+        RAISE EXCEPTION 'the next day % must be after %', p_next, v_day
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE business_days SET status = 'CLOSED', closed_at = now() WHERE business_date = v_day;
+    INSERT INTO business_days (business_date, status) VALUES (coalesce(p_next, v_day + 1), 'OPEN');
+    RETURN v_day;
+END
 $$;
 
 -- Seal an entry whose postings are already inserted: append it to this
@@ -164,7 +201,8 @@ DECLARE
     v_hash bytea;
     v_day date;
 BEGIN
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR SHARE;
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
     IF v_day IS NULL THEN
         RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
@@ -184,23 +222,25 @@ CREATE FUNCTION ms_post(p_kind text, p_ref text, p_keys text[], p_amounts bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_entry bigint := nextval('entries_entry_id_seq');
-    v_found int;
+    v_ids bigint[];
+    v_n int := coalesce(array_length(p_keys, 1), 0);
 BEGIN
-    IF coalesce(array_length(p_keys, 1), 0) < 2 OR array_length(p_keys, 1) <> array_length(p_amounts, 1) THEN
+    IF v_n < 2 OR v_n <> coalesce(array_length(p_amounts, 1), 0) THEN
         RAISE EXCEPTION 'an entry needs at least two postings' USING ERRCODE = 'check_violation';
     END IF;
-    INSERT INTO postings (entry_id, seq, account_id, amount_fen)
-        SELECT v_entry, p.ord, a.account_id, p.amount
-        FROM unnest(p_keys, p_amounts) WITH ORDINALITY AS p(key, amount, ord)
-        JOIN accounts a ON a.account_key = p.key;
-    GET DIAGNOSTICS v_found = ROW_COUNT;
-    IF v_found <> array_length(p_keys, 1) THEN
+    -- One index probe per key (a join could pick a scan of every account).
+    v_ids := ARRAY(SELECT (SELECT a.account_id FROM accounts a WHERE a.account_key = p.key)
+                   FROM unnest(p_keys) WITH ORDINALITY AS p(key, ord) ORDER BY p.ord);
+    IF array_position(v_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'unknown account in %', p_keys USING ERRCODE = 'foreign_key_violation';
     END IF;
-    UPDATE account_balances b SET balance_fen = b.balance_fen + b.normal_sign * d.amount
-        FROM (SELECT account_id, sum(amount_fen) AS amount FROM postings
-              WHERE entry_id = v_entry GROUP BY account_id) d
-        WHERE b.account_id = d.account_id;
+    INSERT INTO postings (entry_id, seq, account_id, amount_fen)
+        SELECT v_entry, p.ord, p.id, p.amount
+        FROM unnest(v_ids, p_amounts) WITH ORDINALITY AS p(id, amount, ord);
+    FOR i IN 1 .. v_n LOOP
+        UPDATE account_balances SET balance_fen = balance_fen + normal_sign * p_amounts[i]
+            WHERE account_id = v_ids[i];
+    END LOOP;
     RETURN ms_seal_entry(v_entry, p_kind, p_ref);
 END
 $$;
@@ -365,12 +405,14 @@ INSERT INTO accounts (account_key, kind, normal_side) VALUES
 -- VOLATILE plpgsql function every statement takes a fresh snapshot, so what
 -- is read after a lock wait is what the previous holder committed.
 -- Lock order, everywhere: the request-key advisory lock, the open business
--- day (FOR SHARE; `day close` takes it FOR UPDATE), the member row, the
+-- day (ms_day_share; ms_close_day takes it exclusively), the member row, the
 -- member's balance row, the chain lane.
 
 CREATE FUNCTION ms_key_lock(p_institution text, p_request_id text) RETURNS void
-LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(p_institution || '/' || p_request_id, 7))
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_institution || '/' || p_request_id, 7));
+END
 $$;
 
 -- Everything the engine needs about a claim, in one jsonb. With p_lock the
@@ -389,7 +431,8 @@ BEGIN
         PERFORM ms_key_lock(p_institution, p_request_id);
     END IF;
     IF p_lock THEN
-        SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR SHARE;
+        PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
         SELECT member_id INTO v_member FROM members WHERE card_hmac = p_card_hmac FOR UPDATE;
     ELSE
         SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
@@ -500,7 +543,8 @@ DECLARE
     v_entry bigint;
     v_day date;
 BEGIN
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR SHARE;
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
     IF p_changes IS NOT NULL THEN
         PERFORM ms_apply_changes(p_changes, 1);
     END IF;
@@ -537,7 +581,8 @@ BEGIN
     IF p_original_request_id IS NOT NULL THEN
         PERFORM ms_key_lock(p_institution, p_original_request_id);
     END IF;
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR SHARE;
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
     IF p_settlement_id IS NOT NULL THEN
         SELECT settlement_id, member_id INTO v_target, v_member FROM settlements
             WHERE settlement_id = p_settlement_id;
@@ -585,7 +630,8 @@ DECLARE
     v_amounts bigint[];
     v_balance bigint := 0;
 BEGIN
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN' FOR SHARE;
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
     SELECT entry_id, changes, member_id INTO v_old_entry, v_changes, v_member
         FROM settlements WHERE settlement_id = p_settlement_id;
     IF v_changes IS NOT NULL THEN

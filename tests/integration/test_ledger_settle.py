@@ -224,13 +224,10 @@ async def test_cancel_refusals(ledger: Ledger, app_pool: asyncpg.Pool, reference
     assert rejected.status == "REJECTED" and rejected.entry_id is None
     with pytest.raises(NotCancellable):
         await ledger.cancel((INSTITUTION, "c3"), b"x", settlement_id=rejected.settlement_id)
-    # close the day behind the ledger's back (the end-of-day command does this for real)
+    # close the day as the end-of-day command will
     admin = await asyncpg.connect(reference_db)
     try:
-        await admin.execute(
-            "UPDATE business_days SET status = 'CLOSED', closed_at = now() WHERE status = 'OPEN';"
-            " INSERT INTO business_days (business_date, status) VALUES ('2026-11-21', 'OPEN')"
-        )
+        assert await admin.fetchval("SELECT ms_close_day()") == DAY
     finally:
         await admin.close()
     with pytest.raises(DayClosed):

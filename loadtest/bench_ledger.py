@@ -1,0 +1,282 @@
+"""Ledger write throughput against pgbench's tpcb-like, same server, same run.
+
+Why: issue 3 asks for settlement-shaped transactions (settlement record, one
+entry of 3-5 postings, accumulator update, member lock, idempotency key,
+chain lane) with durable commits at no less than twice the transactions per
+second pgbench gets from the same embedded PostgreSQL. The lever is group
+commit: `Ledger.settle_batch` puts several settlements in one transaction,
+so one WAL flush makes many of them durable.
+
+Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 8]
+     [--batch 32] [--members 20000] [--data-dir DIR]
+
+Prints pgbench TPS, ledger settlements/s for single settlements and for
+batches, and the ratio. fsync and synchronous_commit stay on (checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger import db, importer
+from ledger.accounts import settlement_postings
+from ledger.crypto import DataKeys
+from ledger.store import ClaimInputs, Decision, Ledger, SettleItem
+
+INSTITUTIONS = [f"H{n:011d}" for n in range(1, 21)]
+DAY = date(2026, 11, 20)
+
+
+def pgbench_bin() -> Path:
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+
+
+def conn_args(url: str) -> list[str]:
+    parsed = urlparse(url)
+    host = parse_qs(parsed.query).get("host", [parsed.hostname or "localhost"])[0]
+    args = ["-h", host, "-U", parsed.username or "postgres"]
+    if parsed.port:
+        args += ["-p", str(parsed.port)]
+    return args
+
+
+def run_pgbench(url: str, seconds: int, clients: int) -> float:
+    base = conn_args(url)
+    subprocess.run(
+        [str(pgbench_bin()), *base, "-i", "-q", "-s", "10", "pgbench"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            str(pgbench_bin()),
+            *base,
+            "-b",
+            "tpcb-like",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "pgbench",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def decide_for(institution: str, rnd: random.Random):  # type: ignore[no-untyped-def]
+    pooled = rnd.randrange(1_000, 50_000)
+    serious = rnd.choice((0, 0, rnd.randrange(100, 5_000)))
+    account = rnd.randrange(1, 2_000)
+
+    def decide(inputs: ClaimInputs) -> Decision:
+        member = inputs.member
+        assert member is not None
+        debit = min(account, member["balance_fen"])
+        changes = {
+            "member_id": member["member_id"],
+            "benefit_year": 2026,
+            "outpatient_deductible_used_fen": 100,
+            "outpatient_pooled_fen": pooled,
+            "basic_pooled_fen": 0,
+            "inpatient_above_deductible_fen": 0,
+            "new_admissions": 0,
+            "serious_illness_base_fen": 0,
+            "serious_illness_paid_fen": serious,
+            "pharmacy_date": None,
+            "account_debit_fen": debit,
+            "stay": None,
+        }
+        return Decision(
+            status="SETTLED",
+            answer={"settlement_id": inputs.settlement_id, "balance_after_fen": 0},
+            member_id=member["member_id"],
+            total_fen=pooled + serious + debit + 500,
+            pooled_fund_fen=pooled,
+            serious_illness_fen=serious,
+            individual_account_fen=debit,
+            policy_version="2026.1",
+            catalog_version=1,
+            postings=settlement_postings(
+                member["member_id"],
+                institution,
+                pooled_fund_fen=pooled,
+                serious_illness_fen=serious,
+                individual_account_fen=debit,
+            ),
+            changes=changes,
+        )
+
+    return decide
+
+
+async def prepare(url: str, keys_raw: bytes, members: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await db.migrate(conn, first_day=DAY)
+        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await importer.import_reference(
+            conn,
+            keys_raw,
+            policy=importer.PolicyIn("bench", DAY, "# bench"),
+            catalog_version=1,
+            catalog_effective_from=DAY,
+            catalog=[],
+            institutions=[(c, c, "HOSPITAL", "L2", "330399", "ACTIVE") for c in INSTITUTIONS],
+            members=[
+                (
+                    f"M{i:07d}",
+                    f"C{i:010d}",
+                    "123456",
+                    "张三",
+                    "330399",
+                    date(1980, 1, 1),
+                    "EMPLOYEE",
+                    "ACTIVE",
+                    "ACTIVE",
+                    10_000_000,
+                    "330399",
+                )
+                for i in range(members)
+            ],
+            diseases=[],
+        )
+    finally:
+        await conn.close()
+
+
+async def run_ledger(
+    url: str, keys: DataKeys, seconds: float, writers: int, batch: int, members: int, tag: str
+) -> float:
+    pool = await db.create_pool(url, min_size=writers, max_size=writers)
+    ledger = Ledger(pool, keys)
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def writer(w: int) -> None:
+        nonlocal done
+        rnd = random.Random(w)
+        n = 0
+        while time.monotonic() < deadline:
+            items = []
+            for _ in range(batch):
+                n += 1
+                inst = rnd.choice(INSTITUTIONS)
+                items.append(
+                    SettleItem(
+                        (inst, f"{tag}-{w}-{n}"),
+                        b"fp",
+                        f"C{rnd.randrange(members):010d}",
+                        2026,
+                        DAY,
+                        decide_for(inst, rnd),
+                    )
+                )
+            if batch == 1:
+                i = items[0]
+                await ledger.settle(
+                    i.key, i.fingerprint, i.card_no, i.benefit_year, i.service_date, i.decide
+                )
+                done += 1
+            else:
+                results = await ledger.settle_batch(items)
+                done += sum(1 for r in results if getattr(r, "status", "") == "SETTLED")
+
+    started = time.monotonic()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    elapsed = time.monotonic() - started
+    await pool.close()
+    return done / elapsed
+
+
+async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
+    keys_raw = bytes(range(32))
+    keys = DataKeys(keys_raw)
+    admin = await asyncpg.connect(url_for["postgres"])
+    try:
+        await db.check_durability(admin)
+        for name in ("bench", "pgbench"):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    t = time.monotonic()
+    await prepare(url_for["bench"], keys_raw, args.members)
+    print(f"prepared {args.members} members in {time.monotonic() - t:.1f} s")
+
+    pgbench_tps = run_pgbench(url_for["postgres"], args.seconds, args.writers)
+    print(f"pgbench tpcb-like, {args.writers} clients: {pgbench_tps:,.0f} TPS")
+    single = await run_ledger(
+        url_for["bench"], keys, args.seconds, args.writers, 1, args.members, "single"
+    )
+    print(
+        f"ledger, one settlement per commit, {args.writers} writers: {single:,.0f} settlements/s"
+        f" ({single / pgbench_tps:.2f}x pgbench)"
+    )
+    batched = await run_ledger(
+        url_for["bench"], keys, args.seconds, args.writers, args.batch, args.members, "batch"
+    )
+    print(
+        f"ledger, batches of {args.batch}, {args.writers} writers: {batched:,.0f} settlements/s"
+        f" ({batched / pgbench_tps:.2f}x pgbench)"
+    )
+    conn = await asyncpg.connect(url_for["bench"])
+    try:
+        from ledger import chain
+
+        report = await chain.verify(conn)
+        print(
+            f"verify after the run: {report.entries} entries,"
+            f" {'sound' if report.sound else report.problems[:3]}"
+        )
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="msbench-"))
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    base = str(server.get_uri())
+    prefix, _, query = base.partition("?")
+    root = prefix.rsplit("/", 1)[0]
+    url_for = {name: f"{root}/{name}?{query}" for name in ("postgres", "bench", "pgbench")}
+    try:
+        asyncio.run(main_async(args, url_for))
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
