@@ -3,14 +3,15 @@
 Every entry carries SHA-256(previous hash || canonical bytes of the entry and
 its postings). A single global chain would make every settlement wait for the
 one before it to commit, so entries are appended to one of 64 *lanes*
-(chain_lanes; the lane is the writing backend's pid mod 64): each lane is a
-chain with contiguous sequence numbers, and its head (last_seq, last_hash) is
-stored too, so a removed last entry is caught as well as a changed, inserted
-or removed middle one. Concurrent connections almost never share a lane, so
-the chain adds no wait in the common case.
+(chain_lanes; a writer takes the first lane no other transaction holds,
+starting from its backend's pid mod 64): each lane is a chain with
+contiguous sequence numbers, and its head (last_seq, last_hash) is stored
+too, so a removed last entry is caught as well as a changed, inserted or
+removed middle one. Concurrent writers never share a lane while fewer than
+64 are writing, so the chain adds no wait.
 
 `verify` recomputes everything here in Python, independently of the SQL that
-wrote it (ms_entry_hash): the canonical bytes are
+wrote it (ms_entry_hash_of): the canonical bytes are
 
     entry_id|lane|lane_seq|YYYY-MM-DD|kind|ref|seq:account_id:amount;...
 

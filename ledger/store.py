@@ -2,11 +2,12 @@
 
 One `Ledger` over an asyncpg pool (application role). Every write is one
 short transaction of a few round trips: a server-side function loads the
-member's state under the member row lock (ms_load_claim), the caller's pure
+member's state under the member row lock (ms_load_claims), the caller's pure
 `decide` callback turns it into a Decision (the switch runs the engine
-there), and a second function records it all (ms_record_settlement):
+there), and a second function records it all (ms_record_settlements):
 settlement record, balanced entry, accumulators, stay, pharmacy count, PIN
-failures. Nothing about claims is known here: the engine's values travel as
+failures. Both take a batch, so a group commit of N settlements costs the
+same two round trips as one. Nothing about claims is known here: the engine's values travel as
 plain dicts keyed with the engine's own field names (YearAccumulators,
 InpatientStay, StateChanges.as_dict()), so the switch converts them with
 `YearAccumulators(**row)` and friends.
@@ -338,6 +339,32 @@ def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
         )
 
 
+def _record(item: SettleItem, inputs: ClaimInputs, decision: Decision) -> dict[str, Any]:
+    """One item of ms_record_settlements' jsonb argument."""
+    service_date = decision.service_date or item.service_date
+    return {
+        "settlement_id": inputs.settlement_id,
+        "institution_code": item.key[0],
+        "request_id": item.key[1],
+        "fingerprint": item.fingerprint.hex(),
+        "status": decision.status,
+        "member_id": decision.member_id,
+        "service_date": service_date.isoformat(),
+        "benefit_year": decision.benefit_year or item.benefit_year,
+        "policy_version": decision.policy_version,
+        "catalog_version": decision.catalog_version,
+        "total_fen": decision.total_fen,
+        "pooled_fund_fen": decision.pooled_fund_fen,
+        "serious_illness_fen": decision.serious_illness_fen,
+        "individual_account_fen": decision.individual_account_fen,
+        "answer": decision.answer,
+        "changes": decision.changes,
+        "keys": [k for k, _ in decision.postings],
+        "amounts": [a for _, a in decision.postings],
+        "pin_failures": decision.pin_failures_after,
+    }
+
+
 class Ledger:
     """Settle, cancel and read, over an application-role pool."""
 
@@ -528,92 +555,104 @@ class Ledger:
         and may run more than once (a transient conflict is retried).
         Raises RequestIdReused, LateOriginal, NoOpenDay, InsufficientBalance, Busy.
         """
-        card_hmac = self.keys.card_lookup(card_no)
+        item = SettleItem(key, fingerprint, card_no, benefit_year, service_date, decide)
+        hashes = [self.keys.card_lookup(card_no)]
 
-        async def work(conn: asyncpg.Connection) -> StoredSettlement:
-            return await self._settle_in(
-                conn, key, fingerprint, card_hmac, benefit_year, service_date, decide
+        async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
+            return await self._settle_rounds(conn, [item], hashes)
+
+        (result,) = await self._retrying(work)
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+
+    async def _settle_rounds(
+        self, conn: asyncpg.Connection, items: Sequence[SettleItem], hashes: Sequence[bytes]
+    ) -> list[StoredSettlement | LedgerError]:
+        """Settle `items` inside the caller's transaction, two round trips per round.
+
+        A round loads every claim in it (ms_load_claims, member locks taken in
+        card-hash order), runs each `decide`, and records them all
+        (ms_record_settlements). A member or request key seen twice goes to a
+        later round, so each decision sees the state the earlier one left.
+        RequestIdReused, LateOriginal and NoOpenDay are answers for their item;
+        any other error fails the transaction.
+        """
+        results: list[StoredSettlement | LedgerError | None] = [None] * len(items)
+        rounds: list[list[int]] = []
+        depth: dict[object, int] = {}
+        for i in sorted(range(len(items)), key=lambda i: (hashes[i], items[i].key)):
+            n = max(depth.get(hashes[i], 0), depth.get(items[i].key, 0))
+            depth[hashes[i]] = depth[items[i].key] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(i)
+        replays: dict[str, list[int]] = {}
+        for members in rounds:
+            raws = await conn.fetchval(
+                "SELECT ms_load_claims($1, $2, $3, $4, $5, true, $6)",
+                [items[i].key[0] for i in members],
+                [hashes[i] for i in members],
+                [items[i].benefit_year for i in members],
+                [items[i].service_date for i in members],
+                STAYS_LOOKBACK_DAYS,
+                [items[i].key[1] for i in members],
             )
-
-        return await self._retrying(work)
-
-    async def _settle_in(
-        self,
-        conn: asyncpg.Connection,
-        key: tuple[str, str],
-        fingerprint: bytes,
-        card_hmac: bytes,
-        benefit_year: int,
-        service_date: date,
-        decide: Callable[[ClaimInputs], Decision],
-    ) -> StoredSettlement:
-        """One settlement inside the caller's transaction."""
-        institution_code, request_id = key
-        raw = await conn.fetchval(
-            "SELECT ms_load_claim($1, $2, $3, $4, $5, true, $6)",
-            institution_code,
-            card_hmac,
-            benefit_year,
-            service_date,
-            STAYS_LOOKBACK_DAYS,
-            request_id,
-        )
-        existing = raw.get("existing")
-        if existing is not None:
-            if bytes.fromhex(existing["fingerprint"]) != fingerprint:
-                raise RequestIdReused("this request id was used for another request")
-            row = await conn.fetchrow(
-                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s WHERE s.settlement_id = $1",
-                existing["settlement_id"],
+            recorded: list[tuple[int, ClaimInputs, Decision]] = []
+            for i, raw in zip(members, raws, strict=True):
+                item = items[i]
+                existing = raw.get("existing")
+                if existing is not None:
+                    if bytes.fromhex(existing["fingerprint"]) != item.fingerprint:
+                        results[i] = RequestIdReused("this request id was used for another request")
+                    else:
+                        replays.setdefault(existing["settlement_id"], []).append(i)
+                    continue
+                if raw.get("tombstoned"):
+                    results[i] = LateOriginal(
+                        "this request id was cancelled before the settlement arrived"
+                    )
+                    continue
+                if raw.get("business_date") is None:
+                    results[i] = NoOpenDay("no business day is open")
+                    continue
+                inputs = _inputs(raw, item.benefit_year)
+                decision = item.decide(inputs)
+                _check_decision(decision, inputs)
+                recorded.append((i, inputs, decision))
+            if not recorded:
+                continue
+            written = await conn.fetchrow(
+                "SELECT * FROM ms_record_settlements($1)",
+                [_record(items[i], inputs, decision) for i, inputs, decision in recorded],
             )
-            return _stored(row, replayed=True)
-        if raw.get("tombstoned"):
-            raise LateOriginal("this request id was cancelled before the settlement arrived")
-        if raw.get("business_date") is None:
-            raise NoOpenDay("no business day is open")
-        inputs = _inputs(raw, benefit_year)
-        decision = decide(inputs)
-        _check_decision(decision, inputs)
-        keys = [k for k, _ in decision.postings]
-        amounts = [a for _, a in decision.postings]
-        written = await conn.fetchrow(
-            "SELECT * FROM ms_record_settlement($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-            " $13, $14, $15, $16, $17, $18, $19)",
-            inputs.settlement_id,
-            institution_code,
-            request_id,
-            fingerprint,
-            decision.status,
-            decision.member_id,
-            decision.service_date or service_date,
-            decision.benefit_year or benefit_year,
-            decision.policy_version,
-            decision.catalog_version,
-            decision.total_fen,
-            decision.pooled_fund_fen,
-            decision.serious_illness_fen,
-            decision.individual_account_fen,
-            decision.answer,
-            decision.changes,
-            keys,
-            amounts,
-            decision.pin_failures_after,
-        )
-        assert inputs.business_date is not None
-        return StoredSettlement(
-            settlement_id=inputs.settlement_id,
-            institution_code=institution_code,
-            request_id=request_id,
-            status=decision.status,
-            member_id=decision.member_id,
-            business_date=inputs.business_date,
-            answer=decision.answer,
-            changes=decision.changes,
-            entry_id=written["entry_id"],
-            policy_version=decision.policy_version,
-            catalog_version=decision.catalog_version,
-            created_at=written["created_at"],
-        )
+            created_at = written["created_at"]
+            for (i, inputs, decision), entry_id in zip(recorded, written["entry_ids"], strict=True):
+                assert inputs.business_date is not None
+                results[i] = StoredSettlement(
+                    settlement_id=inputs.settlement_id,
+                    institution_code=items[i].key[0],
+                    request_id=items[i].key[1],
+                    status=decision.status,
+                    member_id=decision.member_id,
+                    business_date=inputs.business_date,
+                    answer=decision.answer,
+                    changes=decision.changes,
+                    entry_id=entry_id,
+                    policy_version=decision.policy_version,
+                    catalog_version=decision.catalog_version,
+                    created_at=created_at,
+                )
+        if replays:
+            for row in await conn.fetch(
+                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s"
+                " WHERE s.settlement_id = ANY($1::text[])",
+                list(replays),
+            ):
+                for i in replays[row["settlement_id"]]:
+                    results[i] = _stored(row, replayed=True)
+        assert all(r is not None for r in results), "every item is answered"
+        return [r for r in results if r is not None]
 
     async def settle_batch(
         self, items: Sequence[SettleItem]
@@ -622,31 +661,15 @@ class Ledger:
 
         For a batching writer in front of the ledger: each item gets what
         `settle` would give it (a StoredSettlement, or the LedgerError it
-        would raise). Members are locked in card-hash order so concurrent
-        batches cannot deadlock on them. If the database refuses the batch
-        (say an item overdraws), every item is settled on its own instead, so
-        one bad item never fails the others.
+        would raise). The whole batch costs two round trips (more only when a
+        member or request key repeats in it). If the database refuses the
+        batch (say an item overdraws), every item is settled on its own
+        instead, so one bad item never fails the others.
         """
         hashes = [self.keys.card_lookup(item.card_no) for item in items]
-        order = sorted(range(len(items)), key=lambda i: (hashes[i], items[i].key))
 
         async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
-            results: list[StoredSettlement | LedgerError | None] = [None] * len(items)
-            for i in order:
-                item = items[i]
-                try:
-                    results[i] = await self._settle_in(
-                        conn,
-                        item.key,
-                        item.fingerprint,
-                        hashes[i],
-                        item.benefit_year,
-                        item.service_date,
-                        item.decide,
-                    )
-                except (RequestIdReused, LateOriginal, NoOpenDay) as exc:
-                    results[i] = exc
-            return [r for r in results if r is not None]
+            return await self._settle_rounds(conn, items, hashes)
 
         try:
             return await self._retrying(work)

@@ -8,7 +8,7 @@ commit: `Ledger.settle_batch` puts several settlements in one transaction,
 so one WAL flush makes many of them durable.
 
 Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 8]
-     [--batch 32] [--members 20000] [--data-dir DIR]
+     [--batch 64] [--members 200000] [--data-dir DIR]
 
 Prints pgbench TPS, ledger settlements/s for single settlements and for
 batches, and the ratio. fsync and synchronous_commit stay on (checked).
@@ -259,8 +259,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--writers", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="msbench-"))

@@ -90,6 +90,36 @@ async def test_postings_cannot_join_a_committed_entry(
         )
 
 
+async def test_postings_must_name_an_existing_account(app_pool: asyncpg.Pool) -> None:
+    # no foreign key (it would lock the hot fund rows): a statement trigger checks instead
+    async with app_pool.acquire() as conn, conn.transaction():
+        entry_id = await conn.fetchval(
+            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'suspense'],"
+            " ARRAY[100, -100]::bigint[])"
+        )
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+            await conn.execute(
+                "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
+                " VALUES ($1, 3, 987654321, 5)",
+                entry_id,
+            )
+
+
+async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
+    app_pool: asyncpg.Pool,
+) -> None:
+    post_set = "SELECT ms_post_set('ADJUSTMENT', $1::text[], $2::int[], $3::text[], $4::bigint[])"
+    with pytest.raises(asyncpg.CheckViolationError, match=r"at least two postings \(entry 2"):
+        await app_pool.fetchval(
+            post_set, ["a", "b"], [1, 1, 2], ["fund:pooled", "suspense", "suspense"], [5, -5, 5]
+        )
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
+        await app_pool.fetchval(
+            post_set, ["a"], [1, 1], ["fund:pooled", "no:such:account"], [5, -5]
+        )
+    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+
+
 async def test_verify_is_sound_on_untouched_books(
     ledger: Ledger, reference_db: str, cli_env: dict[str, str]
 ) -> None:

@@ -1,0 +1,398 @@
+-- Group commit, set-wise. A batch of settlements now loads in one call
+-- (ms_load_claims) and records in one call (ms_record_settlements) whose
+-- statement count does not grow with the batch: accumulators, pharmacy
+-- counts, stays, postings, balances, entries and settlement rows are each
+-- written by one statement for the whole batch. The single-item functions
+-- of 0001 keep their signatures and now delegate here, so there is one
+-- implementation of each rule.
+
+-- The canonical bytes of an entry and its hash, from the postings text
+-- (seq:account_id:amount;... in seq order). ledger/chain.py computes the
+-- same bytes independently to verify.
+CREATE FUNCTION ms_entry_hash_of(p_prev bytea, p_entry_id bigint, p_lane smallint,
+                                 p_lane_seq bigint, p_business_date date, p_kind text,
+                                 p_ref text, p_postings text)
+RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT sha256(p_prev || convert_to(
+        p_entry_id::text || '|' || p_lane::text || '|' || p_lane_seq::text || '|'
+        || to_char(p_business_date, 'YYYY-MM-DD') || '|' || p_kind || '|' || p_ref || '|'
+        || coalesce(p_postings, ''), 'UTF8'))
+$$;
+
+CREATE OR REPLACE FUNCTION ms_entry_hash(p_prev bytea, p_entry_id bigint, p_lane smallint,
+                                         p_lane_seq bigint, p_business_date date, p_kind text,
+                                         p_ref text)
+RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_postings text;
+BEGIN
+    SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text, ';'
+                      ORDER BY seq)
+        INTO v_postings FROM postings WHERE entry_id = p_entry_id;
+    RETURN ms_entry_hash_of(p_prev, p_entry_id, p_lane, p_lane_seq, p_business_date, p_kind,
+                            p_ref, v_postings);
+END
+$$;
+
+-- Post several entries of one kind at once. p_refs: one ref per entry;
+-- p_entry_of: for each posting, the 1-based index of its entry in p_refs;
+-- p_keys, p_amounts: the postings (account key, signed fen), in seq order
+-- within each entry. Returns the new entry ids, in p_refs order. Balance
+-- rows of limited accounts (members) move in one statement; a debit beyond
+-- a member's balance fails the CHECK and the whole transaction. The entries
+-- are appended, in order, to this backend's chain lane.
+CREATE FUNCTION ms_post_set(p_kind text, p_refs text[], p_entry_of integer[], p_keys text[],
+                            p_amounts bigint[])
+RETURNS bigint[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    v_n integer := coalesce(array_length(p_refs, 1), 0);
+    v_lane smallint := (pg_backend_pid() % 64)::smallint;
+    v_day date;
+    v_entries bigint[];
+    v_ids bigint[];
+    v_seqs integer[];
+    v_bodies text[];
+    v_lane_seqs bigint[] := '{}';
+    v_prevs bytea[] := '{}';
+    v_hashes bytea[] := '{}';
+    v_seq bigint;
+    v_hash bytea;
+    v_short integer;
+BEGIN
+    IF v_n = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF coalesce(array_length(p_keys, 1), 0) <> coalesce(array_length(p_amounts, 1), 0)
+       OR coalesce(array_length(p_keys, 1), 0) <> coalesce(array_length(p_entry_of, 1), 0) THEN
+        RAISE EXCEPTION 'postings arrays differ in length' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT min(e) INTO v_short
+        FROM generate_series(1, v_n) e
+        LEFT JOIN (SELECT x, count(*) AS n FROM unnest(p_entry_of) x GROUP BY x) g ON g.x = e
+        WHERE coalesce(g.n, 0) < 2;
+    IF v_short IS NOT NULL THEN
+        RAISE EXCEPTION 'an entry needs at least two postings (entry % of %)', v_short, v_n
+            USING ERRCODE = 'check_violation';
+    END IF;
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
+    IF v_day IS NULL THEN
+        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    v_entries := ARRAY(SELECT nextval('entries_entry_id_seq') FROM generate_series(1, v_n));
+    -- One index probe per key (a join could pick a scan of every account);
+    -- seq numbers count from 1 within each entry.
+    WITH k AS (SELECT DISTINCT key FROM unnest(p_keys) AS key),
+         ids AS (SELECT k.key, (SELECT a.account_id FROM accounts a WHERE a.account_key = k.key) AS id
+                 FROM k)
+    SELECT array_agg(ids.id ORDER BY p.ord), array_agg(p.seq ORDER BY p.ord)
+        INTO v_ids, v_seqs
+        FROM (SELECT key, ord, row_number() OVER (PARTITION BY entry ORDER BY ord)::integer AS seq
+              FROM unnest(p_keys, p_entry_of) WITH ORDINALITY AS u(key, entry, ord)) p
+        LEFT JOIN ids ON ids.key = p.key;
+    IF array_position(v_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown account in %', p_keys USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    INSERT INTO postings (entry_id, seq, account_id, amount_fen)
+        SELECT v_entries[u.entry], u.seq, u.id, u.amount
+        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount);
+    UPDATE account_balances b SET balance_fen = b.balance_fen + b.normal_sign * d.amount
+        FROM (SELECT id, sum(amount)::bigint AS amount FROM unnest(v_ids, p_amounts) AS u(id, amount)
+              GROUP BY id) d
+        WHERE b.account_id = d.id;
+    SELECT array_agg(x.body ORDER BY x.entry) INTO v_bodies FROM (
+        SELECT u.entry, string_agg(u.seq::text || ':' || u.id::text || ':' || u.amount::text, ';'
+                                   ORDER BY u.seq) AS body
+        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount)
+        GROUP BY u.entry) x;
+    -- The first lane no other transaction holds, from this backend's own:
+    -- writers never queue behind each other for a chain head.
+    SELECT lane, last_seq, last_hash INTO v_lane, v_seq, v_hash FROM chain_lanes
+        ORDER BY (lane - v_lane + 64) % 64 LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF v_lane IS NULL THEN  -- all 64 are busy: wait for our own
+        v_lane := (pg_backend_pid() % 64)::smallint;
+        SELECT last_seq, last_hash INTO v_seq, v_hash FROM chain_lanes WHERE lane = v_lane
+            FOR UPDATE;
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        v_seq := v_seq + 1;
+        v_prevs := array_append(v_prevs, v_hash);
+        v_hash := ms_entry_hash_of(v_hash, v_entries[i], v_lane, v_seq, v_day, p_kind, p_refs[i],
+                                   v_bodies[i]);
+        v_lane_seqs := array_append(v_lane_seqs, v_seq);
+        v_hashes := array_append(v_hashes, v_hash);
+    END LOOP;
+    INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, ref, prev_hash, hash)
+        SELECT u.entry_id, v_lane, u.lane_seq, v_day, p_kind, u.ref, u.prev, u.hash
+        FROM unnest(v_entries, v_lane_seqs, p_refs, v_prevs, v_hashes)
+            AS u(entry_id, lane_seq, ref, prev, hash);
+    UPDATE chain_lanes SET last_seq = v_seq, last_hash = v_hash WHERE lane = v_lane;
+    RETURN v_entries;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ms_post(p_kind text, p_ref text, p_keys text[], p_amounts bigint[])
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (ms_post_set(p_kind, ARRAY[p_ref],
+                        array_fill(1, ARRAY[coalesce(array_length(p_keys, 1), 0)]),
+                        p_keys, p_amounts))[1];
+END
+$$;
+
+-- Add (p_sign 1) or take back (p_sign -1) the member-state changes of
+-- several settlements (a jsonb array of adjudication.model.StateChanges
+-- .as_dict()), one statement per kind of state.
+-- Batches are small against tables of millions of rows: every join below is
+-- an index probe per batch row, never a scan (a jsonb_array_elements row
+-- estimate of 100 would otherwise tempt the planner into a hash join).
+CREATE FUNCTION ms_apply_changes_set(p_changes jsonb, p_sign integer) RETURNS void
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+BEGIN
+    -- An upsert checks its proposed row before the conflict, so deltas go
+    -- through a plain UPDATE of rows that exist (made here when settling).
+    IF p_sign > 0 THEN
+        INSERT INTO member_year (member_id, year)
+            SELECT DISTINCT c->>'member_id', (c->>'benefit_year')::integer
+            FROM jsonb_array_elements(p_changes) c
+            ON CONFLICT (member_id, year) DO NOTHING;
+    END IF;
+    UPDATE member_year y SET
+        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + p_sign * d.odu,
+        outpatient_pooled_fen = y.outpatient_pooled_fen + p_sign * d.op,
+        basic_pooled_fen = y.basic_pooled_fen + p_sign * d.bp,
+        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + p_sign * d.iad,
+        new_admissions = y.new_admissions + p_sign * d.na,
+        serious_illness_base_fen = y.serious_illness_base_fen + p_sign * d.sib,
+        serious_illness_paid_fen = y.serious_illness_paid_fen + p_sign * d.sip
+    FROM (SELECT c->>'member_id' AS member_id, (c->>'benefit_year')::integer AS year,
+                 sum(coalesce((c->>'outpatient_deductible_used_fen')::bigint, 0))::bigint AS odu,
+                 sum(coalesce((c->>'outpatient_pooled_fen')::bigint, 0))::bigint AS op,
+                 sum(coalesce((c->>'basic_pooled_fen')::bigint, 0))::bigint AS bp,
+                 sum(coalesce((c->>'inpatient_above_deductible_fen')::bigint, 0))::bigint AS iad,
+                 sum(coalesce((c->>'new_admissions')::integer, 0))::integer AS na,
+                 sum(coalesce((c->>'serious_illness_base_fen')::bigint, 0))::bigint AS sib,
+                 sum(coalesce((c->>'serious_illness_paid_fen')::bigint, 0))::bigint AS sip
+          FROM jsonb_array_elements(p_changes) c GROUP BY 1, 2) d
+    WHERE y.member_id = d.member_id AND y.year = d.year;
+    IF p_sign > 0 THEN
+        INSERT INTO pharmacy_daily AS p (member_id, service_date, purchases)
+            SELECT c->>'member_id', (c->>'pharmacy_date')::date, count(*)
+            FROM jsonb_array_elements(p_changes) c WHERE c->>'pharmacy_date' IS NOT NULL
+            GROUP BY 1, 2
+            ON CONFLICT (member_id, service_date) DO UPDATE SET purchases = p.purchases + EXCLUDED.purchases;
+        INSERT INTO inpatient_stays (settlement_id, member_id, primary_diagnosis,
+                                     admission_date, discharge_date, new_admission)
+            SELECT c->'stay'->>'settlement_id', c->>'member_id', c->'stay'->>'primary_diagnosis',
+                   (c->'stay'->>'admission_date')::date, (c->'stay'->>'discharge_date')::date,
+                   (c->'stay'->>'new_admission')::boolean
+            FROM jsonb_array_elements(p_changes) c WHERE jsonb_typeof(c->'stay') = 'object';
+    ELSE
+        UPDATE pharmacy_daily p SET purchases = p.purchases - d.n
+            FROM (SELECT c->>'member_id' AS member_id, (c->>'pharmacy_date')::date AS day,
+                         count(*)::integer AS n
+                  FROM jsonb_array_elements(p_changes) c WHERE c->>'pharmacy_date' IS NOT NULL
+                  GROUP BY 1, 2) d
+            WHERE p.member_id = d.member_id AND p.service_date = d.day;
+        DELETE FROM inpatient_stays s USING jsonb_array_elements(p_changes) c
+            WHERE jsonb_typeof(c->'stay') = 'object' AND s.settlement_id = c->'stay'->>'settlement_id';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ms_apply_changes(p_changes jsonb, p_sign integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ms_apply_changes_set(jsonb_build_array(p_changes), p_sign);
+END
+$$;
+
+-- Everything the engine needs about several claims, one jsonb per claim in
+-- the order given, in one statement. With p_lock the request keys (advisory),
+-- the open day (shared) and the members' rows (FOR UPDATE, in card-hash
+-- order: the lock order everywhere) are locked first (Settle); without, it
+-- is a plain read (PreSettle, GetMember). A null request id leaves out the
+-- idempotency facts and the new settlement id.
+CREATE FUNCTION ms_load_claims(p_institutions text[], p_card_hmacs bytea[], p_years integer[],
+                               p_service_dates date[], p_lookback_days integer, p_lock boolean,
+                               p_request_ids text[])
+RETURNS jsonb[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    v_day date;
+    v_out jsonb[];
+BEGIN
+    IF p_lock THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(k.inst || '/' || k.req, 7))
+            FROM (SELECT DISTINCT inst, req FROM unnest(p_institutions, p_request_ids) AS u(inst, req)
+                  WHERE req IS NOT NULL ORDER BY 1, 2) k;
+        PERFORM ms_day_share();
+        PERFORM 1 FROM members WHERE card_hmac = ANY(p_card_hmacs) ORDER BY card_hmac FOR UPDATE;
+    END IF;
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
+    SELECT array_agg(jsonb_build_object(
+        'business_date', v_day,
+        'institution', (SELECT to_jsonb(i) FROM institutions i WHERE i.code = u.inst),
+        'member', (SELECT jsonb_build_object(
+                'member_id', m.member_id, 'category', m.category, 'status', m.status,
+                'card_status', m.card_status, 'birth_date', m.birth_date, 'region', m.region,
+                'name_masked', m.name_masked, 'balance_fen', b.balance_fen,
+                'pin_hash', encode(m.pin_hash, 'hex'), 'pin_failures', m.pin_failures,
+                'special_diseases', coalesce((
+                    SELECT jsonb_agg(jsonb_build_object('code', d.disease_code,
+                        'valid_from', d.valid_from, 'valid_to', d.valid_to)
+                        ORDER BY d.disease_code, d.valid_from)
+                    FROM member_special_diseases d WHERE d.member_id = m.member_id), '[]'::jsonb))
+            FROM account_balances b WHERE b.account_id = m.account_id),
+        'year', (SELECT to_jsonb(y) - 'member_id' FROM member_year y
+                 WHERE y.member_id = m.member_id AND y.year = u.year),
+        'stays', coalesce((SELECT jsonb_agg(to_jsonb(s) - 'member_id'
+                                            ORDER BY s.admission_date, s.settlement_id)
+                  FROM inpatient_stays s WHERE s.member_id = m.member_id
+                  AND s.discharge_date >= u.service_date - p_lookback_days), '[]'::jsonb),
+        'pharmacy_purchases_today', coalesce((SELECT p.purchases FROM pharmacy_daily p
+                  WHERE p.member_id = m.member_id AND p.service_date = u.service_date), 0),
+        'existing', (SELECT jsonb_build_object('settlement_id', s.settlement_id,
+                  'fingerprint', encode(s.fingerprint, 'hex'))
+                  FROM settlements s WHERE u.req IS NOT NULL
+                  AND s.institution_code = u.inst AND s.request_id = u.req),
+        'tombstoned', u.req IS NOT NULL AND EXISTS (SELECT 1 FROM cancellations c
+                  WHERE c.institution_code = u.inst AND c.original_request_id = u.req
+                  AND c.settlement_id IS NULL),
+        'settlement_id', CASE WHEN u.req IS NOT NULL AND v_day IS NOT NULL THEN
+                  'S' || to_char(v_day, 'YYYYMMDD') || lpad(nextval('settlement_seq')::text, 10, '0')
+                  END
+        ) ORDER BY u.ord)
+        INTO v_out
+        FROM unnest(p_institutions, p_card_hmacs, p_years, p_service_dates, p_request_ids)
+            WITH ORDINALITY AS u(inst, card, year, service_date, req, ord)
+        LEFT JOIN members m ON m.card_hmac = u.card;
+    RETURN coalesce(v_out, '{}');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ms_load_claim(p_institution text, p_card_hmac bytea, p_year integer,
+                                         p_service_date date, p_lookback_days integer,
+                                         p_lock boolean, p_request_id text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (ms_load_claims(ARRAY[p_institution], ARRAY[p_card_hmac], ARRAY[p_year],
+                           ARRAY[p_service_date], p_lookback_days, p_lock,
+                           ARRAY[p_request_id]))[1];
+END
+$$;
+
+-- Record several settlements (a jsonb array; each item has the parameters of
+-- ms_record_settlement by name without the p_ prefix, the fingerprint in
+-- hex, and `keys`/`amounts` for its postings). Each member appears at most
+-- once per call (the caller splits a batch into rounds). Returns the entry
+-- id of each item (null for those without postings) in item order, and the
+-- settlements' created_at.
+CREATE FUNCTION ms_record_settlements(p_items jsonb, OUT entry_ids bigint[],
+                                      OUT created_at timestamptz)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    v_day date;
+    v_refs text[];
+    v_entry_of integer[];
+    v_keys text[];
+    v_amounts bigint[];
+    v_entries bigint[];
+    v_item_entry bigint[];
+BEGIN
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
+    IF v_day IS NULL THEN
+        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM ms_apply_changes_set(coalesce(jsonb_agg(it->'changes'), '[]'), 1)
+        FROM jsonb_array_elements(p_items) it WHERE jsonb_typeof(it->'changes') = 'object';
+    -- The items with postings, numbered 1..n in item order, and their postings.
+    SELECT array_agg(e.ref ORDER BY e.n) INTO v_refs FROM (
+        SELECT it->>'settlement_id' AS ref, row_number() OVER (ORDER BY ord) AS n
+        FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(it, ord)
+        WHERE jsonb_array_length(it->'keys') > 0) e;
+    SELECT array_agg(e.n ORDER BY e.n, k.ord), array_agg(k.key ORDER BY e.n, k.ord),
+           array_agg((e.it->'amounts'->>(k.ord::integer - 1))::bigint ORDER BY e.n, k.ord)
+        INTO v_entry_of, v_keys, v_amounts
+        FROM (SELECT it, row_number() OVER (ORDER BY ord)::integer AS n
+              FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(it, ord)
+              WHERE jsonb_array_length(it->'keys') > 0) e
+        CROSS JOIN LATERAL jsonb_array_elements_text(e.it->'keys') WITH ORDINALITY AS k(key, ord);
+    v_entries := ms_post_set('SETTLEMENT', v_refs, v_entry_of, v_keys, v_amounts);
+    v_item_entry := ARRAY(
+        SELECT v_entries[array_position(v_refs, it->>'settlement_id')]
+        FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(it, ord) ORDER BY ord);
+    INSERT INTO settlements (settlement_id, institution_code, request_id, fingerprint, status,
+        member_id, business_date, service_date, benefit_year, policy_version, catalog_version,
+        total_fen, pooled_fund_fen, serious_illness_fen, individual_account_fen, answer, changes,
+        entry_id)
+    SELECT it->>'settlement_id', it->>'institution_code', it->>'request_id',
+        decode(it->>'fingerprint', 'hex'), it->>'status', it->>'member_id', v_day,
+        (it->>'service_date')::date, (it->>'benefit_year')::integer, it->>'policy_version',
+        (it->>'catalog_version')::integer, (it->>'total_fen')::bigint,
+        (it->>'pooled_fund_fen')::bigint, (it->>'serious_illness_fen')::bigint,
+        (it->>'individual_account_fen')::bigint, it->'answer',
+        nullif(it->'changes', 'null'::jsonb), v_item_entry[ord::integer]
+    FROM jsonb_array_elements(p_items) WITH ORDINALITY AS t(it, ord);
+    UPDATE members m SET pin_failures = (it->>'pin_failures')::integer
+        FROM jsonb_array_elements(p_items) it
+        WHERE it->>'pin_failures' IS NOT NULL AND m.member_id = it->>'member_id'
+          AND m.pin_failures <> (it->>'pin_failures')::integer;
+    entry_ids := v_item_entry;
+    created_at := now();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ms_record_settlement(
+    p_settlement_id text, p_institution text, p_request_id text, p_fingerprint bytea,
+    p_status text, p_member_id text, p_service_date date, p_benefit_year integer,
+    p_policy_version text, p_catalog_version integer, p_total_fen bigint,
+    p_pooled_fund_fen bigint, p_serious_illness_fen bigint, p_individual_account_fen bigint,
+    p_answer jsonb, p_changes jsonb, p_keys text[], p_amounts bigint[], p_pin_failures integer,
+    OUT entry_id bigint, OUT created_at timestamptz)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT r.entry_ids[1], r.created_at INTO entry_id, created_at FROM ms_record_settlements(jsonb_build_array(jsonb_build_object(
+        'settlement_id', p_settlement_id, 'institution_code', p_institution,
+        'request_id', p_request_id, 'fingerprint', encode(p_fingerprint, 'hex'),
+        'status', p_status, 'member_id', p_member_id, 'service_date', p_service_date,
+        'benefit_year', p_benefit_year, 'policy_version', p_policy_version,
+        'catalog_version', p_catalog_version, 'total_fen', p_total_fen,
+        'pooled_fund_fen', p_pooled_fund_fen, 'serious_illness_fen', p_serious_illness_fen,
+        'individual_account_fen', p_individual_account_fen, 'answer', p_answer,
+        'changes', p_changes, 'keys', to_jsonb(coalesce(p_keys, '{}')),
+        'amounts', to_jsonb(coalesce(p_amounts, '{}')), 'pin_failures', p_pin_failures))) r;
+END
+$$;
+
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO medswitch_app;
+
+-- Postings reference their accounts without a foreign key: a foreign key
+-- check takes FOR KEY SHARE on the parent row, and every settlement posts to
+-- the same few fund accounts, so concurrent transactions would pile
+-- MultiXacts onto those rows. Accounts are never deleted (the application
+-- role cannot), and the statement trigger below checks, once per INSERT and
+-- set-wise, that every new posting names an existing account.
+ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
+
+CREATE OR REPLACE FUNCTION ms_check_postings_new() RETURNS trigger LANGUAGE plpgsql
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM (SELECT DISTINCT entry_id FROM new_rows) n
+        JOIN entries e USING (entry_id)
+        WHERE e.txid <> txid_current()
+    ) THEN
+        RAISE EXCEPTION 'postings cannot be added to a committed entry'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM (SELECT DISTINCT account_id FROM new_rows) n
+        WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = n.account_id)
+    ) THEN
+        RAISE EXCEPTION 'a posting names an account that does not exist'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
