@@ -412,13 +412,25 @@ class Ledger:
         )
         return _inputs(raw, benefit_year)
 
-    async def set_pin_failures(self, member_id: str, pin_failures: int) -> None:
-        """Record a PIN check outcome without a settlement (PreSettle, GetMember)."""
-        await self.pool.execute(
-            "UPDATE members SET pin_failures = $2 WHERE member_id = $1 AND pin_failures <> $2",
+    async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
+        """Count a PIN check made outside a settlement (PreSettle, GetMember).
+
+        A wrong PIN adds one to the stored count in the UPDATE itself, so wrong
+        PINs tried at the same moment through several serve processes are all
+        counted; a right one resets it. Returns the count now stored.
+        """
+        if ok:
+            await self.pool.execute(
+                "UPDATE members SET pin_failures = 0 WHERE member_id = $1 AND pin_failures <> 0",
+                member_id,
+            )
+            return 0
+        failures: int = await self.pool.fetchval(
+            "UPDATE members SET pin_failures = pin_failures + 1 WHERE member_id = $1"
+            " RETURNING pin_failures",
             member_id,
-            pin_failures,
         )
+        return failures
 
     def pin_matches(self, member: dict[str, Any], pin: str) -> bool:
         """Constant-time check of a PIN against a member dict from ClaimInputs."""

@@ -287,7 +287,8 @@ class LedgerBackend:
             member = inputs.member
             after = result.pin_failures_after
             if member is not None and after is not None and after != member["pin_failures"]:
-                await self.ledger.set_pin_failures(member["member_id"], after)
+                ok = after < int(member["pin_failures"])  # the engine resets on a right PIN
+                await self.ledger.record_pin_check(member["member_id"], ok=ok)
         return settlement_view(
             result,
             settlement_id="",
@@ -384,10 +385,10 @@ class LedgerBackend:
         if failures >= alimits.pin_failures_max:
             raise SwitchError(ErrorReason.PIN_LOCKED, "the card is locked (too many wrong PINs)")
         if not self.ledger.pin_matches(member, pin):
-            await self.ledger.set_pin_failures(member["member_id"], failures + 1)
+            await self.ledger.record_pin_check(member["member_id"], ok=False)
             raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
         if failures:
-            await self.ledger.set_pin_failures(member["member_id"], 0)
+            await self.ledger.record_pin_check(member["member_id"], ok=True)
         return member
 
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:

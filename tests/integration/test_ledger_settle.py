@@ -260,8 +260,12 @@ async def test_pin_failures_are_recorded_with_and_without_a_settlement(
     assert inputs.member is not None
     assert ledger.pin_matches(inputs.member, "135790")
     assert not ledger.pin_matches(inputs.member, "000000")
-    await ledger.set_pin_failures("M0001", 2)
-    assert (await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)).member["pin_failures"] == 2  # type: ignore[index]
+    # wrong PINs tried at once on separate connections are all counted (no lost update)
+    counts = await asyncio.gather(*(ledger.record_pin_check("M0001", ok=False) for _ in range(4)))
+    assert sorted(counts) == [1, 2, 3, 4]
+    assert (await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)).member["pin_failures"] == 4  # type: ignore[index]
+    assert await ledger.record_pin_check("M0001", ok=True) == 0
+    assert (await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)).member["pin_failures"] == 0  # type: ignore[index]
 
 
 async def test_account_activity_runs_the_balance(ledger: Ledger) -> None:
