@@ -12,11 +12,15 @@
 CREATE FUNCTION ms_entry_hash_of(p_prev bytea, p_entry_id bigint, p_lane smallint,
                                  p_lane_seq bigint, p_business_date date, p_kind text,
                                  p_ref text, p_postings text)
-RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-    SELECT sha256(p_prev || convert_to(
+RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- plpgsql, not sql: a sql function called from plpgsql is planned again
+    -- in every transaction; this one's expression is cached for the session.
+    RETURN sha256(p_prev || convert_to(
         p_entry_id::text || '|' || p_lane::text || '|' || p_lane_seq::text || '|'
         || to_char(p_business_date, 'YYYY-MM-DD') || '|' || p_kind || '|' || p_ref || '|'
-        || coalesce(p_postings, ''), 'UTF8'))
+        || coalesce(p_postings, ''), 'UTF8'));
+END
 $$;
 
 CREATE OR REPLACE FUNCTION ms_entry_hash(p_prev bytea, p_entry_id bigint, p_lane smallint,
@@ -43,7 +47,8 @@ $$;
 -- are appended, in order, to this backend's chain lane.
 CREATE FUNCTION ms_post_set(p_kind text, p_refs text[], p_entry_of integer[], p_keys text[],
                             p_amounts bigint[])
-RETURNS bigint[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+RETURNS bigint[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_n integer := coalesce(array_length(p_refs, 1), 0);
     v_lane smallint := (pg_backend_pid() % 64)::smallint;
@@ -143,11 +148,14 @@ $$;
 -- Add (p_sign 1) or take back (p_sign -1) the member-state changes of
 -- several settlements (a jsonb array of adjudication.model.StateChanges
 -- .as_dict()), one statement per kind of state.
--- Batches are small against tables of millions of rows: every join below is
--- an index probe per batch row, never a scan (a jsonb_array_elements row
--- estimate of 100 would otherwise tempt the planner into a hash join).
+-- Batches are small against tables of millions of rows: every join in the
+-- set-wise functions is an index probe per batch row, never a scan (a
+-- jsonb_array_elements row estimate of 100 would otherwise tempt the
+-- planner into a hash join). Their plans are generic, made once per session
+-- (a custom plan per call cost more than the call's work for small batches).
 CREATE FUNCTION ms_apply_changes_set(p_changes jsonb, p_sign integer) RETURNS void
-LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     -- An upsert checks its proposed row before the conflict, so deltas go
     -- through a plain UPDATE of rows that exist (made here when settling).
@@ -216,7 +224,8 @@ $$;
 CREATE FUNCTION ms_load_claims(p_institutions text[], p_card_hmacs bytea[], p_years integer[],
                                p_service_dates date[], p_lookback_days integer, p_lock boolean,
                                p_request_ids text[])
-RETURNS jsonb[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+RETURNS jsonb[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_day date;
     v_out jsonb[];
@@ -289,7 +298,8 @@ $$;
 -- settlements' created_at.
 CREATE FUNCTION ms_record_settlements(p_items jsonb, OUT entry_ids bigint[],
                                       OUT created_at timestamptz)
-LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_day date;
     v_refs text[];
@@ -376,7 +386,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO medswitch_app;
 ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
 
 CREATE OR REPLACE FUNCTION ms_check_postings_new() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     IF EXISTS (
         SELECT 1 FROM (SELECT DISTINCT entry_id FROM new_rows) n
