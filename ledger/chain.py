@@ -133,6 +133,19 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
         )
         if orphans:
             problem(f"{orphans} postings belong to no entry")
+        unknown_accounts = await conn.fetchval(
+            "SELECT count(*) FROM postings p WHERE NOT EXISTS"
+            " (SELECT 1 FROM accounts a WHERE a.account_id = p.account_id)"
+        )
+        if unknown_accounts:
+            problem(f"{unknown_accounts} postings name an account that does not exist")
+        dayless = await conn.fetch(
+            "SELECT e.entry_id FROM entries e WHERE NOT EXISTS"
+            " (SELECT 1 FROM business_days d WHERE d.business_date = e.business_date)"
+            " ORDER BY e.entry_id LIMIT 1"
+        )
+        for row in dayless:
+            problem(f"entry {row['entry_id']}: booked into a business day that does not exist")
         bad_balances = await conn.fetch(
             """
             WITH sums AS (SELECT account_id, sum(amount_fen) AS total FROM postings

@@ -231,20 +231,21 @@ async def import_reference(
         total = sum(m[9] for m in members)
         entry_id = None
         if total:
-            entry_id = await conn.fetchval("SELECT nextval('entries_entry_id_seq')")
             opening_id = await conn.fetchval(
                 "SELECT account_id FROM accounts WHERE account_key = $1", accounts.OPENING_BALANCE
             )
-            postings: list[tuple[Any, ...]] = [(entry_id, 1, opening_id, total)]
-            postings.extend(
-                (entry_id, i + 2, first + i, -m[9]) for i, m in enumerate(members) if m[9]
+            postings: list[tuple[Any, ...]] = [(1, opening_id, total)]
+            postings.extend((i + 2, first + i, -m[9]) for i, m in enumerate(members) if m[9])
+            await conn.execute(
+                "CREATE TEMPORARY TABLE ms_staged_postings"
+                " (seq integer, account_id bigint, amount_fen bigint) ON COMMIT DROP"
             )
             await conn.copy_records_to_table(
-                "postings",
+                "ms_staged_postings",
                 records=postings,
-                columns=["entry_id", "seq", "account_id", "amount_fen"],
+                columns=["seq", "account_id", "amount_fen"],
             )
-            await conn.execute("SELECT ms_seal_entry($1, 'OPENING', 'import-reference')", entry_id)
+            entry_id = await conn.fetchval("SELECT ms_post_staged('OPENING', 'import-reference')")
     return ImportSummary(
         institutions=len(institutions),
         members=len(members),

@@ -38,31 +38,71 @@ BEGIN
 END
 $$;
 
+-- Append entries to the hash chain and the open business day, before their
+-- postings are inserted (the postings trigger requires the entry to exist).
+-- p_bodies: each entry's postings text (seq:account_id:amount;... in seq
+-- order), from which its hash is computed. The entries go, in order, to the
+-- first lane no other transaction holds, from this backend's own: writers
+-- never queue behind each other for a chain head.
+CREATE FUNCTION ms_append_entries(p_kind text, p_refs text[], p_entries bigint[],
+                                  p_bodies text[])
+RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n integer := coalesce(array_length(p_entries, 1), 0);
+    v_lane smallint := (pg_backend_pid() % 64)::smallint;
+    v_day date;
+    v_lane_seqs bigint[] := '{}';
+    v_prevs bytea[] := '{}';
+    v_hashes bytea[] := '{}';
+    v_seq bigint;
+    v_hash bytea;
+BEGIN
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
+    IF v_day IS NULL THEN
+        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT lane, last_seq, last_hash INTO v_lane, v_seq, v_hash FROM chain_lanes
+        ORDER BY (lane - v_lane + 64) % 64 LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF v_lane IS NULL THEN  -- all 64 are busy: wait for our own
+        v_lane := (pg_backend_pid() % 64)::smallint;
+        SELECT last_seq, last_hash INTO v_seq, v_hash FROM chain_lanes WHERE lane = v_lane
+            FOR UPDATE;
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        v_seq := v_seq + 1;
+        v_prevs := array_append(v_prevs, v_hash);
+        v_hash := ms_entry_hash_of(v_hash, p_entries[i], v_lane, v_seq, v_day, p_kind, p_refs[i],
+                                   p_bodies[i]);
+        v_lane_seqs := array_append(v_lane_seqs, v_seq);
+        v_hashes := array_append(v_hashes, v_hash);
+    END LOOP;
+    INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, ref, prev_hash, hash)
+        SELECT u.entry_id, v_lane, u.lane_seq, v_day, p_kind, u.ref, u.prev, u.hash
+        FROM unnest(p_entries, v_lane_seqs, p_refs, v_prevs, v_hashes)
+            AS u(entry_id, lane_seq, ref, prev, hash);
+    UPDATE chain_lanes SET last_seq = v_seq, last_hash = v_hash WHERE lane = v_lane;
+END
+$$;
+
 -- Post several entries of one kind at once. p_refs: one ref per entry;
 -- p_entry_of: for each posting, the 1-based index of its entry in p_refs;
 -- p_keys, p_amounts: the postings (account key, signed fen), in seq order
 -- within each entry. Returns the new entry ids, in p_refs order. Balance
 -- rows of limited accounts (members) move in one statement; a debit beyond
--- a member's balance fails the CHECK and the whole transaction. The entries
--- are appended, in order, to this backend's chain lane.
+-- a member's balance fails the CHECK and the whole transaction.
 CREATE FUNCTION ms_post_set(p_kind text, p_refs text[], p_entry_of integer[], p_keys text[],
                             p_amounts bigint[])
 RETURNS bigint[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_n integer := coalesce(array_length(p_refs, 1), 0);
-    v_lane smallint := (pg_backend_pid() % 64)::smallint;
-    v_day date;
     v_entries bigint[];
     v_ids bigint[];
     v_seqs integer[];
     v_bodies text[];
-    v_lane_seqs bigint[] := '{}';
-    v_prevs bytea[] := '{}';
-    v_hashes bytea[] := '{}';
-    v_seq bigint;
-    v_hash bytea;
     v_short integer;
+    v_map jsonb;
 BEGIN
     IF v_n = 0 THEN
         RETURN '{}';
@@ -79,25 +119,24 @@ BEGIN
         RAISE EXCEPTION 'an entry needs at least two postings (entry % of %)', v_short, v_n
             USING ERRCODE = 'check_violation';
     END IF;
-    PERFORM ms_day_share();
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
-    IF v_day IS NULL THEN
-        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
     v_entries := ARRAY(SELECT nextval('entries_entry_id_seq') FROM generate_series(1, v_n));
-    -- One index probe per key (a join could pick a scan of every account);
-    -- seq numbers count from 1 within each entry.
-    WITH k AS (SELECT DISTINCT key FROM unnest(p_keys) AS key),
-         ids AS (SELECT k.key, (SELECT a.account_id FROM accounts a WHERE a.account_key = k.key) AS id
-                 FROM k)
-    SELECT array_agg(ids.id ORDER BY p.ord), array_agg(p.seq ORDER BY p.ord)
+    -- The accounts in one index scan (each distinct key once), then a map
+    -- lookup per posting; seq numbers count from 1 within each entry.
+    SELECT jsonb_object_agg(a.account_key, a.account_id) INTO v_map
+        FROM accounts a WHERE a.account_key = ANY(p_keys);
+    SELECT array_agg((v_map->>p.key)::bigint ORDER BY p.ord), array_agg(p.seq ORDER BY p.ord)
         INTO v_ids, v_seqs
         FROM (SELECT key, ord, row_number() OVER (PARTITION BY entry ORDER BY ord)::integer AS seq
-              FROM unnest(p_keys, p_entry_of) WITH ORDINALITY AS u(key, entry, ord)) p
-        LEFT JOIN ids ON ids.key = p.key;
+              FROM unnest(p_keys, p_entry_of) WITH ORDINALITY AS u(key, entry, ord)) p;
     IF array_position(v_ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'unknown account in %', p_keys USING ERRCODE = 'foreign_key_violation';
     END IF;
+    SELECT array_agg(x.body ORDER BY x.entry) INTO v_bodies FROM (
+        SELECT u.entry, string_agg(u.seq::text || ':' || u.id::text || ':' || u.amount::text, ';'
+                                   ORDER BY u.seq) AS body
+        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount)
+        GROUP BY u.entry) x;
+    PERFORM ms_append_entries(p_kind, p_refs, v_entries, v_bodies);
     INSERT INTO postings (entry_id, seq, account_id, amount_fen)
         SELECT v_entries[u.entry], u.seq, u.id, u.amount
         FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount);
@@ -105,36 +144,36 @@ BEGIN
         FROM (SELECT id, sum(amount)::bigint AS amount FROM unnest(v_ids, p_amounts) AS u(id, amount)
               GROUP BY id) d
         WHERE b.account_id = d.id;
-    SELECT array_agg(x.body ORDER BY x.entry) INTO v_bodies FROM (
-        SELECT u.entry, string_agg(u.seq::text || ':' || u.id::text || ':' || u.amount::text, ';'
-                                   ORDER BY u.seq) AS body
-        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount)
-        GROUP BY u.entry) x;
-    -- The first lane no other transaction holds, from this backend's own:
-    -- writers never queue behind each other for a chain head.
-    SELECT lane, last_seq, last_hash INTO v_lane, v_seq, v_hash FROM chain_lanes
-        ORDER BY (lane - v_lane + 64) % 64 LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF v_lane IS NULL THEN  -- all 64 are busy: wait for our own
-        v_lane := (pg_backend_pid() % 64)::smallint;
-        SELECT last_seq, last_hash INTO v_seq, v_hash FROM chain_lanes WHERE lane = v_lane
-            FOR UPDATE;
-    END IF;
-    FOR i IN 1 .. v_n LOOP
-        v_seq := v_seq + 1;
-        v_prevs := array_append(v_prevs, v_hash);
-        v_hash := ms_entry_hash_of(v_hash, v_entries[i], v_lane, v_seq, v_day, p_kind, p_refs[i],
-                                   v_bodies[i]);
-        v_lane_seqs := array_append(v_lane_seqs, v_seq);
-        v_hashes := array_append(v_hashes, v_hash);
-    END LOOP;
-    INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, ref, prev_hash, hash)
-        SELECT u.entry_id, v_lane, u.lane_seq, v_day, p_kind, u.ref, u.prev, u.hash
-        FROM unnest(v_entries, v_lane_seqs, p_refs, v_prevs, v_hashes)
-            AS u(entry_id, lane_seq, ref, prev, hash);
-    UPDATE chain_lanes SET last_seq = v_seq, last_hash = v_hash WHERE lane = v_lane;
     RETURN v_entries;
 END
 $$;
+
+-- Post one large entry whose postings the caller has put, with COPY, in the
+-- temporary table ms_staged_postings (seq, account_id, amount_fen); balance
+-- rows are left as they are (the importer writes them with the accounts).
+-- Returns the entry id.
+CREATE FUNCTION ms_post_staged(p_kind text, p_ref text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_entry bigint := nextval('entries_entry_id_seq');
+    v_body text;
+BEGIN
+    SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text, ';'
+                      ORDER BY seq)
+        INTO v_body FROM ms_staged_postings;
+    PERFORM ms_append_entries(p_kind, ARRAY[p_ref], ARRAY[v_entry], ARRAY[v_body]);
+    INSERT INTO postings (entry_id, seq, account_id, amount_fen)
+        SELECT v_entry, seq, account_id, amount_fen FROM ms_staged_postings;
+    RETURN v_entry;
+END
+$$;
+
+-- Postings now follow their entry (ms_append_entries first); the statement
+-- trigger checks that the entry exists and is this transaction's, so the
+-- per-row foreign key to entries (checked again at commit) is dropped, and
+-- with it ms_seal_entry, which sealed an entry after its postings.
+ALTER TABLE postings DROP CONSTRAINT postings_entry_id_fkey;
+DROP FUNCTION ms_seal_entry(bigint, text, text);
 
 CREATE OR REPLACE FUNCTION ms_post(p_kind text, p_ref text, p_keys text[], p_amounts bigint[])
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -382,28 +421,65 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO medswitch_app;
 -- the same few fund accounts, so concurrent transactions would pile
 -- MultiXacts onto those rows. Accounts are never deleted (the application
 -- role cannot), and the statement trigger below checks, once per INSERT and
--- set-wise, that every new posting names an existing account.
+-- set-wise, that every new posting names an existing account (and, since
+-- postings now follow their entry, an entry of this transaction).
 ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
 
+-- Likewise every entry and settlement is booked into the one open business
+-- day, a single row that each foreign-key check would lock FOR KEY SHARE
+-- from every writing transaction. The writing functions take the day from
+-- business_days under the day lock (ms_day_share), days are never deleted
+-- (the application role cannot), and `ledger verify` reports an entry
+-- booked into a day that does not exist.
+ALTER TABLE entries DROP CONSTRAINT entries_business_date_fkey;
+ALTER TABLE settlements DROP CONSTRAINT settlements_business_date_fkey;
+
 CREATE OR REPLACE FUNCTION ms_check_postings_new() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off
-    SET plan_cache_mode = force_generic_plan AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    v_missing boolean;
+    v_committed boolean;
+    v_no_account boolean;
 BEGIN
-    IF EXISTS (
-        SELECT 1 FROM (SELECT DISTINCT entry_id FROM new_rows) n
-        JOIN entries e USING (entry_id)
-        WHERE e.txid <> txid_current()
-    ) THEN
+    SELECT bool_or(e.entry_id IS NULL), bool_or(e.txid <> txid_current()),
+           (SELECT bool_or(NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = x.account_id))
+            FROM (SELECT DISTINCT account_id FROM new_rows) x)
+        INTO v_missing, v_committed, v_no_account
+        FROM (SELECT DISTINCT entry_id FROM new_rows) n LEFT JOIN entries e USING (entry_id);
+    IF v_committed THEN
         RAISE EXCEPTION 'postings cannot be added to a committed entry'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM (SELECT DISTINCT account_id FROM new_rows) n
-        WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = n.account_id)
-    ) THEN
+    IF v_missing THEN
+        RAISE EXCEPTION 'a posting names an entry that does not exist'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF v_no_account THEN
         RAISE EXCEPTION 'a posting names an account that does not exist'
             USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;
 END
 $$;
+
+-- Identifiers compare as bytes: every settlement probes B-trees on account
+-- keys, member ids, institution codes and request ids, and a libc
+-- collation (even C.UTF-8) compares through strcoll. Byte order is also the
+-- natural order of these ASCII codes.
+ALTER TABLE accounts ALTER COLUMN account_key TYPE text COLLATE "C";
+ALTER TABLE institutions ALTER COLUMN code TYPE text COLLATE "C";
+ALTER TABLE members ALTER COLUMN member_id TYPE text COLLATE "C";
+ALTER TABLE member_special_diseases ALTER COLUMN member_id TYPE text COLLATE "C";
+ALTER TABLE member_year ALTER COLUMN member_id TYPE text COLLATE "C";
+ALTER TABLE inpatient_stays ALTER COLUMN member_id TYPE text COLLATE "C",
+    ALTER COLUMN settlement_id TYPE text COLLATE "C";
+ALTER TABLE pharmacy_daily ALTER COLUMN member_id TYPE text COLLATE "C";
+ALTER TABLE settlements ALTER COLUMN settlement_id TYPE text COLLATE "C",
+    ALTER COLUMN institution_code TYPE text COLLATE "C",
+    ALTER COLUMN request_id TYPE text COLLATE "C",
+    ALTER COLUMN member_id TYPE text COLLATE "C";
+ALTER TABLE cancellations ALTER COLUMN reversal_id TYPE text COLLATE "C",
+    ALTER COLUMN settlement_id TYPE text COLLATE "C",
+    ALTER COLUMN institution_code TYPE text COLLATE "C",
+    ALTER COLUMN request_id TYPE text COLLATE "C",
+    ALTER COLUMN original_request_id TYPE text COLLATE "C";

@@ -105,6 +105,17 @@ async def test_postings_must_name_an_existing_account(app_pool: asyncpg.Pool) ->
             )
 
 
+async def test_postings_must_follow_an_entry_of_their_transaction(
+    app_pool: asyncpg.Pool,
+) -> None:
+    # no per-row foreign key to entries: the statement trigger checks the entry exists
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="entry that does not exist"):
+        await app_pool.execute(
+            "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
+            " VALUES (987654321, 1, 1, 5), (987654321, 2, 2, -5)"
+        )
+
+
 async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
     app_pool: asyncpg.Pool,
 ) -> None:
