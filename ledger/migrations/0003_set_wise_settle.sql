@@ -38,6 +38,21 @@ BEGIN
 END
 $$;
 
+-- The open business day, held (shared) until the transaction ends, so a
+-- close waits for this writer; raises when no day is open.
+CREATE FUNCTION ms_open_day() RETURNS date LANGUAGE plpgsql AS $$
+DECLARE
+    v_day date;
+BEGIN
+    PERFORM ms_day_share();
+    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
+    IF v_day IS NULL THEN
+        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN v_day;
+END
+$$;
+
 -- Append entries to the hash chain and the open business day, before their
 -- postings are inserted (the postings trigger requires the entry to exist).
 -- p_bodies: each entry's postings text (seq:account_id:amount;... in seq
@@ -57,11 +72,7 @@ DECLARE
     v_seq bigint;
     v_hash bytea;
 BEGIN
-    PERFORM ms_day_share();
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
-    IF v_day IS NULL THEN
-        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    v_day := ms_open_day();
     SELECT lane, last_seq, last_hash INTO v_lane, v_seq, v_hash FROM chain_lanes
         ORDER BY (lane - v_lane + 64) % 64 LIMIT 1 FOR UPDATE SKIP LOCKED;
     IF v_lane IS NULL THEN  -- all 64 are busy: wait for our own
@@ -348,11 +359,7 @@ DECLARE
     v_entries bigint[];
     v_item_entry bigint[];
 BEGIN
-    PERFORM ms_day_share();
-    SELECT business_date INTO v_day FROM business_days WHERE status = 'OPEN';
-    IF v_day IS NULL THEN
-        RAISE EXCEPTION 'no business day is open' USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    v_day := ms_open_day();
     PERFORM ms_apply_changes_set(coalesce(jsonb_agg(it->'changes'), '[]'), 1)
         FROM jsonb_array_elements(p_items) it WHERE jsonb_typeof(it->'changes') = 'object';
     -- The items with postings, numbered 1..n in item order, and their postings.
