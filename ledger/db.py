@@ -68,6 +68,18 @@ def pg_dir(data_dir: Path) -> Path:
     return data_dir / "pg"
 
 
+# What a new embedded cluster is created with, instead of initdb's defaults
+# sized for a laptop (128 MB of shared buffers made the backends write out
+# dirty pages themselves under load). Set once, when the cluster is made; an
+# operator's later ALTER SYSTEM stays in force. fsync, synchronous_commit and
+# full_page_writes stay on (check_durability).
+EMBEDDED_SETTINGS = {
+    "shared_buffers": "1GB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+}
+
+
 def embedded_url(data_dir: Path, *, start: bool = True) -> str | None:
     """The URL of the embedded server, started if needed (None if not running and not start)."""
     import pgserver  # imported lazily: an external database needs no binaries
@@ -76,6 +88,11 @@ def embedded_url(data_dir: Path, *, start: bool = True) -> str | None:
     if not start and not (directory / "postmaster.pid").exists():
         return None
     directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "PG_VERSION").exists():
+        made = pgserver.get_server(directory, cleanup_mode="stop")
+        for name, value in EMBEDDED_SETTINGS.items():
+            made.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+        made.cleanup()  # stopped, so that the next start reads the settings
     server = pgserver.get_server(directory, cleanup_mode=None)
     return str(server.get_uri())
 

@@ -7,8 +7,8 @@ second pgbench gets from the same embedded PostgreSQL. The lever is group
 commit: `Ledger.settle_batch` puts several settlements in one transaction,
 so one WAL flush makes many of them durable.
 
-Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 8]
-     [--batch 64] [--members 200000] [--data-dir DIR]
+Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 4]
+     [--batch 128] [--pgbench-clients 8] [--members 200000] [--data-dir DIR]
 
 Prints pgbench TPS, ledger settlements/s for single settlements and for
 batches, and the ratio. fsync and synchronous_commit stay on (checked).
@@ -57,6 +57,7 @@ def conn_args(url: str) -> list[str]:
 
 
 def run_pgbench(url: str, seconds: int, clients: int) -> float:
+    """pgbench tpcb-like at its strongest here: prepared statements (-M prepared)."""
     base = conn_args(url)
     subprocess.run(
         [str(pgbench_bin()), *base, "-i", "-q", "-s", "10", "pgbench"],
@@ -69,6 +70,8 @@ def run_pgbench(url: str, seconds: int, clients: int) -> float:
             *base,
             "-b",
             "tpcb-like",
+            "-M",
+            "prepared",
             "-c",
             str(clients),
             "-j",
@@ -226,8 +229,8 @@ async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
     await prepare(url_for["bench"], keys_raw, args.members)
     print(f"prepared {args.members} members in {time.monotonic() - t:.1f} s")
 
-    pgbench_tps = run_pgbench(url_for["postgres"], args.seconds, args.writers)
-    print(f"pgbench tpcb-like, {args.writers} clients: {pgbench_tps:,.0f} TPS")
+    pgbench_tps = run_pgbench(url_for["postgres"], args.seconds, args.pgbench_clients)
+    print(f"pgbench tpcb-like -M prepared, {args.pgbench_clients} clients: {pgbench_tps:,.0f} TPS")
     single = await run_ledger(
         url_for["bench"], keys, args.seconds, args.writers, 1, args.members, "single"
     )
@@ -258,24 +261,24 @@ async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--writers", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument(
+        "--pgbench-clients", type=int, default=8, help="8: pgbench's best here (4-16 tried)"
+    )
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="msbench-"))
-    import pgserver
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
-    base = str(server.get_uri())
+    base = str(db.embedded_url(data_dir))  # the product's embedded cluster, as configured
     prefix, _, query = base.partition("?")
     root = prefix.rsplit("/", 1)[0]
     url_for = {name: f"{root}/{name}?{query}" for name in ("postgres", "bench", "pgbench")}
     try:
         asyncio.run(main_async(args, url_for))
     finally:
-        server.cleanup()
+        db.stop_embedded(data_dir)
 
 
 if __name__ == "__main__":

@@ -70,13 +70,8 @@ def pg_bin(name: str) -> Path:
 
 def embedded_url(data_dir: Path) -> str:
     """The switch's own embedded server (ledger.db), started if needed."""
-    try:
-        from ledger.db import embedded_url as ledger_url
-    except ImportError:  # before the ledger exists: the same cluster layout
-        import pgserver
+    from ledger.db import embedded_url as ledger_url
 
-        (data_dir / "pg").mkdir(parents=True, exist_ok=True)
-        return str(pgserver.get_server(data_dir / "pg", cleanup_mode=None).get_uri())
     url = ledger_url(data_dir)
     assert url is not None
     return url

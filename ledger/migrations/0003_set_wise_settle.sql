@@ -490,3 +490,7 @@ ALTER TABLE cancellations ALTER COLUMN reversal_id TYPE text COLLATE "C",
     ALTER COLUMN institution_code TYPE text COLLATE "C",
     ALTER COLUMN request_id TYPE text COLLATE "C",
     ALTER COLUMN original_request_id TYPE text COLLATE "C";
+
+-- Written by every settlement and read by nothing (a member's history is
+-- read through the postings of their account).
+DROP INDEX settlements_member;
