@@ -61,7 +61,8 @@ $$;
 -- never queue behind each other for a chain head.
 CREATE FUNCTION ms_append_entries(p_kind text, p_refs text[], p_entries bigint[],
                                   p_bodies text[])
-RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_n integer := coalesce(array_length(p_entries, 1), 0);
     v_lane smallint := (pg_backend_pid() % 64)::smallint;
@@ -104,7 +105,8 @@ $$;
 -- a member's balance fails the CHECK and the whole transaction.
 CREATE FUNCTION ms_post_set(p_kind text, p_refs text[], p_entry_of integer[], p_keys text[],
                             p_amounts bigint[])
-RETURNS bigint[] LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+RETURNS bigint[] LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    SET enable_hashjoin = off SET enable_mergejoin = off
     SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_n integer := coalesce(array_length(p_refs, 1), 0);
@@ -164,7 +166,7 @@ $$;
 -- rows are left as they are (the importer writes them with the accounts).
 -- Returns the entry id.
 CREATE FUNCTION ms_post_staged(p_kind text, p_ref text) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_entry bigint := nextval('entries_entry_id_seq');
     v_body text;
@@ -179,12 +181,24 @@ BEGIN
 END
 $$;
 
--- Postings now follow their entry (ms_append_entries first); the statement
--- trigger checks that the entry exists and is this transaction's, so the
--- per-row foreign key to entries (checked again at commit) is dropped, and
--- with it ms_seal_entry, which sealed an entry after its postings.
+-- Entries and postings are written only by the three functions above
+-- (SECURITY DEFINER, owned by the schema owner): the application role may
+-- call them but can no longer INSERT into either table itself, so every
+-- entry has its postings made in the same call, from accounts that exist,
+-- and no posting joins an entry later. That replaces the per-row foreign
+-- keys of postings (to entries, checked again at commit for every posting;
+-- to accounts, whose FOR KEY SHARE locks piled MultiXacts onto the few
+-- fund rows every settlement posts to) and the statement trigger that
+-- guarded the application's direct inserts. `ledger verify` reports
+-- postings of a missing entry or account, as it reports any other change
+-- made behind the functions' back. ms_seal_entry, which sealed an entry
+-- after its postings, is gone.
 ALTER TABLE postings DROP CONSTRAINT postings_entry_id_fkey;
+ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
+DROP TRIGGER postings_only_new ON postings;
+DROP FUNCTION ms_check_postings_new();
 DROP FUNCTION ms_seal_entry(bigint, text, text);
+REVOKE INSERT ON entries, postings FROM medswitch_app;
 
 CREATE OR REPLACE FUNCTION ms_post(p_kind text, p_ref text, p_keys text[], p_amounts bigint[])
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -207,32 +221,54 @@ CREATE FUNCTION ms_apply_changes_set(p_changes jsonb, p_sign integer) RETURNS vo
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
     SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
-    -- An upsert checks its proposed row before the conflict, so deltas go
-    -- through a plain UPDATE of rows that exist (made here when settling).
+    -- Settling adds non-negative amounts: one upsert. Taking back is a plain
+    -- UPDATE, because an upsert checks its proposed row (negative amounts)
+    -- against the CHECKs before it finds the conflict.
     IF p_sign > 0 THEN
-        INSERT INTO member_year (member_id, year)
-            SELECT DISTINCT c->>'member_id', (c->>'benefit_year')::integer
-            FROM jsonb_array_elements(p_changes) c
-            ON CONFLICT (member_id, year) DO NOTHING;
+        INSERT INTO member_year AS y (member_id, year, outpatient_deductible_used_fen,
+            outpatient_pooled_fen, basic_pooled_fen, inpatient_above_deductible_fen,
+            new_admissions, serious_illness_base_fen, serious_illness_paid_fen)
+        SELECT c->>'member_id', (c->>'benefit_year')::integer,
+               sum(coalesce((c->>'outpatient_deductible_used_fen')::bigint, 0)),
+               sum(coalesce((c->>'outpatient_pooled_fen')::bigint, 0)),
+               sum(coalesce((c->>'basic_pooled_fen')::bigint, 0)),
+               sum(coalesce((c->>'inpatient_above_deductible_fen')::bigint, 0)),
+               sum(coalesce((c->>'new_admissions')::integer, 0)),
+               sum(coalesce((c->>'serious_illness_base_fen')::bigint, 0)),
+               sum(coalesce((c->>'serious_illness_paid_fen')::bigint, 0))
+        FROM jsonb_array_elements(p_changes) c GROUP BY 1, 2
+        ON CONFLICT (member_id, year) DO UPDATE SET
+            outpatient_deductible_used_fen = y.outpatient_deductible_used_fen
+                + EXCLUDED.outpatient_deductible_used_fen,
+            outpatient_pooled_fen = y.outpatient_pooled_fen + EXCLUDED.outpatient_pooled_fen,
+            basic_pooled_fen = y.basic_pooled_fen + EXCLUDED.basic_pooled_fen,
+            inpatient_above_deductible_fen = y.inpatient_above_deductible_fen
+                + EXCLUDED.inpatient_above_deductible_fen,
+            new_admissions = y.new_admissions + EXCLUDED.new_admissions,
+            serious_illness_base_fen = y.serious_illness_base_fen
+                + EXCLUDED.serious_illness_base_fen,
+            serious_illness_paid_fen = y.serious_illness_paid_fen
+                + EXCLUDED.serious_illness_paid_fen;
+    ELSE
+        UPDATE member_year y SET
+            outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + p_sign * d.odu,
+            outpatient_pooled_fen = y.outpatient_pooled_fen + p_sign * d.op,
+            basic_pooled_fen = y.basic_pooled_fen + p_sign * d.bp,
+            inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + p_sign * d.iad,
+            new_admissions = y.new_admissions + p_sign * d.na,
+            serious_illness_base_fen = y.serious_illness_base_fen + p_sign * d.sib,
+            serious_illness_paid_fen = y.serious_illness_paid_fen + p_sign * d.sip
+        FROM (SELECT c->>'member_id' AS member_id, (c->>'benefit_year')::integer AS year,
+                     sum(coalesce((c->>'outpatient_deductible_used_fen')::bigint, 0))::bigint AS odu,
+                     sum(coalesce((c->>'outpatient_pooled_fen')::bigint, 0))::bigint AS op,
+                     sum(coalesce((c->>'basic_pooled_fen')::bigint, 0))::bigint AS bp,
+                     sum(coalesce((c->>'inpatient_above_deductible_fen')::bigint, 0))::bigint AS iad,
+                     sum(coalesce((c->>'new_admissions')::integer, 0))::integer AS na,
+                     sum(coalesce((c->>'serious_illness_base_fen')::bigint, 0))::bigint AS sib,
+                     sum(coalesce((c->>'serious_illness_paid_fen')::bigint, 0))::bigint AS sip
+              FROM jsonb_array_elements(p_changes) c GROUP BY 1, 2) d
+        WHERE y.member_id = d.member_id AND y.year = d.year;
     END IF;
-    UPDATE member_year y SET
-        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + p_sign * d.odu,
-        outpatient_pooled_fen = y.outpatient_pooled_fen + p_sign * d.op,
-        basic_pooled_fen = y.basic_pooled_fen + p_sign * d.bp,
-        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + p_sign * d.iad,
-        new_admissions = y.new_admissions + p_sign * d.na,
-        serious_illness_base_fen = y.serious_illness_base_fen + p_sign * d.sib,
-        serious_illness_paid_fen = y.serious_illness_paid_fen + p_sign * d.sip
-    FROM (SELECT c->>'member_id' AS member_id, (c->>'benefit_year')::integer AS year,
-                 sum(coalesce((c->>'outpatient_deductible_used_fen')::bigint, 0))::bigint AS odu,
-                 sum(coalesce((c->>'outpatient_pooled_fen')::bigint, 0))::bigint AS op,
-                 sum(coalesce((c->>'basic_pooled_fen')::bigint, 0))::bigint AS bp,
-                 sum(coalesce((c->>'inpatient_above_deductible_fen')::bigint, 0))::bigint AS iad,
-                 sum(coalesce((c->>'new_admissions')::integer, 0))::integer AS na,
-                 sum(coalesce((c->>'serious_illness_base_fen')::bigint, 0))::bigint AS sib,
-                 sum(coalesce((c->>'serious_illness_paid_fen')::bigint, 0))::bigint AS sip
-          FROM jsonb_array_elements(p_changes) c GROUP BY 1, 2) d
-    WHERE y.member_id = d.member_id AND y.year = d.year;
     IF p_sign > 0 THEN
         INSERT INTO pharmacy_daily AS p (member_id, service_date, purchases)
             SELECT c->>'member_id', (c->>'pharmacy_date')::date, count(*)
@@ -423,51 +459,15 @@ $$;
 
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO medswitch_app;
 
--- Postings reference their accounts without a foreign key: a foreign key
--- check takes FOR KEY SHARE on the parent row, and every settlement posts to
--- the same few fund accounts, so concurrent transactions would pile
--- MultiXacts onto those rows. Accounts are never deleted (the application
--- role cannot), and the statement trigger below checks, once per INSERT and
--- set-wise, that every new posting names an existing account (and, since
--- postings now follow their entry, an entry of this transaction).
-ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
 
--- Likewise every entry and settlement is booked into the one open business
--- day, a single row that each foreign-key check would lock FOR KEY SHARE
+-- Every entry and settlement is booked into the one open business day, a
+-- single row that each foreign-key check would lock FOR KEY SHARE
 -- from every writing transaction. The writing functions take the day from
 -- business_days under the day lock (ms_day_share), days are never deleted
 -- (the application role cannot), and `ledger verify` reports an entry
 -- booked into a day that does not exist.
 ALTER TABLE entries DROP CONSTRAINT entries_business_date_fkey;
 ALTER TABLE settlements DROP CONSTRAINT settlements_business_date_fkey;
-
-CREATE OR REPLACE FUNCTION ms_check_postings_new() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE
-    v_missing boolean;
-    v_committed boolean;
-    v_no_account boolean;
-BEGIN
-    SELECT bool_or(e.entry_id IS NULL), bool_or(e.txid <> txid_current()),
-           (SELECT bool_or(NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = x.account_id))
-            FROM (SELECT DISTINCT account_id FROM new_rows) x)
-        INTO v_missing, v_committed, v_no_account
-        FROM (SELECT DISTINCT entry_id FROM new_rows) n LEFT JOIN entries e USING (entry_id);
-    IF v_committed THEN
-        RAISE EXCEPTION 'postings cannot be added to a committed entry'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF v_missing THEN
-        RAISE EXCEPTION 'a posting names an entry that does not exist'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF v_no_account THEN
-        RAISE EXCEPTION 'a posting names an account that does not exist'
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NULL;
-END
-$$;
 
 -- Identifiers compare as bytes: every settlement probes B-trees on account
 -- keys, member ids, institution codes and request ids, and a libc

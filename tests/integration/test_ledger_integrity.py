@@ -79,40 +79,35 @@ async def test_an_unbalanced_entry_is_refused_at_commit(app_pool: asyncpg.Pool) 
     assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
 
 
-async def test_postings_cannot_join_a_committed_entry(
+async def test_the_application_role_writes_entries_only_through_the_ledger_functions(
     ledger: Ledger, app_pool: asyncpg.Pool
 ) -> None:
+    # no posting can join a committed entry, name a missing entry or account, or
+    # come without its entry: the role cannot insert into either table itself
     [entry_id] = await _settle_some(ledger, 1)
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="committed entry"):
-        await app_pool.execute(
+    for sql, args in (
+        (
             "INSERT INTO postings (entry_id, seq, account_id, amount_fen) VALUES ($1, 99, 1, 5)",
-            entry_id,
-        )
-
-
-async def test_postings_must_name_an_existing_account(app_pool: asyncpg.Pool) -> None:
-    # no foreign key (it would lock the hot fund rows): a statement trigger checks instead
-    async with app_pool.acquire() as conn, conn.transaction():
-        entry_id = await conn.fetchval(
-            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'suspense'],"
-            " ARRAY[100, -100]::bigint[])"
-        )
-        with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
-            await conn.execute(
-                "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
-                " VALUES ($1, 3, 987654321, 5)",
-                entry_id,
-            )
-
-
-async def test_postings_must_follow_an_entry_of_their_transaction(
-    app_pool: asyncpg.Pool,
-) -> None:
-    # no per-row foreign key to entries: the statement trigger checks the entry exists
-    with pytest.raises(asyncpg.ForeignKeyViolationError, match="entry that does not exist"):
-        await app_pool.execute(
+            (entry_id,),
+        ),
+        (
             "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
-            " VALUES (987654321, 1, 1, 5), (987654321, 2, 2, -5)"
+            " VALUES (987654321, 1, 1, 5), (987654321, 2, 2, -5)",
+            (),
+        ),
+        (
+            "INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, prev_hash, hash)"
+            " VALUES (987654321, 0, 987654321, now()::date, 'ADJUSTMENT', '', '')",
+            (),
+        ),
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await app_pool.execute(sql, *args)
+    # the functions themselves refuse an unknown account
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
+        await app_pool.fetchval(
+            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'no:such'],"
+            " ARRAY[100, -100]::bigint[])"
         )
 
 
