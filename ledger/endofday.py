@@ -137,16 +137,37 @@ async def receivables(conn: asyncpg.Connection) -> dict[str, int]:
 async def _post(
     conn: asyncpg.Connection, kind: str, ref: str, legs: Sequence[tuple[str, int]]
 ) -> int:
-    legs = [(key, amount) for key, amount in legs if amount]
-    assert sum(amount for _, amount in legs) == 0, legs
-    entry_id: int = await conn.fetchval(
-        "SELECT ms_post($1, $2, $3::text[], $4::bigint[])",
-        kind,
-        ref,
-        [key for key, _ in legs],
-        [amount for _, amount in legs],
-    )
+    (entry_id,) = await _post_many(conn, kind, [(ref, legs)])
     return entry_id
+
+
+async def _post_many(
+    conn: asyncpg.Connection, kind: str, entries: Sequence[tuple[str, Sequence[tuple[str, int]]]]
+) -> list[int]:
+    """Post entries of one kind in one call (ms_post_set); their ids, in order."""
+    refs: list[str] = []
+    entry_of: list[int] = []
+    keys: list[str] = []
+    amounts: list[int] = []
+    for ref, legs in entries:
+        legs = [(key, amount) for key, amount in legs if amount]
+        assert sum(amount for _, amount in legs) == 0, legs
+        refs.append(ref)
+        for key, amount in legs:
+            entry_of.append(len(refs))
+            keys.append(key)
+            amounts.append(amount)
+    if not refs:
+        return []
+    entry_ids: list[int] = await conn.fetchval(
+        "SELECT ms_post_set($1, $2::text[], $3::integer[], $4::text[], $5::bigint[])",
+        kind,
+        refs,
+        entry_of,
+        keys,
+        amounts,
+    )
+    return entry_ids
 
 
 async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = None) -> CloseResult:
@@ -321,18 +342,24 @@ async def export_payouts(
             len(payouts),
             sum(p.amount_fen for p in payouts),
         )
-        links = []
-        for payout in payouts:
-            entry_id = await _post(
-                conn,
-                "PAYOUT",
-                payout.end_to_end_id,
-                [
-                    (accounts.institution_payable(payout.institution_code), payout.amount_fen),
-                    (accounts.PAYOUTS_IN_TRANSIT, -payout.amount_fen),
-                ],
-            )
-            links.append((payout.end_to_end_id, business_date, entry_id))
+        entry_ids = await _post_many(
+            conn,
+            "PAYOUT",
+            [
+                (
+                    payout.end_to_end_id,
+                    [
+                        (accounts.institution_payable(payout.institution_code), payout.amount_fen),
+                        (accounts.PAYOUTS_IN_TRANSIT, -payout.amount_fen),
+                    ],
+                )
+                for payout in payouts
+            ],
+        )
+        links = [
+            (payout.end_to_end_id, business_date, entry_id)
+            for payout, entry_id in zip(payouts, entry_ids, strict=True)
+        ]
         await conn.copy_records_to_table(
             "payout_export_entries",
             records=links,
@@ -418,11 +445,13 @@ async def record_reconciliation(
                 all_keys,
             )
         }
-        entry_ids: dict[int, int] = {}
-        key_rows: list[tuple[str, str, int]] = []
+        # What to post, decided first (a bank entry reported twice posts once),
+        # then posted in one call per kind of entry.
+        to_post: dict[str, list[tuple[int, list[str], str, list[tuple[str, int]]]]] = {}
         for number, line, keys in keyed:
             if posted_before.intersection(keys):
                 continue  # another statement already reported this bank entry
+            posted_before.update(keys)
             bank_fen = line.bank_fen
             assert bank_fen is not None
             debit_account = (
@@ -431,15 +460,21 @@ async def record_reconciliation(
             kind = {MATCHED: "BANK_SETTLED", "RETURNED": "BANK_RETURN"}.get(
                 line.status, "ADJUSTMENT"
             )
-            entry_id = await _post(
-                conn,
-                kind,
-                f"{line.status}:{line.end_to_end_id}:{line.bank_reference}",
-                [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)],
+            to_post.setdefault(kind, []).append(
+                (
+                    number,
+                    keys,
+                    f"{line.status}:{line.end_to_end_id}:{line.bank_reference}",
+                    [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)],
+                )
             )
-            entry_ids[number] = entry_id
-            posted_before.update(keys)
-            key_rows.extend((key, statement.sha256, entry_id) for key in keys)
+        entry_ids: dict[int, int] = {}
+        key_rows: list[tuple[str, str, int]] = []
+        for kind, items in to_post.items():
+            ids = await _post_many(conn, kind, [(ref, legs) for _, _, ref, legs in items])
+            for (number, keys, _, _), entry_id in zip(items, ids, strict=True):
+                entry_ids[number] = entry_id
+                key_rows.extend((key, statement.sha256, entry_id) for key in keys)
         await conn.copy_records_to_table(
             "bank_statement_lines",
             records=[
