@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import asyncpg
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -276,7 +277,9 @@ def main() -> None:
     root = prefix.rsplit("/", 1)[0]
     url_for = {name: f"{root}/{name}?{query}" for name in ("postgres", "bench", "pgbench")}
     try:
-        asyncio.run(main_async(args, url_for))
+        # uvloop, as `medswitch serve` runs the ledger
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main_async(args, url_for))
     finally:
         db.stop_embedded(data_dir)
 
