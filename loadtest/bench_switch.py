@@ -11,8 +11,8 @@ settlements. One run does everything (issue 6):
    runs `pgbench -b tpcb-like` for --pgbench-seconds;
 3. writes a population (loadtest/population.py), issues the institutions'
    certificates, `medswitch import-reference`;
-4. starts `medswitch serve` (--serve-procs processes on one port: needs the
-   server to set SO_REUSEPORT), waits until health answers SERVING;
+4. starts `medswitch serve` (--serve-procs processes on one port, with
+   `--reuse-port`), waits until health answers SERVING;
 5. for each mix (pharmacy, full) drives it from --client-procs grpc.aio
    client processes with --inflight requests in flight in total, warm-up
    first, then prints settlements/s, p50 and p99 latency, errors, wrong
@@ -274,6 +274,7 @@ def start_servers(
             MEDSWITCH_LISTEN=listen,
             MEDSWITCH_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
             MEDSWITCH_GROUP_COMMIT="1" if group_commit else "0",
+            MEDSWITCH_REUSE_PORT="1" if procs > 1 else "0",
         )
         log = (log_dir / f"serve-{i}.log").open("wb")
         servers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -455,23 +456,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def memserve_main(args: argparse.Namespace) -> None:
-    import grpc
 
     from adjudication.memory import load_region
     from switch import server
     from tests.memory_backend import MemoryBackend
 
-    real_server = grpc.aio.server
-
-    def reuseport_server(*a: Any, **kw: Any) -> Any:
-        # the switch turns SO_REUSEPORT off; this mode turns it on so several
-        # processes can share the port (what the recommendation would do)
-        opts = [o for o in kw.pop("options", []) if o[0] != "grpc.so_reuseport"]
-        return real_server(*a, options=[*opts, ("grpc.so_reuseport", 1)], **kw)
-
-    grpc.aio.server = reuseport_server  # type: ignore[assignment]
     backend = MemoryBackend(load_region(args.pop))
-    config = server.ServerConfig(listen=args.listen, tls_dir=Path(args.tls_dir))
+    config = server.ServerConfig(listen=args.listen, tls_dir=Path(args.tls_dir), reuse_port=True)
     await server.serve_until_signal(backend, config)
 
 

@@ -38,6 +38,10 @@ class ServerConfig:
     inflight_max: int = limits.inflight_requests_max
     drain_grace_s: float = limits.drain_grace_s
     health_probe_interval_s: float = limits.health_probe_interval_s
+    # SO_REUSEPORT: several serve processes share the port (the kernel spreads
+    # connections). Off by default, so a second switch started by mistake on
+    # a port in use fails instead of silently taking half the traffic.
+    reuse_port: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -144,7 +148,7 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.inflight_max * 2 + 16,
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
         ],
     )

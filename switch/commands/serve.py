@@ -52,6 +52,13 @@ def add_parser(subparsers: Any) -> None:
         default=os.environ.get("MEDSWITCH_GROUP_COMMIT", "") not in ("", "0"),
         help="commit concurrent Settles together (env MEDSWITCH_GROUP_COMMIT=1)",
     )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=os.environ.get("MEDSWITCH_REUSE_PORT", "") not in ("", "0"),
+        help="share the port with other serve processes, to use more cores"
+        " (env MEDSWITCH_REUSE_PORT=1; give each its own metrics address)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,6 +81,7 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen or settings.metrics_listen,
         inflight_max=args.inflight_max,
         drain_grace_s=args.drain_grace_s,
+        reuse_port=args.reuse_port,
     )
     server_credentials(config.tls_dir)  # no certificates: fail now, not after the database
     log = structlog.get_logger("medswitch.server")

@@ -161,3 +161,82 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
     assert not missing, f"acknowledged but not in the ledger: {sorted(missing)[:5]}"
     verify = medswitch("ledger", "verify", env={"MEDSWITCH_DATABASE_URL": db_url})
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_serve_processes_share_a_port_only_when_asked(
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+) -> None:
+    db_url = await switch_pg.fresh_db()
+    port = free_port()
+
+    def start(name: str, reuse: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "MEDSWITCH_DATA_DIR": str(tmp_path),
+            "MEDSWITCH_DATABASE_URL": db_url,
+            "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+            "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
+            "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+            "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+            "MEDSWITCH_REUSE_PORT": reuse,
+        }
+        with (tmp_path / f"{name}.log").open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "switch.cli", "serve"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    procs = [start("a", "1")]
+    try:
+        await _wait_serving(procs[0], port, switch_certs)
+        # without --reuse-port a second switch on a port in use fails at once
+        intruder = start("intruder", "0")
+        assert await asyncio.to_thread(intruder.wait, 60) != 0
+        procs.append(start("b", "1"))
+        # the port already answers (a), so wait for b's own word that it serves
+        deadline = time.monotonic() + 60
+        while '"event": "serving"' not in (tmp_path / "b.log").read_text("utf-8", "replace"):
+            assert procs[1].poll() is None and time.monotonic() < deadline, "b did not start"
+            await asyncio.sleep(0.2)
+        cards = active_cards()
+        for n in range(40):  # a new connection each time: the kernel spreads them
+            card, pin = cards[n % len(cards)]
+            async with channel(port, switch_certs.creds(PHARMACY)) as ch:
+                resp = await pb_grpc.SettlementServiceStub(ch).PreSettle(
+                    pb.SettleRequest(
+                        request_id=f"share-{n}",
+                        institution_code=PHARMACY,
+                        card_no=card,
+                        pin=pin,
+                        visit_type=pb.VISIT_TYPE_PHARMACY,
+                        service_date="2026-05-10",
+                        lines=[
+                            pb.ClaimLine(
+                                line_no=1,
+                                item_code="XN02BEA001A001010100004",
+                                quantity=1,
+                                unit_price_fen=450,
+                                amount_fen=450,
+                            )
+                        ],
+                    ),
+                    timeout=20,
+                )
+            assert resp.settlement_id == ""  # a preview
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        assert [await asyncio.to_thread(p.wait, 60) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    answered = [
+        (tmp_path / f"{name}.log").read_text("utf-8", errors="replace").count('"event": "rpc"')
+        for name in ("a", "b")
+    ]
+    assert sum(answered) >= 40 and min(answered) > 0, answered
