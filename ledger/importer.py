@@ -186,7 +186,8 @@ async def import_reference(
         )
         await conn.copy_records_to_table(
             "account_balances",
-            records=((first + i, -1, m[9]) for i, m in enumerate(members)),
+            # zero: the opening entry's postings move them (ms_post_staged)
+            records=((first + i, -1, 0) for i in range(len(members))),
             columns=["account_id", "normal_sign", "balance_fen"],
         )
         await conn.copy_records_to_table(

@@ -599,6 +599,12 @@ class Ledger:
             if n == len(rounds):
                 rounds.append([])
             rounds[n].append(i)
+        if len(rounds) > 1:  # every request key first, in one sorted pass (lock order)
+            await conn.execute(
+                "SELECT ms_lock_keys($1, $2)",
+                [item.key[0] for item in items],
+                [item.key[1] for item in items],
+            )
         replays: dict[str, list[int]] = {}
         for members in rounds:
             raws = await conn.fetchval(

@@ -162,21 +162,36 @@ END
 $$;
 
 -- Post one large entry whose postings the caller has put, with COPY, in the
--- temporary table ms_staged_postings (seq, account_id, amount_fen); balance
--- rows are left as they are (the importer writes them with the accounts).
--- Returns the entry id.
+-- temporary table ms_staged_postings (seq, account_id, amount_fen): the
+-- opening entry of an import. Checked like ms_post_set (accounts exist, two
+-- postings at least, balanced at commit), and the balance rows move with
+-- the postings, so a member's balance cannot be set apart from its postings
+-- nor go below zero. Returns the entry id.
 CREATE FUNCTION ms_post_staged(p_kind text, p_ref text) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_entry bigint := nextval('entries_entry_id_seq');
     v_body text;
+    v_n bigint;
 BEGIN
-    SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text, ';'
-                      ORDER BY seq)
-        INTO v_body FROM ms_staged_postings;
+    SELECT count(*), string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text,
+                                ';' ORDER BY seq)
+        INTO v_n, v_body FROM ms_staged_postings;
+    IF v_n < 2 THEN
+        RAISE EXCEPTION 'an entry needs at least two postings' USING ERRCODE = 'check_violation';
+    END IF;
+    IF EXISTS (SELECT 1 FROM ms_staged_postings s
+               WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.account_id = s.account_id)) THEN
+        RAISE EXCEPTION 'a staged posting names an account that does not exist'
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
     PERFORM ms_append_entries(p_kind, ARRAY[p_ref], ARRAY[v_entry], ARRAY[v_body]);
     INSERT INTO postings (entry_id, seq, account_id, amount_fen)
         SELECT v_entry, seq, account_id, amount_fen FROM ms_staged_postings;
+    UPDATE account_balances b SET balance_fen = b.balance_fen + b.normal_sign * d.amount
+        FROM (SELECT account_id, sum(amount_fen)::bigint AS amount FROM ms_staged_postings
+              GROUP BY account_id) d
+        WHERE b.account_id = d.account_id;
     RETURN v_entry;
 END
 $$;
@@ -301,6 +316,18 @@ BEGIN
 END
 $$;
 
+-- The request keys of a whole batch, locked in one sorted pass before any
+-- member is: a batch settled in several rounds (a member or key repeated)
+-- would otherwise take later rounds' key locks while holding members.
+CREATE FUNCTION ms_lock_keys(p_institutions text[], p_request_ids text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(k.inst || '/' || k.req, 7))
+        FROM (SELECT DISTINCT inst, req FROM unnest(p_institutions, p_request_ids) AS u(inst, req)
+              WHERE req IS NOT NULL ORDER BY 1, 2) k;
+END
+$$;
+
 -- Everything the engine needs about several claims, one jsonb per claim in
 -- the order given, in one statement. With p_lock the request keys (advisory),
 -- the open day (shared) and the members' rows (FOR UPDATE, in card-hash
@@ -317,9 +344,7 @@ DECLARE
     v_out jsonb[];
 BEGIN
     IF p_lock THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(k.inst || '/' || k.req, 7))
-            FROM (SELECT DISTINCT inst, req FROM unnest(p_institutions, p_request_ids) AS u(inst, req)
-                  WHERE req IS NOT NULL ORDER BY 1, 2) k;
+        PERFORM ms_lock_keys(p_institutions, p_request_ids);
         PERFORM ms_day_share();
         PERFORM 1 FROM members WHERE card_hmac = ANY(p_card_hmacs) ORDER BY card_hmac FOR UPDATE;
     END IF;
@@ -458,6 +483,14 @@ END
 $$;
 
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO medswitch_app;
+-- Every role may execute a new function unless told otherwise: the writers
+-- that run with the owner's rights are for the application role alone.
+REVOKE ALL ON FUNCTION ms_append_entries(text, text[], bigint[], text[]),
+    ms_post_set(text, text[], integer[], text[], bigint[]),
+    ms_post_staged(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ms_append_entries(text, text[], bigint[], text[]),
+    ms_post_set(text, text[], integer[], text[], bigint[]),
+    ms_post_staged(text, text) TO medswitch_app;
 
 
 -- Every entry and settlement is booked into the one open business day, a

@@ -111,6 +111,62 @@ async def test_the_application_role_writes_entries_only_through_the_ledger_funct
         )
 
 
+async def test_only_the_application_role_may_call_the_ledger_writers(
+    reference_db: str,
+) -> None:
+    # they run with the owner's rights; a read-only role must not post with them
+    admin = await asyncpg.connect(reference_db)
+    try:
+        await admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ms_reader')"
+            " THEN CREATE ROLE ms_reader NOLOGIN; END IF; END $$"
+        )
+        await admin.execute("GRANT USAGE ON SCHEMA public TO ms_reader")
+        await admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ms_reader")
+        async with admin.transaction():
+            await admin.execute("SET LOCAL ROLE ms_reader")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await admin.fetchval(
+                    "SELECT ms_post_set('ADJUSTMENT', ARRAY['x'], ARRAY[1, 1],"
+                    " ARRAY['fund:pooled', 'suspense'], ARRAY[-5, 5]::bigint[])"
+                )
+    finally:
+        await admin.close()
+
+
+async def test_a_staged_entry_is_checked_and_moves_balances(app_pool: asyncpg.Pool) -> None:
+    member_account = await app_pool.fetchval(
+        "SELECT account_id FROM members WHERE member_id = 'M0002'"
+    )
+    opening = await app_pool.fetchval(
+        "SELECT account_id FROM accounts WHERE account_key = 'equity:opening'"
+    )
+    before = await app_pool.fetchval(
+        "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
+    )
+
+    async def stage(rows: list[tuple[int, int, int]]) -> int:
+        async with app_pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMPORARY TABLE ms_staged_postings"
+                " (seq integer, account_id bigint, amount_fen bigint) ON COMMIT DROP"
+            )
+            await conn.copy_records_to_table("ms_staged_postings", records=rows)
+            entry: int = await conn.fetchval("SELECT ms_post_staged('OPENING', 'test')")
+            return entry
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+        await stage([(1, member_account, 500), (2, 987654321, -500)])
+    await stage([(1, opening, 700), (2, member_account, -700)])  # a credit of 7 yuan
+    after = await app_pool.fetchval(
+        "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
+    )
+    assert after == before + 700
+    # and it cannot be used to overdraw: the balance row refuses
+    with pytest.raises(asyncpg.CheckViolationError):
+        await stage([(1, member_account, after + 1), (2, opening, -(after + 1))])
+
+
 async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
     app_pool: asyncpg.Pool,
 ) -> None:

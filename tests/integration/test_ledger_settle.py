@@ -310,3 +310,28 @@ async def test_a_batch_settles_like_single_calls_in_one_commit(
     out = await ledger.settle_batch(greedy)
     assert isinstance(out[0], InsufficientBalance) and out[1].status == "SETTLED"  # type: ignore[union-attr]
     assert (await _verify(reference_db)).sound
+
+
+async def test_a_batch_in_rounds_takes_its_key_locks_before_any_member(
+    ledger: Ledger, app_pool: asyncpg.Pool
+) -> None:
+    """A retransmitted request racing a batch that holds it twice over one member.
+
+    Batch A is [(M0001, K1), (M0001, K2)] (two rounds); B is [(M0001, K2)]. If
+    A took K2 only in its second round, while holding M0001, and B held K2
+    waiting for M0001, they would deadlock.
+    """
+    from ledger.store import SettleItem
+
+    deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    before = await app_pool.fetchval(deadlocks)
+    for n in range(15):
+        k1, k2 = (INSTITUTION, f"dl{n}-1"), (INSTITUTION, f"dl{n}-2")
+        a = [SettleItem(k1, b"f1", CARD, 2026, DAY, debit(10)),
+             SettleItem(k2, b"f2", CARD, 2026, DAY, debit(10))]  # fmt: skip
+        b = [SettleItem(k2, b"f2", CARD, 2026, DAY, debit(10))]
+        out_a, out_b = await asyncio.gather(ledger.settle_batch(a), ledger.settle_batch(b))
+        settled = [r for r in (*out_a, *out_b) if getattr(r, "status", "") == "SETTLED"]
+        assert len({r.settlement_id for r in settled}) == 2  # type: ignore[union-attr]
+    await asyncio.sleep(0.6)  # let the backends flush their statistics
+    assert await app_pool.fetchval(deadlocks) == before
