@@ -307,3 +307,37 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
     for secret in ("张伟", "330399198503120011", "C3303990001", "135790"):
         assert secret.encode() not in stored
     assert row["name_masked"] == "张*"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "sql", "expected"),
+    [
+        (
+            "orphan_posting",
+            "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
+            " SELECT 987654321, 1, account_id, 1 FROM accounts WHERE account_key = 'suspense'",
+            "postings belong to no entry",
+        ),
+        (
+            "posting_of_no_account",
+            "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
+            " SELECT entry_id, 99, 987654321, 1 FROM entries ORDER BY entry_id DESC LIMIT 1",
+            "name an account that does not exist",
+        ),
+        (
+            "entry_of_no_day",
+            "UPDATE entries SET business_date = '1999-01-01'"
+            " WHERE entry_id = (SELECT max(entry_id) FROM entries)",
+            "business day that does not exist",
+        ),
+    ],
+)
+async def test_verify_finds_what_no_foreign_key_refuses(
+    ledger: Ledger, reference_db: str, tamper: str, sql: str, expected: str
+) -> None:
+    # the ledger functions never write these; verify finds them when someone else does
+    await _settle_some(ledger, 2)
+    await _as_superuser_without_triggers(reference_db, sql)
+    report = await _verify(reference_db)
+    assert not report.sound
+    assert any(expected in p for p in report.problems), report.problems
