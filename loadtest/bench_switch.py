@@ -568,7 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
     parser.add_argument(
-        "--group-commit", action="store_true", help="serve with MEDSWITCH_GROUP_COMMIT=1"
+        "--group-commit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve with group commit (the default of medswitch serve) or without",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -659,7 +662,7 @@ def bench(args: argparse.Namespace) -> int:
         print(
             f"switch: {args.serve_procs} process(es) on {target}"
             + (" (edge only: in-memory backend)" if args.edge_only else "")
-            + (" (group commit: serve --group-commit)" if args.group_commit else "")
+            + (" (group commit)" if args.group_commit else " (no group commit)")
         )
         figures["mixes"] = {}
         for mix in args.mixes.split(","):

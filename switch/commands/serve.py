@@ -48,9 +48,10 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--group-commit",
-        action="store_true",
-        default=os.environ.get("MEDSWITCH_GROUP_COMMIT", "") not in ("", "0"),
-        help="commit concurrent Settles together (env MEDSWITCH_GROUP_COMMIT=1)",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("MEDSWITCH_GROUP_COMMIT", "1") != "0",
+        help="commit concurrent Settles together; on unless --no-group-commit"
+        " or MEDSWITCH_GROUP_COMMIT=0",
     )
     parser.add_argument(
         "--reuse-port",
