@@ -110,6 +110,16 @@ def _reject(
     )
 
 
+def member_disclosed(result: Adjudication) -> bool:
+    """May the answer name the member? Only once the caller proved they hold the card.
+
+    A rejection for a reason checked before the PIN (or for the PIN itself)
+    keeps the member id for the record (PIN failures are counted against
+    it) but must not tell a card number's owner to whoever typed it.
+    """
+    return result.outcome is not Outcome.REJECTED or not (set(result.reasons) & _BEFORE_PIN)
+
+
 _BEFORE_PIN = frozenset(
     {
         reasons.R_INSTITUTION_NOT_ACTIVE,

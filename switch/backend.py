@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from adjudication import model
+from adjudication.engine import member_disclosed
 
 
 class SettlementStatus(StrEnum):
@@ -73,7 +74,7 @@ def settlement_view(
         request_id=request_id,
         status=status,
         business_date=business_date,
-        member_id=adjudication.member_id,
+        member_id=adjudication.member_id if member_disclosed(adjudication) else "",
         institution_code=institution_code,
         reasons=adjudication.reasons,
         warnings=adjudication.warnings,

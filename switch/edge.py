@@ -153,8 +153,11 @@ class Edge:
                 "method": method,
                 "status": code.name,
                 "duration_ms": round(duration_ms, 3),
-                "institution": institution_code or peer_institution(context),
+                # who called: the certificate's institution, never the claim's
+                "institution": peer_institution(context) or institution_code,
             }
+            if institution_code and institution_code != event["institution"]:
+                event["claimed_institution"] = institution_code
             if request_id:
                 event["request_id"] = request_id
             if card_no:

@@ -118,13 +118,17 @@ def domain_errors() -> Iterator[None]:
         ) from exc
 
 
-def claim_fingerprint(claim: Claim) -> bytes:
-    """SHA-256 of the canonical claim: a retry must match it to get the stored answer.
+def claim_fingerprint(claim: Claim, pin_tag: bytes) -> bytes:
+    """SHA-256 of the canonical claim and a keyed hash of its PIN (`pin_tag`).
 
-    The PIN is not part of it (it is never stored, not even hashed here).
+    A retry must match it to get the stored answer: a resend of the same
+    request does, while the same request id with another PIN is another
+    request (ALREADY_EXISTS), so a stored answer is never handed to someone
+    who did not give the PIN it was settled with. The PIN itself is never
+    stored; its tag is an HMAC under the server's PIN pepper.
     """
     data = asdict(claim)
-    return hashlib.sha256(canonical_json(data_jsonable(data))).digest()
+    return hashlib.sha256(canonical_json(data_jsonable(data)) + pin_tag).digest()
 
 
 def data_jsonable(value: Any) -> Any:
@@ -316,7 +320,9 @@ class LedgerBackend:
             async with self._card_locks.hold(claim.card_no):
                 item = SettleItem(
                     key=(claim.institution_code, claim.request_id),
-                    fingerprint=claim_fingerprint(claim),
+                    fingerprint=claim_fingerprint(
+                        claim, self.ledger.keys.pin_hash(f"request:{claim.card_no}", pin)
+                    ),
                     card_no=claim.card_no,
                     benefit_year=day.year,
                     service_date=day,

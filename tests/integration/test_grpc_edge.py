@@ -102,12 +102,15 @@ async def test_request_for_another_institution_is_permission_denied(
     running, backend = switch
     before = len(backend.region.settlements)
     async with channel(running.port, certs.creds(HOSPITAL)) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
+        with structlog.testing.capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError) as err:
             await pb_grpc.SettlementServiceStub(ch).Settle(otc_request("edge-4", PHARMACY))
     details = error_details(err.value)
     assert details.code == grpc.StatusCode.PERMISSION_DENIED
     assert (details.domain, details.reason) == ("medswitch", "INSTITUTION_MISMATCH")
     assert len(backend.region.settlements) == before
+    # the log names the certificate that called, and what it claimed to be
+    [event] = [e for e in logs if e.get("event") == "rpc"]
+    assert (event["institution"], event["claimed_institution"]) == (HOSPITAL, PHARMACY)
 
 
 def _bad(**changes: object) -> pb.SettleRequest:

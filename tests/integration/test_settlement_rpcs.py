@@ -366,3 +366,41 @@ async def test_readme_grpcurl_request_is_a_valid_presettle(live: LiveSwitch) -> 
     async with channel(live.running.port, live.certs.creds(req.institution_code)) as ch:
         answer = await pb_grpc.SettlementServiceStub(ch).PreSettle(req)
     assert answer.status == pb.SETTLEMENT_STATUS_PREVIEW
+
+
+async def test_a_retry_with_another_pin_is_another_request(live: LiveSwitch) -> None:
+    # a stored answer is handed back only to a caller who gave the same PIN
+    async with channel(live.running.port, live.certs.creds(P1)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        first = await stub.Settle(purchase("pin-retry-1", day="2026-07-15"))
+        assert first.status == pb.SETTLEMENT_STATUS_SETTLED
+        before = await _balance(live, "M0012")
+        code, reason = await _code_and_reason(
+            stub.Settle(purchase("pin-retry-1", pin="000000", day="2026-07-15"))
+        )
+        assert (code, reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+        assert await _balance(live, "M0012") == before
+        assert await stub.Settle(purchase("pin-retry-1", day="2026-07-15")) == first  # a resend
+
+
+async def test_no_member_id_before_the_pin_is_proved(live: LiveSwitch) -> None:
+    async with channel(live.running.port, live.certs.creds(P1)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        wrong_visit = purchase("who-1", day="2026-07-16")
+        wrong_visit.visit_type = pb.VISIT_TYPE_OUTPATIENT  # not at a pharmacy
+        wrong_visit.diagnoses.append("J06.9")
+        refused = await stub.PreSettle(wrong_visit)
+        assert list(refused.reasons) == ["R_VISIT_TYPE_NOT_ALLOWED"]
+        assert refused.member_id == "" and refused.balance_after_fen == 0
+        bad_pin = await stub.PreSettle(purchase("who-2", pin="000000", day="2026-07-16"))
+        assert list(bad_pin.reasons) == ["R_PIN_INVALID"] and bad_pin.member_id == ""
+        # with the right PIN a rejection may name the member
+        goods = purchase("who-3", day="2026-07-16")
+        goods.lines.append(
+            pb.ClaimLine(
+                line_no=2, item_code="G00000001", quantity=1, unit_price_fen=1200, amount_fen=1200
+            )
+        )
+        rejected = await stub.PreSettle(goods)
+        assert list(rejected.reasons) == ["R_NON_MEDICAL_GOODS"]
+        assert rejected.member_id == "M0012"
