@@ -240,6 +240,8 @@ def _camt_entries(stmt: etree._Element, source: str) -> Iterator[StatementEntry]
         for part, tx in enumerate(details, start=1):
             tx_where = _where(source, tx, f"{label} TxDtls {part}")
             tx_fen = _amount(tx, "c:AmtDtls/c:TxAmt/c:Amt", tx_where)
+            if tx_fen == 0:
+                raise StatementError(tx_where, "transaction amount is zero")
             parts_fen += tx_fen
             account, name = _party(tx, direction)
             tx_ref = _text(tx, "c:Refs/c:AcctSvcrRef")
@@ -250,7 +252,9 @@ def _camt_entries(stmt: etree._Element, source: str) -> Iterator[StatementEntry]
                 direction=direction,
                 amount_fen=tx_fen,
                 end_to_end_id=_end_to_end_id(tx),
-                bank_reference=tx_ref or f"{entry_ref}/{part}",
+                # no reference at all: none is made up ("/1" would be the same
+                # key for every such batch); the line is then keyed by position
+                bank_reference=tx_ref or (f"{entry_ref}/{part}" if entry_ref else ""),
                 counterparty_account=account,
                 counterparty_name=name,
             )

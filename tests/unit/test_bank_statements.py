@@ -116,6 +116,35 @@ def test_batch_booking_is_split_into_its_transactions() -> None:
     ]
 
 
+def _batch_of(amounts: list[str], *, with_refs: bool) -> bytes:
+    data = camt([entry("MS20261122H1", sum(int(a.replace(".", "")) for a in amounts))]).decode()
+    if not with_refs:
+        data = re.sub(r"<AcctSvcrRef>[^<]*</AcctSvcrRef>", "", data)
+    tx = data[data.index("<TxDtls>") : data.index("</TxDtls>") + len("</TxDtls>")]
+    parts = [
+        tx.replace("MS20261122H1", f"MS20261122H{i + 1}").replace(
+            "</Refs>", f'</Refs><AmtDtls><TxAmt><Amt Ccy="CNY">{amt}</Amt></TxAmt></AmtDtls>'
+        )
+        for i, amt in enumerate(amounts)
+    ]
+    return data.replace(tx, "".join(parts)).encode()
+
+
+def test_a_batch_without_bank_references_makes_none_up() -> None:
+    # "/1", "/2" would be the same keys for every such batch of a statement
+    statement = read_statement(
+        _batch_of(["1.00", "2.00"], with_refs=False), source="s", fund_account_id=FUND_ACCOUNT
+    )
+    assert [(e.amount_fen, e.bank_reference) for e in statement.entries] == [(100, ""), (200, "")]
+
+
+def test_a_zero_transaction_in_a_batch_is_refused() -> None:
+    with pytest.raises(StatementError, match="transaction amount is zero"):
+        read_statement(
+            _batch_of(["1.00", "0.00"], with_refs=True), source="s", fund_account_id=FUND_ACCOUNT
+        )
+
+
 REFUSALS_XML = [
     ("another account", lambda: camt(account_id="999"), "not the fund's account"),
     (
