@@ -407,7 +407,9 @@ async def record_reconciliation(
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", EOD_LOCK_KEY)
         seen = await conn.fetchval(
-            "SELECT 1 FROM bank_statements WHERE sha256 = $1", statement.sha256
+            "SELECT 1 FROM bank_statements WHERE sha256 = $1 AND business_date = $2",
+            statement.sha256,
+            recon.business_date,
         )
         if seen is not None:
             return ReconRecord(already_recorded=True, entries_posted=0)
@@ -438,10 +440,14 @@ async def record_reconciliation(
             if line.bank_fen is not None
         ]
         all_keys = [key for _, _, keys in keyed for key in keys]
+        # What earlier reconciliations posted, and as what kind of entry: a bank
+        # entry another day's reconciliation parked in suspense (ADJUSTMENT) may
+        # be this day's matched payout.
         posted_before = {
-            r["posting_key"]
+            r["posting_key"]: r["kind"]
             for r in await conn.fetch(
-                "SELECT posting_key FROM bank_posting_keys WHERE posting_key = ANY($1::text[])",
+                "SELECT k.posting_key, e.kind FROM bank_posting_keys k"
+                " JOIN entries e USING (entry_id) WHERE k.posting_key = ANY($1::text[])",
                 all_keys,
             )
         }
@@ -449,37 +455,60 @@ async def record_reconciliation(
         # then posted in one call per kind of entry.
         to_post: dict[str, list[tuple[int, list[str], str, list[tuple[str, int]]]]] = {}
         for number, line, keys in keyed:
-            if posted_before.intersection(keys):
-                continue  # another statement already reported this bank entry
-            posted_before.update(keys)
             bank_fen = line.bank_fen
             assert bank_fen is not None
+            ref = f"{line.status}:{line.end_to_end_id}:{line.bank_reference}"
+            used = [key for key in keys if key in posted_before]
+            if (
+                line.status == MATCHED
+                and used == keys[1:]
+                and posted_before[keys[1]] == "ADJUSTMENT"
+            ):
+                # The bank entry is known, parked in suspense by the reconciliation
+                # of another day whose payouts it did not match; it is this day's
+                # payout: move it from suspense to settle the payout in transit.
+                posted_before[keys[0]] = "BANK_SETTLED"
+                to_post.setdefault("BANK_SETTLED", []).append(
+                    (
+                        number,
+                        keys[:1],
+                        ref,
+                        [(accounts.PAYOUTS_IN_TRANSIT, bank_fen), (accounts.SUSPENSE, -bank_fen)],
+                    )
+                )
+                continue
+            if used:
+                continue  # another statement already reported this bank entry
             debit_account = (
                 accounts.PAYOUTS_IN_TRANSIT if line.status == MATCHED else accounts.SUSPENSE
             )
             kind = {MATCHED: "BANK_SETTLED", "RETURNED": "BANK_RETURN"}.get(
                 line.status, "ADJUSTMENT"
             )
+            posted_before.update(dict.fromkeys(keys, kind))
             to_post.setdefault(kind, []).append(
                 (
                     number,
                     keys,
-                    f"{line.status}:{line.end_to_end_id}:{line.bank_reference}",
+                    ref,
                     [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)],
                 )
             )
         entry_ids: dict[int, int] = {}
-        key_rows: list[tuple[str, str, int]] = []
+        key_rows: list[tuple[str, str, date, int]] = []
         for kind, items in to_post.items():
             ids = await _post_many(conn, kind, [(ref, legs) for _, _, ref, legs in items])
             for (number, keys, _, _), entry_id in zip(items, ids, strict=True):
                 entry_ids[number] = entry_id
-                key_rows.extend((key, statement.sha256, entry_id) for key in keys)
+                key_rows.extend(
+                    (key, statement.sha256, recon.business_date, entry_id) for key in keys
+                )
         await conn.copy_records_to_table(
             "bank_statement_lines",
             records=[
                 (
                     statement.sha256,
+                    recon.business_date,
                     number,
                     line.status,
                     line.end_to_end_id,
@@ -493,6 +522,7 @@ async def record_reconciliation(
             ],
             columns=(
                 "sha256",
+                "business_date",
                 "line_no",
                 "status",
                 "end_to_end_id",
@@ -504,7 +534,9 @@ async def record_reconciliation(
             ),
         )
         await conn.copy_records_to_table(
-            "bank_posting_keys", records=key_rows, columns=("posting_key", "sha256", "entry_id")
+            "bank_posting_keys",
+            records=key_rows,
+            columns=("posting_key", "sha256", "business_date", "entry_id"),
         )
     return ReconRecord(already_recorded=False, entries_posted=len(entry_ids))
 
@@ -523,7 +555,8 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
                (SELECT count(*) FROM bank_statements s
                  WHERE s.business_date = d.business_date) AS statements,
                (SELECT count(*) FROM bank_statement_lines l
-                 WHERE l.status <> 'MATCHED' AND l.sha256 = (
+                 WHERE l.status <> 'MATCHED' AND l.business_date = d.business_date
+                   AND l.sha256 = (
                    SELECT s.sha256 FROM bank_statements s
                    WHERE s.business_date = d.business_date
                    ORDER BY s.recorded_at DESC LIMIT 1)) AS exceptions

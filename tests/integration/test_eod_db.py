@@ -257,6 +257,48 @@ async def test_reconciling_settles_matches_and_parks_exceptions_in_suspense(conn
     assert await balance(conn, accounts.PAYOUTS_IN_TRANSIT) == -2000
 
 
+async def test_one_statement_with_two_days_of_payouts_settles_both(conn) -> None:
+    """A bank books Friday's and Saturday's payouts on Monday: one statement, two days."""
+    from ledger.bankfiles import read_statement
+
+    (d1_e1, d1_e2, d1_e3) = await _closed_and_exported(conn)
+    day2 = FIRST_DAY + timedelta(1)
+    await settle(conn, H1, 4000)
+    await close_day(conn)
+    (d2_e1,) = [
+        p.end_to_end_id
+        for p in (
+            await export_payouts(conn, day2, debtor_account=FUND_ACCOUNT, created_at=_at())
+        ).payouts
+    ]
+    entries = [_entry(d1_e1, 1000), _entry(d1_e2, 2000), _entry(d1_e3, 3000), _entry(d2_e1, 4000)]
+    data = camt053_statement(
+        account_id=FUND_ACCOUNT, entries=entries, opening_balance_fen=10**7, created_at=_at()
+    )
+    statement = read_statement(data, source="monday.xml", fund_account_id=FUND_ACCOUNT)
+
+    async def reconcile(day: date) -> tuple[list[str], int]:
+        recon = match_statement(day, await expected_payouts(conn, day), statement.entries)
+        record = await record_reconciliation(
+            conn, recon, statement, source_name="monday.xml", account_id=FUND_ACCOUNT
+        )
+        return [line.status for line in recon.lines], record.entries_posted
+
+    statuses, posted = await reconcile(FIRST_DAY)
+    assert sorted(statuses) == ["MATCHED"] * 3 + ["UNEXPECTED_IN_BANK"] and posted == 4
+    assert await balance(conn, accounts.SUSPENSE) == 4000  # day 2's payout, not yet known
+    statuses, posted = await reconcile(day2)
+    assert statuses.count("MATCHED") == 1 and posted == 1
+    # everything paid is settled at the bank; nothing is left in transit or suspense
+    assert await balance(conn, accounts.PAYOUTS_IN_TRANSIT) == 0
+    assert await balance(conn, accounts.SUSPENSE) == 0
+    assert await balance(conn, accounts.SETTLED_AT_BANK) == -10_000
+    before = await entry_count(conn)
+    for day in (FIRST_DAY, day2):  # and running either again changes nothing
+        assert (await reconcile(day))[1] == 0
+    assert await entry_count(conn) == before
+
+
 async def test_reconcile_needs_an_exported_day(conn) -> None:
     with pytest.raises(EndOfDayError, match="not exported"):
         await expected_payouts(conn, FIRST_DAY)
