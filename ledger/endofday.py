@@ -32,7 +32,7 @@ import asyncpg
 from ledger import accounts
 from ledger.bankfiles.statement import Statement, normalise_account
 from ledger.payouts import InstitutionDayAmount, Payout, end_to_end_id, net_payouts
-from ledger.recon import MATCHED, ExpectedPayout, Reconciliation
+from ledger.recon import MATCHED, ExpectedPayout, Reconciliation, ReconLine
 
 EOD_LOCK_KEY = 0x4D534544  # "MSED": exports and reconciliations, one at a time
 # The open day's lock: every writing transaction holds it shared
@@ -385,14 +385,43 @@ async def expected_payouts(conn: asyncpg.Connection, business_date: date) -> lis
 
 
 def _posting_keys(
-    account_id: str, sha256: str, line_no: int, status: str, e2e: str, reference: str
+    account_id: str, statement: Statement, line: ReconLine, occurrence: int
 ) -> list[str]:
-    entry_key = (
-        f"ref:{normalise_account(account_id)}:{reference}"
-        if reference
-        else f"stmt:{sha256}:{line_no}"
-    )
-    return [f"settled:{e2e}", entry_key] if status == MATCHED else [entry_key]
+    """What a line moves in the ledger, as keys that are posted once, ever.
+
+    A bank entry is named by the bank's reference, or, when it has none, by
+    its content and its occurrence among identical entries of the statement,
+    never by the file: a statement the bank issues again (a new creation
+    time, the same entries) then moves nothing twice.
+    """
+    account = normalise_account(account_id)
+    if line.bank_reference:
+        entry_key = f"ref:{account}:{line.bank_reference}"
+    else:
+        assert line.entry_index is not None
+        e = statement.entries[line.entry_index]
+        entry_key = (
+            f"entry:{account}:{e.booking_date}:{e.value_date}:{e.direction}:{e.amount_fen}"
+            f":{e.end_to_end_id}:{normalise_account(e.counterparty_account)}:{occurrence}"
+        )
+    if line.status == MATCHED:
+        return [f"settled:{line.end_to_end_id}", entry_key]
+    return [entry_key]
+
+
+def _occurrences(statement: Statement, lines: Sequence[ReconLine]) -> dict[int, int]:
+    """For each line without a bank reference, how many identical entries came before."""
+    seen: dict[tuple[object, ...], int] = {}
+    out: dict[int, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if line.bank_fen is None or line.bank_reference or line.entry_index is None:
+            continue
+        e = statement.entries[line.entry_index]
+        content = (e.booking_date, e.value_date, e.direction, e.amount_fen, e.end_to_end_id,
+                   e.counterparty_account)  # fmt: skip
+        out[number] = seen.get(content, 0)
+        seen[content] = out[number] + 1
+    return out
 
 
 async def record_reconciliation(
@@ -423,19 +452,9 @@ async def record_reconciliation(
             statement.statement_id,
             source_name,
         )
+        occurrence = _occurrences(statement, recon.lines)
         keyed = [
-            (
-                number,
-                line,
-                _posting_keys(
-                    account_id,
-                    statement.sha256,
-                    number,
-                    line.status,
-                    line.end_to_end_id,
-                    line.bank_reference,
-                ),
-            )
+            (number, line, _posting_keys(account_id, statement, line, occurrence.get(number, 0)))
             for number, line in enumerate(recon.lines, start=1)
             if line.bank_fen is not None
         ]

@@ -229,7 +229,8 @@ def _camt_entries(stmt: etree._Element, source: str) -> Iterator[StatementEntry]
                 direction=direction,
                 amount_fen=amount_fen,
                 end_to_end_id=_end_to_end_id(tx) if tx is not None else "",
-                bank_reference=entry_ref or (_text(tx, "c:Refs/c:AcctSvcrRef") if tx else ""),
+                bank_reference=entry_ref
+                or (_text(tx, "c:Refs/c:AcctSvcrRef") if tx is not None else ""),
                 counterparty_account=account,
                 counterparty_name=name,
             )

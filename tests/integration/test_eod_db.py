@@ -299,6 +299,40 @@ async def test_one_statement_with_two_days_of_payouts_settles_both(conn) -> None
     assert await entry_count(conn) == before
 
 
+async def test_a_statement_issued_again_moves_nothing_twice(conn) -> None:
+    """Entries without a bank reference are known by content, not by the file."""
+    from ledger.bankfiles import read_statement
+
+    e1, e2, _ = await _closed_and_exported(conn)
+
+    def unreferenced(e2e: str, fen: int) -> StatementEntry:
+        return StatementEntry("", FIRST_DAY + timedelta(1), None, DEBIT, fen, e2e, "", "", "")
+
+    entries = [
+        unreferenced(e1, 1000),
+        unreferenced(e2, 1999),  # AMOUNT_MISMATCH: to suspense
+        unreferenced("", 15),  # a fee: UNEXPECTED_IN_BANK
+        unreferenced("", 15),  # and an identical second fee
+    ]
+    posted = []
+    for hour in (9, 17):  # the bank issues the same statement again, later
+        created = _at().replace(hour=hour)
+        data = camt053_statement(
+            account_id=FUND_ACCOUNT, entries=entries, opening_balance_fen=10**7, created_at=created
+        )
+        statement = read_statement(data, source=f"s{hour}.xml", fund_account_id=FUND_ACCOUNT)
+        recon = match_statement(
+            FIRST_DAY, await expected_payouts(conn, FIRST_DAY), statement.entries
+        )
+        record = await record_reconciliation(
+            conn, recon, statement, source_name=f"s{hour}.xml", account_id=FUND_ACCOUNT
+        )
+        assert not record.already_recorded  # another file ...
+        posted.append(record.entries_posted)
+    assert posted == [4, 0]  # ... but the same bank entries: nothing moves twice
+    assert await balance(conn, accounts.SUSPENSE) == 1999 + 15 + 15
+
+
 async def test_reconcile_needs_an_exported_day(conn) -> None:
     with pytest.raises(EndOfDayError, match="not exported"):
         await expected_payouts(conn, FIRST_DAY)
