@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from adjudication.engine import benefit_date
 from adjudication.errors import DataFileError
 from adjudication.memory import InMemoryRegion, MemberRecord, load_region
 from adjudication.model import Adjudication, Claim, InpatientStay, YearAccumulators
@@ -91,8 +92,7 @@ def apply_state_file(record: MemberRecord, claim: Claim, data: Any, source: str)
             raise ValueError(f"{source}: {name}: must be a whole number >= 0")
         return value
 
-    day = claim.discharge_date or claim.service_date
-    assert day is not None  # the claim was validated first
+    day = benefit_date(claim)  # where the engine will look: the discharge date only inpatient
     if "balance_fen" in data:
         record.balance_fen = whole("balance_fen", data["balance_fen"])
     if "pin_failures" in data:

@@ -68,6 +68,20 @@ def test_state_file_can_reach_the_daily_purchase_limit(tmp_path: Path) -> None:
     assert answer["reasons"] == ["R_FREQUENT_PURCHASE"]
 
 
+def test_state_is_placed_on_the_benefit_date_whatever_else_the_claim_says(
+    tmp_path: Path,
+) -> None:
+    # a stray discharge date on a pharmacy claim: the benefit date is still the service date
+    request = {**EXAMPLES[0]["request"], "discharge_date": "2026-03-09"}
+    claim = _write(tmp_path, "claim.json", request)
+    state = _write(tmp_path, "state.json", {"pharmacy_purchases_today": 3})
+    run = medswitch(
+        "adjudicate", "--reference", str(REFERENCE), "--state", str(state), "--json", str(claim)
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["reasons"] == ["R_FREQUENT_PURCHASE"]
+
+
 def test_malformed_claim_exits_2_naming_each_field(tmp_path: Path) -> None:
     request = dict(EXAMPLES[0]["request"])
     request["lines"] = [dict(request["lines"][0], amount_fen=1)]
