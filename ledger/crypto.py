@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -40,8 +42,8 @@ class KeyError_(ValueError):
     """The data key is missing or malformed."""
 
 
-def parse_key(text: str) -> bytes:
-    """32 bytes from 64 hex digits or base64; KeyError_ if neither."""
+def parse_key(text: str, source: str = "MEDSWITCH_DATA_KEY") -> bytes:
+    """32 bytes from 64 hex digits or base64; KeyError_ naming `source` if neither."""
     text = text.strip()
     if len(text) == 2 * KEY_BYTES:
         try:
@@ -53,7 +55,7 @@ def parse_key(text: str) -> bytes:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != KEY_BYTES:
-        raise KeyError_("MEDSWITCH_DATA_KEY must be 32 bytes as 64 hex digits or base64")
+        raise KeyError_(f"{source} must hold 32 bytes as 64 hex digits or base64")
     return raw
 
 
@@ -63,18 +65,22 @@ def load_or_create_key(data_dir: Path, env_value: str | None = None) -> bytes:
     path = data_dir / KEY_FILE_NAME
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(KEY_BYTES)
-        # O_EXCL: two processes starting at once never overwrite each other's key.
+        # Written whole to a private temporary file, then linked into place:
+        # the key file appears complete or not at all, and of two processes
+        # starting at once the second reads the first one's key.
+        fd, tmp = tempfile.mkstemp(prefix=".data-key-", dir=data_dir)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(key.hex() + "\n")
+            with os.fdopen(fd, "w") as handle:  # mkstemp: 0600
+                handle.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # the other process won
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     if path.stat().st_mode & 0o077:
         raise KeyError_(f"{path} must be readable by its owner only (chmod 600)")
-    return parse_key(path.read_text("ascii"))
+    return parse_key(path.read_text("ascii"), source=str(path))
 
 
 def _derive(key: bytes, purpose: bytes) -> bytes:

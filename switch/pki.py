@@ -13,6 +13,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +74,17 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # Created 0600 from the start: never a moment where the key is readable.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
+    # A new 0600 file, renamed over any old one: never a moment where the key
+    # is readable by others, not even through a handle opened on an old,
+    # looser file of the same name.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
@@ -197,11 +204,20 @@ def init(tls_dir: Path, hosts: tuple[str, ...] = (), *, force: bool = False) -> 
     return paths
 
 
-def issue(tls_dir: Path, code: str) -> tuple[Path, Path]:
-    """Issues clients/CODE.crt and .key: a client certificate whose CN is CODE."""
+def issue(tls_dir: Path, code: str, *, force: bool = False) -> tuple[Path, Path]:
+    """Issues clients/CODE.crt and .key: a client certificate whose CN is CODE.
+
+    An institution that already has one keeps it unless `force` (a key the
+    front-end machine holds is never replaced by a mistyped command).
+    """
     if not INSTITUTION_CODE_RE.fullmatch(code):
         raise PkiError(f"institution code {code!r}: letters, digits, - and _ only, 1-32")
     paths = TlsPaths(tls_dir)
+    if paths.client_key(code).exists() and not force:
+        raise PkiError(
+            f"{paths.client_key(code)} exists: {code} already has a certificate"
+            " (--force replaces it)"
+        )
     ca_cert, ca_key = _load_ca(paths)
     cert, key = _leaf(ca_cert, ca_key, code, ExtendedKeyUsageOID.CLIENT_AUTH)
     _write_key(paths.client_key(code), key)

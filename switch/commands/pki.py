@@ -25,6 +25,9 @@ def add_parser(subparsers: Any) -> None:
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     issue = sub.add_parser("issue", help="issue clients/CODE.crt and .key for an institution")
     issue.add_argument("code", help="institution code (the certificate's subject CN)")
+    issue.add_argument(
+        "--force", action="store_true", help="replace the institution's existing certificate"
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             for path in (paths.ca_crt, paths.ca_key, paths.server_crt, paths.server_key):
                 print(path)
         else:
-            for path in pki.issue(tls_dir, args.code):
+            for path in pki.issue(tls_dir, args.code, force=args.force):
                 print(path)
     except pki.PkiError as exc:
         print(f"medswitch pki: {exc}", file=sys.stderr)

@@ -77,3 +77,19 @@ def test_settlement_postings_balance(pooled: int, serious: int, account: int) ->
         settlement_postings(
             "M1", "H1", pooled_fund_fen=-1, serious_illness_fen=0, individual_account_fen=0
         )
+
+
+def test_processes_starting_at_once_share_one_complete_key(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        keys = list(pool.map(load_or_create_key, [tmp_path] * 8))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert [p.name for p in tmp_path.iterdir()] == ["data.key"]  # no temporary file left
+
+
+def test_an_empty_key_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "data.key").write_text("")
+    (tmp_path / "data.key").chmod(0o600)
+    with pytest.raises(KeyError_, match=r"data\.key must hold 32 bytes"):
+        load_or_create_key(tmp_path)

@@ -56,3 +56,21 @@ def test_refusals(tmp_path: Path) -> None:
     assert (tmp_path / "tls" / "ca.crt").read_bytes() == ca_before
     bad = medswitch("pki", "issue", "../etc/passwd", env=env)
     assert bad.returncode == 2
+
+
+def test_a_certificate_is_replaced_only_when_asked_and_never_readable(tmp_path: Path) -> None:
+    env = {"MEDSWITCH_TLS_DIR": str(tmp_path / "tls")}
+    assert medswitch("pki", "init", env=env).returncode == 0
+    assert medswitch("pki", "issue", "H1", env=env).returncode == 0
+    key = tmp_path / "tls" / "clients" / "H1.key"
+    before = key.read_bytes()
+    again = medswitch("pki", "issue", "H1", env=env)
+    assert again.returncode == 2 and "already has a certificate" in again.stderr
+    assert key.read_bytes() == before
+    # an old copy left readable (restored from a backup, say), opened by someone
+    key.chmod(0o644)
+    with key.open("rb") as spy:
+        assert medswitch("pki", "issue", "--force", "H1", env=env).returncode == 0
+        assert spy.read() == before  # the open handle still sees only the old key
+    assert key.read_bytes() != before
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
