@@ -28,7 +28,9 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -125,6 +127,26 @@ class DataKeys:
 
     def pin_matches(self, member_id: str, pin: str, stored: bytes) -> bool:
         return hmac.compare_digest(self.pin_hash(member_id, pin), stored)
+
+
+async def check_opens_database(keys: DataKeys, conn: Any) -> None:
+    """Refuse a data key that did not write this database's personal data.
+
+    A data dir moved without its data.key, or MEDSWITCH_DATA_KEY left out,
+    would otherwise get a fresh key silently, and then every card lookup
+    would miss (every member CARD_INVALID). One member's encrypted name
+    tells: AES-GCM opens it only under the key that sealed it.
+    """
+    row = await conn.fetchrow("SELECT member_id, name_enc FROM members LIMIT 1")
+    if row is None:
+        return
+    try:
+        keys.decrypt(bytes(row["name_enc"]), f"{row['member_id']}:name")
+    except InvalidTag:
+        raise KeyError_(
+            "this data key did not write the database's personal data: give the key it"
+            " was imported with (MEDSWITCH_DATA_KEY, or data.key in the data dir)"
+        ) from None
 
 
 def mask_name(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,14 +51,65 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+# Configuration options every command accepts, anywhere on the line: each
+# sets its environment variable (operations.md: "environment, or the
+# matching --option"), which the commands then read as usual.
+CONFIG_OPTIONS: dict[str, str] = {
+    "--data-dir": "MEDSWITCH_DATA_DIR",
+    "--database-url": "MEDSWITCH_DATABASE_URL",
+    "--tls-dir": "MEDSWITCH_TLS_DIR",
+}
+
+
+def take_config_options(argv: list[str]) -> list[str]:
+    """Apply the configuration options to the environment; the rest of argv."""
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name in CONFIG_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise SystemExit(f"medswitch: {name} needs a value")
+                i += 1
+                value = argv[i]
+            os.environ[CONFIG_OPTIONS[name]] = value
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest
+
+
+def _operator_error(exc: BaseException) -> tuple[int, str] | None:
+    """A mistake in the setup, told in one line instead of a traceback (None: a bug)."""
+    kind = type(exc).__name__
+    if kind == "ClientConfigurationError" or kind == "InvalidCatalogNameError":
+        return 2, f"the database URL or name is not usable: {exc}"
+    if kind == "KeyError_":
+        return 2, f"data key: {exc}"
+    if isinstance(exc, OSError) or kind in ("ConnectionDoesNotExistError", "CannotConnectNowError"):
+        return 1, f"{exc} (is the database reachable, the address free?)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list = take_config_options(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser(args_list)
+    parser.epilog = "configuration, before or after COMMAND: " + ", ".join(
+        f"{option} (= {env})" for option, env in CONFIG_OPTIONS.items()
+    )
     args = parser.parse_args(args_list)
     func = getattr(args, "func", None)
     if func is None:
         parser.error(f"{args.command}: not available in this build")
-    code: int = func(args)
+    try:
+        code: int = func(args)
+    except Exception as exc:
+        told = _operator_error(exc)
+        if told is None:
+            raise
+        print(f"medswitch {args.command}: {told[1]}", file=sys.stderr)
+        return told[0]
     return code
 
 

@@ -157,7 +157,10 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(service_names, server)
-    port = server.add_secure_port(config.listen, server_credentials(config.tls_dir))
+    try:
+        port = server.add_secure_port(config.listen, server_credentials(config.tls_dir))
+    except RuntimeError as exc:  # grpcio reports a busy or bad address this way
+        raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     metrics.track_pool(

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from ledger import db
-from ledger.crypto import DataKeys
+from ledger.crypto import DataKeys, check_opens_database
 from switch.config import Settings
 
 
@@ -38,6 +38,12 @@ async def open_ledger(settings: Settings, **pool_kwargs: Any) -> tuple[asyncpg.P
     """Migrated database, application-role pool and data keys, for any command."""
     keys = DataKeys.from_settings(settings.data_dir)
     pool = await db.open_database(connect_url(settings), **pool_kwargs)
+    try:
+        async with pool.acquire() as conn:
+            await check_opens_database(keys, conn)
+    except BaseException:
+        await pool.close()
+        raise
     return pool, keys
 
 

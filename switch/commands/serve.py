@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 
 from switch import limits
@@ -93,6 +94,8 @@ async def _serve(args: argparse.Namespace) -> int:
         try:
             pool, keys = await open_ledger(settings, min_size=1, max_size=args.db_pool_max)
             break
+        except asyncpg.ClientConfigurationError:
+            raise  # a malformed URL is a mistake to report, not an outage to wait out
         except UNAVAILABLE_ERRORS as exc:
             log.warning("database_unreachable", error=type(exc).__name__, retry_in_s=delay_s)
             await asyncio.sleep(delay_s)

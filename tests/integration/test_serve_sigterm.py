@@ -240,3 +240,31 @@ async def test_serve_processes_share_a_port_only_when_asked(
         for name in ("a", "b")
     ]
     assert sum(answered) >= 40 and min(answered) > 0, answered
+
+
+async def test_serve_refuses_a_data_key_that_did_not_write_the_database(
+    switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path
+) -> None:
+    # a data dir moved without its data.key: a fresh key would find no card at all
+    db_url = await switch_pg.fresh_db()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(tmp_path),  # no data.key here, and no MEDSWITCH_DATA_KEY
+        "MEDSWITCH_DATABASE_URL": db_url,
+        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{free_port()}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    env.pop("MEDSWITCH_DATA_KEY", None)
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "switch.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "did not write the database" in run.stderr

@@ -1,0 +1,26 @@
+"""The `medswitch` command's configuration: environment or --option, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli import medswitch
+
+
+def test_config_options_work_before_or_after_the_command(tmp_path: Path) -> None:
+    for args in (
+        ("--data-dir", str(tmp_path / "a"), "db", "status"),
+        ("db", "status", "--data-dir", str(tmp_path / "a")),
+        ("db", "status", f"--data-dir={tmp_path / 'a'}"),
+    ):
+        run = medswitch(*args, env={"MEDSWITCH_DATA_DIR": str(tmp_path / "elsewhere")})
+        assert run.returncode == 0, run.stderr
+        assert f"{tmp_path / 'a' / 'pg'}: not running" in run.stdout
+
+
+def test_a_malformed_database_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args in (("db", "status"), ("ledger", "verify"), ("day", "status")):
+        run = medswitch(*args, "--database-url", "db.internal:5432/medswitch")
+        assert run.returncode == 2, (args, run.stderr)
+        assert "database URL or name is not usable" in run.stderr
+        assert "Traceback" not in run.stderr
