@@ -18,6 +18,7 @@ and operator tooling run as the connecting (owner) user.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,21 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     if versions != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
     return found
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used as given."""
+
+
+def configured_first_day() -> date | None:
+    """MEDSWITCH_FIRST_DAY (--first-day): the first business day of a new database."""
+    value = os.environ.get("MEDSWITCH_FIRST_DAY", "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"MEDSWITCH_FIRST_DAY: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def pg_dir(data_dir: Path) -> Path:
@@ -131,6 +147,7 @@ async def migrate(
     Safe to run any number of times and from several processes at once.
     Opens the first business day when the database is new.
     """
+    day = first_day or configured_first_day() or datetime.now(REGION_TZ).date()
     wanted = migrations(directory)
     applied: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
@@ -158,7 +175,6 @@ async def migrate(
         is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         if not is_super:  # let the owner act as the application role
             await conn.execute(f"GRANT {APP_ROLE} TO CURRENT_USER")
-        day = first_day or datetime.now(REGION_TZ).date()
         await conn.execute(
             "INSERT INTO business_days (business_date, status)"
             " SELECT $1, 'OPEN' WHERE NOT EXISTS (SELECT 1 FROM business_days)",

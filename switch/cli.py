@@ -58,6 +58,7 @@ CONFIG_OPTIONS: dict[str, str] = {
     "--data-dir": "MEDSWITCH_DATA_DIR",
     "--database-url": "MEDSWITCH_DATABASE_URL",
     "--tls-dir": "MEDSWITCH_TLS_DIR",
+    "--first-day": "MEDSWITCH_FIRST_DAY",
 }
 
 
@@ -87,6 +88,8 @@ def _operator_error(exc: BaseException) -> tuple[int, str] | None:
         return 2, f"the database URL or name is not usable: {exc}"
     if kind == "KeyError_":
         return 2, f"data key: {exc}"
+    if kind == "ConfigError":
+        return 2, str(exc)
     if isinstance(exc, OSError) or kind in ("ConnectionDoesNotExistError", "CannotConnectNowError"):
         return 1, f"{exc} (is the database reachable, the address free?)"
     return None

@@ -24,3 +24,16 @@ def test_a_malformed_database_url_is_one_line_and_exit_2(tmp_path: Path) -> None
         assert run.returncode == 2, (args, run.stderr)
         assert "database URL or name is not usable" in run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_the_operator_chooses_the_first_business_day(tmp_path: Path) -> None:
+    env = {"MEDSWITCH_DATA_DIR": str(tmp_path)}
+    try:
+        bad = medswitch("db", "start", "--first-day", "2026-13-01", env=env)
+        assert bad.returncode == 2 and "not a date" in bad.stderr
+        assert medswitch("db", "start", "--first-day", "2026-12-01", env=env).returncode == 0
+        day = medswitch("day", "status", env=env)
+        assert day.returncode == 0, day.stderr
+        assert "2026-12-01" in day.stdout
+    finally:
+        medswitch("db", "stop", env=env)
