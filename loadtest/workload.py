@@ -535,7 +535,7 @@ class Session:
         def check(resp: pb.SettleResponse) -> str | None:
             if resp.settlement_id != sent.response.settlement_id:
                 return "GetSettlement answered another settlement"
-            if resp.status not in (SETTLED, CANCELLED):
+            if resp.status != SETTLED:  # lookups go only to settlements never cancelled
                 return f"GetSettlement status {pb.SettlementStatus.Name(resp.status)}"
             if resp.split != sent.response.split:
                 return "GetSettlement split differs from the Settle answer"

@@ -12,6 +12,7 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,36 @@ def test_same_seed_same_region(tmp_path: Path) -> None:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
 
 
+def _engine_answer(
+    region: Any, manifest: workload.Manifest, req: pb.SettleRequest, preview: bool
+) -> tuple[pb.SettleResponse, Any]:
+    """What the switch would answer, from the engine over the in-memory region."""
+    claim, violations = convert.claim_from_request(req)
+    assert claim is not None, violations
+    sid, result = region.adjudicate(claim, req.pin, apply=not preview)
+    resp = pb.SettleResponse(
+        settlement_id=sid,
+        request_id=req.request_id,
+        institution_code=req.institution_code,
+        business_date="" if preview else manifest.today.isoformat(),
+        status=(
+            pb.SETTLEMENT_STATUS_REJECTED
+            if not result.accepted
+            else pb.SETTLEMENT_STATUS_PREVIEW
+            if preview
+            else pb.SETTLEMENT_STATUS_SETTLED
+        ),
+        reasons=list(result.reasons),
+        balance_after_fen=result.balance_after_fen,
+    )
+    if result.accepted:
+        resp.split.CopyFrom(convert.split_to_pb(result.split))
+        resp.lines.extend(convert.line_to_pb(line) for line in result.lines)
+    else:
+        resp.split.total_fen = resp.split.patient_cash_fen = result.split.total_fen
+    return resp, result
+
+
 def test_workload_claims_are_accepted_and_judged_right_by_the_engine(region_dir: Path) -> None:
     """The engine settles every claim of the full mix (but the pharmacy purchase
     over the daily limit, which the session predicts), and the checks the load
@@ -114,30 +145,7 @@ def test_workload_claims_are_accepted_and_judged_right_by_the_engine(region_dir:
         if action.method not in ("Settle", "PreSettle") or action.kind is workload.Kind.RETRY:
             continue  # idempotency, cancel and get need the server: the smoke test
         req = action.request
-        claim, violations = convert.claim_from_request(req)
-        assert claim is not None, violations
-        preview = action.method == "PreSettle"
-        sid, result = region.adjudicate(claim, req.pin, apply=not preview)
-        resp = pb.SettleResponse(
-            settlement_id=sid,
-            request_id=req.request_id,
-            institution_code=req.institution_code,
-            business_date="" if preview else manifest.today.isoformat(),
-            status=(
-                pb.SETTLEMENT_STATUS_REJECTED
-                if not result.accepted
-                else pb.SETTLEMENT_STATUS_PREVIEW
-                if preview
-                else pb.SETTLEMENT_STATUS_SETTLED
-            ),
-            reasons=list(result.reasons),
-            balance_after_fen=result.balance_after_fen,
-        )
-        if result.accepted:
-            resp.split.CopyFrom(convert.split_to_pb(result.split))
-            resp.lines.extend(convert.line_to_pb(line) for line in result.lines)
-        else:
-            resp.split.total_fen = resp.split.patient_cash_fen = result.split.total_fen
+        resp, result = _engine_answer(region, manifest, req, action.method == "PreSettle")
         assert action.check(resp) is None, (action.name, list(result.reasons))
         outcomes[f"{action.kind}:{pb.SettlementStatus.Name(resp.status)}"] += 1
         if result.accepted and resp.split.total_fen > 0:
@@ -147,3 +155,38 @@ def test_workload_claims_are_accepted_and_judged_right_by_the_engine(region_dir:
             assert action.check(bad) is not None
     for kind in ("pharmacy", "outpatient", "special_disease", "inpatient"):
         assert outcomes[f"{kind}:SETTLEMENT_STATUS_SETTLED"] > 0, outcomes
+
+
+def test_a_lookup_of_a_live_settlement_answered_cancelled_is_a_wrong_answer(
+    region_dir: Path,
+) -> None:
+    region = load_region(region_dir)
+    manifest = workload.Manifest.load(region_dir)
+    session = workload.Session(manifest, seed=4)
+    settle = session.action(workload.Kind.PHARMACY)
+    answer, result = _engine_answer(region, manifest, settle.request, preview=False)
+    assert result.accepted and settle.check(answer) is None
+    get = session.action(workload.Kind.GET)
+    assert get.method == "GetSettlement" and get.check(answer) is None
+    cancelled = pb.SettleResponse()
+    cancelled.CopyFrom(answer)
+    cancelled.status = pb.SETTLEMENT_STATUS_CANCELLED
+    assert "status" in (get.check(cancelled) or "")
+
+
+def test_cards_used_today_accept_the_daily_limit_refusal(region_dir: Path) -> None:
+    manifest = workload.Manifest.load(region_dir)
+    for fresh, ok in ((True, False), (False, True)):
+        session = workload.Session(manifest, seed=5, fresh_day=fresh)
+        settle = session.action(workload.Kind.PHARMACY)
+        total = sum(line.amount_fen for line in settle.request.lines)
+        refused = pb.SettleResponse(
+            settlement_id="S2",
+            request_id=settle.request.request_id,
+            institution_code=settle.request.institution_code,
+            business_date=manifest.today.isoformat(),
+            status=pb.SETTLEMENT_STATUS_REJECTED,
+            reasons=["R_FREQUENT_PURCHASE"],
+        )
+        refused.split.total_fen = refused.split.patient_cash_fen = total
+        assert (settle.check(refused) is None) == ok
