@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from ledger import accounts
-from ledger.crypto import DataKeys, mask_name
+from ledger.crypto import DataKeys
 
 # member_id, card_no, pin, name, id_number, birth_date, category, status,
 # card_status, balance_fen, region
@@ -197,7 +197,7 @@ async def import_reference(
                     m[0],
                     p[0],
                     p[1],
-                    mask_name(m[3]),
+                    "",  # name_masked: derived from the encrypted name when shown
                     p[2],
                     m[5],
                     m[6],

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ledger import accounts
-from ledger.crypto import DataKeys
+from ledger.crypto import DataKeys, mask_name
 
 T = TypeVar("T")
 
@@ -431,6 +431,15 @@ class Ledger:
             member_id,
         )
         return failures
+
+    async def member_name_masked(self, member_id: str) -> str:
+        """The member's name as shown (first character, then `*`s), from its ciphertext."""
+        sealed = await self.pool.fetchval(
+            "SELECT name_enc FROM members WHERE member_id = $1", member_id
+        )
+        if sealed is None:
+            raise LedgerError(f"no member {member_id}")
+        return mask_name(self.keys.decrypt(bytes(sealed), f"{member_id}:name"))
 
     def pin_matches(self, member: dict[str, Any], pin: str) -> bool:
         """Constant-time check of a PIN against a member dict from ClaimInputs."""

@@ -399,9 +399,10 @@ class LedgerBackend:
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:
         with domain_errors():
             member = await self._member_checked(institution_code, card_no, pin)
+            name_masked = await self.ledger.member_name_masked(member["member_id"])
         return MemberView(
             member_id=member["member_id"],
-            name_masked=member["name_masked"],
+            name_masked=name_masked,
             category=MemberCategory(member["category"]),
             status=MemberStatus(member["status"]),
             region_code=member["region"],
