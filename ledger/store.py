@@ -166,6 +166,9 @@ class SettleItem:
     benefit_year: int
     service_date: date
     decide: Callable[[ClaimInputs], Decision]
+    # A stored fingerprint also taken as this request's (the form an earlier
+    # version computed), so a retry across an upgrade gets its stored answer.
+    legacy_fingerprint: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,7 +633,8 @@ class Ledger:
                 item = items[i]
                 existing = raw.get("existing")
                 if existing is not None:
-                    if bytes.fromhex(existing["fingerprint"]) != item.fingerprint:
+                    stored = bytes.fromhex(existing["fingerprint"])
+                    if stored not in (item.fingerprint, item.legacy_fingerprint or None):
                         results[i] = RequestIdReused("this request id was used for another request")
                     else:
                         replays.setdefault(existing["settlement_id"], []).append(i)

@@ -67,6 +67,9 @@ def take_config_options(argv: list[str]) -> list[str]:
     rest: list[str] = []
     i = 0
     while i < len(argv):
+        if argv[i] == "--":  # the end of options: the rest is the command's own
+            rest.extend(argv[i:])
+            break
         name, eq, value = argv[i].partition("=")
         if name in CONFIG_OPTIONS:
             if not eq:

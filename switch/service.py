@@ -131,6 +131,11 @@ def claim_fingerprint(claim: Claim, pin_tag: bytes) -> bytes:
     return hashlib.sha256(canonical_json(data_jsonable(data)) + pin_tag).digest()
 
 
+def legacy_claim_fingerprint(claim: Claim) -> bytes:
+    """The fingerprint of versions before the PIN tag, for settlements stored by them."""
+    return claim_fingerprint(claim, b"")
+
+
 def data_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: data_jsonable(v) for k, v in value.items()}
@@ -323,6 +328,7 @@ class LedgerBackend:
                     fingerprint=claim_fingerprint(
                         claim, self.ledger.keys.pin_hash(f"request:{claim.card_no}", pin)
                     ),
+                    legacy_fingerprint=legacy_claim_fingerprint(claim),
                     card_no=claim.card_no,
                     benefit_year=day.year,
                     service_date=day,

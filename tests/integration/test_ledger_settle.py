@@ -335,3 +335,16 @@ async def test_a_batch_in_rounds_takes_its_key_locks_before_any_member(
         assert len({r.settlement_id for r in settled}) == 2  # type: ignore[union-attr]
     await asyncio.sleep(0.6)  # let the backends flush their statistics
     assert await app_pool.fetchval(deadlocks) == before
+
+
+async def test_a_retry_across_an_upgrade_matches_the_older_fingerprint(ledger: Ledger) -> None:
+    from ledger.store import SettleItem
+
+    key = (INSTITUTION, "upgrade-1")
+    first = await ledger.settle(key, b"old-form", CARD, 2026, DAY, debit(10))
+    retry = SettleItem(key, b"new-form", CARD, 2026, DAY, debit(10), legacy_fingerprint=b"old-form")
+    [again] = await ledger.settle_batch([retry])
+    assert again.replayed and again.settlement_id == first.settlement_id  # type: ignore[union-attr]
+    other = SettleItem(key, b"new-form", CARD, 2026, DAY, debit(10), legacy_fingerprint=b"x")
+    [refused] = await ledger.settle_batch([other])
+    assert isinstance(refused, RequestIdReused)

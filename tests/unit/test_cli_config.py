@@ -37,3 +37,13 @@ def test_the_operator_chooses_the_first_business_day(tmp_path: Path) -> None:
         assert "2026-12-01" in day.stdout
     finally:
         medswitch("db", "stop", env=env)
+
+
+def test_options_after_the_end_of_options_marker_are_the_commands_own() -> None:
+    from switch.cli import take_config_options
+
+    assert take_config_options(["adjudicate", "--", "--data-dir"]) == [
+        "adjudicate",
+        "--",
+        "--data-dir",
+    ]
