@@ -579,8 +579,13 @@ class Ledger:
         and may run more than once (a transient conflict is retried).
         Raises RequestIdReused, LateOriginal, NoOpenDay, InsufficientBalance, Busy.
         """
-        item = SettleItem(key, fingerprint, card_no, benefit_year, service_date, decide)
-        hashes = [self.keys.card_lookup(card_no)]
+        return await self.settle_item(
+            SettleItem(key, fingerprint, card_no, benefit_year, service_date, decide)
+        )
+
+    async def settle_item(self, item: SettleItem) -> StoredSettlement:
+        """`settle` for a SettleItem (its legacy fingerprint included)."""
+        hashes = [self.keys.card_lookup(item.card_no)]
 
         async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
             return await self._settle_rounds(conn, [item], hashes)
@@ -708,16 +713,7 @@ class Ledger:
             alone: list[StoredSettlement | LedgerError] = []
             for item in items:
                 try:
-                    alone.append(
-                        await self.settle(
-                            item.key,
-                            item.fingerprint,
-                            item.card_no,
-                            item.benefit_year,
-                            item.service_date,
-                            item.decide,
-                        )
-                    )
+                    alone.append(await self.settle_item(item))
                 except LedgerError as exc:
                     alone.append(exc)
             return alone

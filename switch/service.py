@@ -337,14 +337,7 @@ class LedgerBackend:
                 if self.batcher is not None:
                     stored = await self.batcher.settle(item)
                 else:
-                    stored = await self.ledger.settle(
-                        item.key,
-                        item.fingerprint,
-                        item.card_no,
-                        item.benefit_year,
-                        item.service_date,
-                        item.decide,
-                    )
+                    stored = await self.ledger.settle_item(item)
         return view_from_dict(stored.answer)
 
     async def cancel(self, command: CancelCommand) -> CancelView:

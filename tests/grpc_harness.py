@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -82,3 +83,34 @@ def error_details(err: grpc.aio.AioRpcError) -> ErrorDetails:
             detail.Unpack(bad)
             violations.update({v.field: v.description for v in bad.field_violations})
     return ErrorDetails(err.code(), reason, domain, violations)
+
+
+def pharmacy_request(
+    request_id: str,
+    institution: str,
+    card_no: str,
+    pin: str,
+    service_date: str,
+    *,
+    quantity: int = 1,
+) -> Any:
+    """A pharmacy purchase of the reference catalog's 4.50-yuan OTC drug."""
+    from switch.proto import medswitch_pb2 as pb
+
+    return pb.SettleRequest(
+        request_id=request_id,
+        institution_code=institution,
+        card_no=card_no,
+        pin=pin,
+        visit_type=pb.VISIT_TYPE_PHARMACY,
+        service_date=service_date,
+        lines=[
+            pb.ClaimLine(
+                line_no=1,
+                item_code="XN02BEA001A001010100004",
+                quantity=quantity,
+                unit_price_fen=450,
+                amount_fen=quantity * 450,
+            )
+        ],
+    )

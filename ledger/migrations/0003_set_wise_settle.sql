@@ -23,21 +23,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION ms_entry_hash(p_prev bytea, p_entry_id bigint, p_lane smallint,
-                                         p_lane_seq bigint, p_business_date date, p_kind text,
-                                         p_ref text)
-RETURNS bytea LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_postings text;
-BEGIN
-    SELECT string_agg(seq::text || ':' || account_id::text || ':' || amount_fen::text, ';'
-                      ORDER BY seq)
-        INTO v_postings FROM postings WHERE entry_id = p_entry_id;
-    RETURN ms_entry_hash_of(p_prev, p_entry_id, p_lane, p_lane_seq, p_business_date, p_kind,
-                            p_ref, v_postings);
-END
-$$;
-
 -- The open business day, held (shared) until the transaction ends, so a
 -- close waits for this writer; raises when no day is open.
 CREATE FUNCTION ms_open_day() RETURNS date LANGUAGE plpgsql AS $$
@@ -207,12 +192,14 @@ $$;
 -- guarded the application's direct inserts. `ledger verify` reports
 -- postings of a missing entry or account, as it reports any other change
 -- made behind the functions' back. ms_seal_entry, which sealed an entry
--- after its postings, is gone.
+-- after its postings, is gone, and with it ms_entry_hash, which re-read
+-- them (ms_entry_hash_of hashes the postings text in hand).
 ALTER TABLE postings DROP CONSTRAINT postings_entry_id_fkey;
 ALTER TABLE postings DROP CONSTRAINT postings_account_id_fkey;
 DROP TRIGGER postings_only_new ON postings;
 DROP FUNCTION ms_check_postings_new();
 DROP FUNCTION ms_seal_entry(bigint, text, text);
+DROP FUNCTION ms_entry_hash(bytea, bigint, smallint, bigint, date, text, text);
 REVOKE INSERT ON entries, postings FROM medswitch_app;
 
 CREATE OR REPLACE FUNCTION ms_post(p_kind text, p_ref text, p_keys text[], p_amounts bigint[])

@@ -10,7 +10,7 @@ import grpc
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from tests.grpc_harness import channel, error_details
+from tests.grpc_harness import channel, error_details, pharmacy_request
 from tests.switch_pg import LiveSwitch
 from tests.switch_pg import live as live
 from tests.switch_pg import switch_certs as switch_certs
@@ -20,23 +20,10 @@ P1 = "P33039900005"
 
 
 def purchase(request_id: str) -> pb.SettleRequest:
-    return pb.SettleRequest(
-        request_id=request_id,
-        institution_code=P1,
-        card_no="C3303990008",
-        pin="564738",
-        visit_type=pb.VISIT_TYPE_PHARMACY,
-        service_date="2026-08-01",
-        lines=[
-            pb.ClaimLine(
-                line_no=1,
-                item_code="XN02BEA001A001010100004",
-                quantity=1,
-                unit_price_fen=450,
-                amount_fen=450,
-            )
-        ],
+    request: pb.SettleRequest = pharmacy_request(
+        request_id, P1, "C3303990008", "564738", "2026-08-01"
     )
+    return request
 
 
 async def _close_day(db_url: str, day: date, *, open_next: bool) -> None:

@@ -28,7 +28,7 @@ from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import ServerConfig, start
 from switch.service import LedgerBackend
 from tests.cli import ROOT
-from tests.grpc_harness import Pki, channel, error_details, free_port
+from tests.grpc_harness import Pki, channel, error_details, free_port, pharmacy_request
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
@@ -85,23 +85,10 @@ async def _wait_health(ch: grpc.aio.Channel, wanted: int) -> None:
 
 
 def purchase(request_id: str) -> pb.SettleRequest:
-    return pb.SettleRequest(
-        request_id=request_id,
-        institution_code=P1,
-        card_no="C3303990013",
-        pin="909090",
-        visit_type=pb.VISIT_TYPE_PHARMACY,
-        service_date="2026-07-01",
-        lines=[
-            pb.ClaimLine(
-                line_no=1,
-                item_code="XN02BEA001A001010100004",
-                quantity=1,
-                unit_price_fen=450,
-                amount_fen=450,
-            )
-        ],
+    request: pb.SettleRequest = pharmacy_request(
+        request_id, P1, "C3303990013", "909090", "2026-07-01"
     )
+    return request
 
 
 async def test_unreachable_database_is_unavailable_then_service_resumes(

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import RunningServer, ServerConfig, start
-from tests.grpc_harness import Pki, channel, error_details, make_pki
+from tests.grpc_harness import Pki, channel, error_details, make_pki, pharmacy_request
 from tests.memory_backend import MemoryBackend
 
 PHARMACY = "P33039900005"
@@ -44,23 +44,10 @@ async def switch(certs: Pki) -> AsyncIterator[tuple[RunningServer, MemoryBackend
 
 
 def otc_request(request_id: str, institution: str = PHARMACY) -> pb.SettleRequest:
-    return pb.SettleRequest(
-        request_id=request_id,
-        institution_code=institution,
-        card_no="C3303990015",
-        pin="343434",
-        visit_type=pb.VISIT_TYPE_PHARMACY,
-        service_date="2026-05-10",
-        lines=[
-            pb.ClaimLine(
-                line_no=1,
-                item_code="XN02BEA001A001010100004",
-                quantity=1,
-                unit_price_fen=450,
-                amount_fen=450,
-            )
-        ],
+    request: pb.SettleRequest = pharmacy_request(
+        request_id, institution, "C3303990015", "343434", "2026-05-10"
     )
+    return request
 
 
 async def test_presettle_over_mtls_answers(

@@ -345,6 +345,8 @@ async def test_a_retry_across_an_upgrade_matches_the_older_fingerprint(ledger: L
     retry = SettleItem(key, b"new-form", CARD, 2026, DAY, debit(10), legacy_fingerprint=b"old-form")
     [again] = await ledger.settle_batch([retry])
     assert again.replayed and again.settlement_id == first.settlement_id  # type: ignore[union-attr]
+    alone = await ledger.settle_item(retry)  # the per-call path (no group commit) too
+    assert alone.replayed and alone.settlement_id == first.settlement_id
     other = SettleItem(key, b"new-form", CARD, 2026, DAY, debit(10), legacy_fingerprint=b"x")
     [refused] = await ledger.settle_batch([other])
     assert isinstance(refused, RequestIdReused)

@@ -22,10 +22,9 @@ import asyncpg
 import grpc
 import pytest
 
-from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import ROOT, medswitch
-from tests.grpc_harness import Pki, channel, free_port
+from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
 from tests.switch_pg import REFERENCE, SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
@@ -41,6 +40,23 @@ def active_cards() -> list[tuple[str, str]]:
             for row in csv.DictReader(fh)
             if row["status"] == "ACTIVE" and row["card_status"] == "ACTIVE"
         ]
+
+
+def serve_env(
+    switch_pg: SwitchPg, certs: Pki, data_dir: Path, db_url: str, port: int, **settings: str
+) -> dict[str, str]:
+    """The environment of a `medswitch serve` process over `db_url`, plus `settings`."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(data_dir),
+        "MEDSWITCH_DATABASE_URL": db_url,
+        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+        "MEDSWITCH_TLS_DIR": str(certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        **settings,
+    }
 
 
 async def _wait_serving(proc: subprocess.Popen[bytes], port: int, certs: Pki) -> None:
@@ -62,17 +78,9 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
 ) -> None:
     db_url = await switch_pg.fresh_db()
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MEDSWITCH_DATA_DIR": str(tmp_path),
-        "MEDSWITCH_DATABASE_URL": db_url,
-        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
-        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
-        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
-        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-        "MEDSWITCH_GROUP_COMMIT": group_commit,
-    }
+    env = serve_env(
+        switch_pg, switch_certs, tmp_path, db_url, port, MEDSWITCH_GROUP_COMMIT=group_commit
+    )
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log, (tmp_path / "serve.err").open("wb") as err:
         proc = subprocess.Popen(
@@ -94,23 +102,8 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
             n = 0
             while not stop_sending.is_set():
                 card, pin = cards[(w + n) % len(cards)]
-                req = pb.SettleRequest(
-                    request_id=f"term-{w}-{n}",
-                    institution_code=PHARMACY,
-                    card_no=card,
-                    pin=pin,
-                    visit_type=pb.VISIT_TYPE_PHARMACY,
-                    service_date=(date(2026, 1, 1) + timedelta(days=n % 300)).isoformat(),
-                    lines=[
-                        pb.ClaimLine(
-                            line_no=1,
-                            item_code="XN02BEA001A001010100004",
-                            quantity=1,
-                            unit_price_fen=450,
-                            amount_fen=450,
-                        )
-                    ],
-                )
+                day = (date(2026, 1, 1) + timedelta(days=n % 300)).isoformat()
+                req = pharmacy_request(f"term-{w}-{n}", PHARMACY, card, pin, day)
                 n += 1
                 try:
                     resp = await stub.Settle(req, timeout=20)
@@ -170,17 +163,7 @@ async def test_serve_processes_share_a_port_only_when_asked(
     port = free_port()
 
     def start(name: str, reuse: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "MEDSWITCH_DATA_DIR": str(tmp_path),
-            "MEDSWITCH_DATABASE_URL": db_url,
-            "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
-            "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
-            "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
-            "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-            "MEDSWITCH_REUSE_PORT": reuse,
-        }
+        env = serve_env(switch_pg, switch_certs, tmp_path, db_url, port, MEDSWITCH_REUSE_PORT=reuse)
         with (tmp_path / f"{name}.log").open("wb") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "switch.cli", "serve"],
@@ -207,24 +190,7 @@ async def test_serve_processes_share_a_port_only_when_asked(
             card, pin = cards[n % len(cards)]
             async with channel(port, switch_certs.creds(PHARMACY)) as ch:
                 resp = await pb_grpc.SettlementServiceStub(ch).PreSettle(
-                    pb.SettleRequest(
-                        request_id=f"share-{n}",
-                        institution_code=PHARMACY,
-                        card_no=card,
-                        pin=pin,
-                        visit_type=pb.VISIT_TYPE_PHARMACY,
-                        service_date="2026-05-10",
-                        lines=[
-                            pb.ClaimLine(
-                                line_no=1,
-                                item_code="XN02BEA001A001010100004",
-                                quantity=1,
-                                unit_price_fen=450,
-                                amount_fen=450,
-                            )
-                        ],
-                    ),
-                    timeout=20,
+                    pharmacy_request(f"share-{n}", PHARMACY, card, pin, "2026-05-10"), timeout=20
                 )
             assert resp.settlement_id == ""  # a preview
         for p in procs:
@@ -247,16 +213,8 @@ async def test_serve_refuses_a_data_key_that_did_not_write_the_database(
 ) -> None:
     # a data dir moved without its data.key: a fresh key would find no card at all
     db_url = await switch_pg.fresh_db()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MEDSWITCH_DATA_DIR": str(tmp_path),  # no data.key here, and no MEDSWITCH_DATA_KEY
-        "MEDSWITCH_DATABASE_URL": db_url,
-        "MEDSWITCH_TLS_DIR": str(switch_certs.tls_dir),
-        "MEDSWITCH_LISTEN": f"127.0.0.1:{free_port()}",
-        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-    }
-    env.pop("MEDSWITCH_DATA_KEY", None)
+    env = serve_env(switch_pg, switch_certs, tmp_path, db_url, free_port())
+    del env["MEDSWITCH_DATA_KEY"]  # and no data.key in the data dir either
     run = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "switch.cli", "serve"],

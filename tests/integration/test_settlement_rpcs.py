@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import ROOT
-from tests.grpc_harness import channel, error_details
+from tests.grpc_harness import channel, error_details, pharmacy_request
 from tests.switch_pg import LiveSwitch
 from tests.switch_pg import live as live
 from tests.switch_pg import switch_certs as switch_certs
@@ -37,23 +37,10 @@ def purchase(
     quantity: int = 2,
     day: str = "2026-06-01",
 ) -> pb.SettleRequest:
-    return pb.SettleRequest(
-        request_id=request_id,
-        institution_code=institution,
-        card_no=card,
-        pin=pin,
-        visit_type=pb.VISIT_TYPE_PHARMACY,
-        service_date=day,
-        lines=[
-            pb.ClaimLine(
-                line_no=1,
-                item_code="XN02BEA001A001010100004",
-                quantity=quantity,
-                unit_price_fen=450,
-                amount_fen=quantity * 450,
-            )
-        ],
+    request: pb.SettleRequest = pharmacy_request(
+        request_id, institution, card, pin, day, quantity=quantity
     )
+    return request
 
 
 async def _code_and_reason(call: object) -> tuple[grpc.StatusCode, str]:
