@@ -2,9 +2,9 @@
 
 One `Ledger` over an asyncpg pool (application role). Every write is one
 short transaction of a few round trips: a server-side function loads the
-member's state under the member row lock (ms_load_claims), the caller's pure
+member's state under the member row lock (ms_load_batch), the caller's pure
 `decide` callback turns it into a Decision (the switch runs the engine
-there), and a second function records it all (ms_record_settlements):
+there), and a second function records it all (ms_record_batch):
 settlement record, balanced entry, accumulators, stay, pharmacy count, PIN
 failures. Both take a batch, so a group commit of N settlements costs the
 same two round trips as one. Nothing about claims is known here: the engine's values travel as
@@ -246,22 +246,43 @@ _YEAR_FIELDS = (
 
 
 def _d(value: Any) -> date | None:
+    """A date from its ISO text (as jsonb carries it), a date as is, else None."""
+    if isinstance(value, date):
+        return value
     return date.fromisoformat(value) if isinstance(value, str) else None
 
 
-def _inputs(raw: dict[str, Any], year: int) -> ClaimInputs:
-    member = raw.get("member")
-    if member is not None:
-        member = dict(member)
-        member["birth_date"] = _d(member["birth_date"])
-        member["pin_hash"] = bytes.fromhex(member["pin_hash"])
+# One claim's state, one typed row per claim (see ms_load_batch).
+_LOAD_BATCH = "SELECT * FROM ms_load_batch($1, $2, $3, $4, $5, $6, $7)"
+_INSTITUTION_FIELDS = ("code", "name", "kind", "level", "region", "status")
+_MEMBER_FIELDS = (
+    "member_id",
+    "category",
+    "status",
+    "card_status",
+    "birth_date",
+    "region",
+    "name_masked",
+    "balance_fen",
+    "pin_hash",
+    "pin_failures",
+)
+
+
+def _inputs(row: asyncpg.Record, year: int) -> ClaimInputs:
+    """ClaimInputs from one row of ms_load_batch."""
+    member: dict[str, Any] | None = None
+    if row["member_id"] is not None:
+        member = {name: row[name] for name in _MEMBER_FIELDS}
         member["special_diseases"] = [
             {"code": d["code"], "valid_from": _d(d["valid_from"]), "valid_to": _d(d["valid_to"])}
-            for d in member["special_diseases"]
+            for d in row["special_diseases"] or ()
         ]
-    year_row = raw.get("year") or {}
+    institution: dict[str, Any] | None = None
+    if row["institution_code"] is not None:
+        institution = {name: row[f"institution_{name}"] for name in _INSTITUTION_FIELDS}
     year_values: dict[str, Any] = {"year": year}
-    year_values.update({name: int(year_row.get(name, 0)) for name in _YEAR_FIELDS})
+    year_values.update({name: row[name] or 0 for name in _YEAR_FIELDS})
     stays = [
         {
             "settlement_id": s["settlement_id"],
@@ -270,16 +291,16 @@ def _inputs(raw: dict[str, Any], year: int) -> ClaimInputs:
             "discharge_date": _d(s["discharge_date"]),
             "new_admission": bool(s["new_admission"]),
         }
-        for s in raw.get("stays") or []
+        for s in row["stays"] or ()
     ]
     return ClaimInputs(
-        business_date=_d(raw.get("business_date")),
-        institution=raw.get("institution"),
+        business_date=row["business_date"],
+        institution=institution,
         member=member,
         year=year_values,
         stays=stays,
-        pharmacy_purchases_today=int(raw.get("pharmacy_purchases_today") or 0),
-        settlement_id=raw.get("settlement_id") or "",
+        pharmacy_purchases_today=row["pharmacy_purchases_today"],
+        settlement_id=row["settlement_id"] or "",
     )
 
 
@@ -340,32 +361,59 @@ def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
         assert member_leg == int(decision.changes.get("account_debit_fen", 0)), (
             "the member's posting must equal changes.account_debit_fen"
         )
+        assert decision.changes.get("member_id") == decision.member_id, "changes name the member"
 
 
-def _record(item: SettleItem, inputs: ClaimInputs, decision: Decision) -> dict[str, Any]:
-    """One item of ms_record_settlements' jsonb argument."""
-    service_date = decision.service_date or item.service_date
-    return {
-        "settlement_id": inputs.settlement_id,
-        "institution_code": item.key[0],
-        "request_id": item.key[1],
-        "fingerprint": item.fingerprint.hex(),
-        "status": decision.status,
-        "member_id": decision.member_id,
-        "service_date": service_date.isoformat(),
-        "benefit_year": decision.benefit_year or item.benefit_year,
-        "policy_version": decision.policy_version,
-        "catalog_version": decision.catalog_version,
-        "total_fen": decision.total_fen,
-        "pooled_fund_fen": decision.pooled_fund_fen,
-        "serious_illness_fen": decision.serious_illness_fen,
-        "individual_account_fen": decision.individual_account_fen,
-        "answer": decision.answer,
-        "changes": decision.changes,
-        "keys": [k for k, _ in decision.postings],
-        "amounts": [a for _, a in decision.postings],
-        "pin_failures": decision.pin_failures_after,
-    }
+def _settle_row(
+    item: SettleItem, inputs: ClaimInputs, decision: Decision, entry_no: int | None
+) -> tuple[Any, ...]:
+    """One ms_settle_row (migration 0006), its fields in the type's order."""
+    changes = decision.changes
+    stay = changes.get("stay") if changes is not None else None
+    return (
+        inputs.settlement_id,
+        item.key[0],
+        item.key[1],
+        item.fingerprint,
+        decision.status,
+        decision.member_id,
+        decision.service_date or item.service_date,
+        decision.benefit_year or item.benefit_year,
+        decision.policy_version,
+        decision.catalog_version,
+        decision.total_fen,
+        decision.pooled_fund_fen,
+        decision.serious_illness_fen,
+        decision.individual_account_fen,
+        json.dumps(decision.answer),
+        None if changes is None else json.dumps(changes),
+        decision.pin_failures_after,
+        entry_no,
+        *(
+            (None,) * len(_CHANGE_FIELDS)
+            if changes is None
+            else (
+                int(changes["benefit_year"]),
+                *(int(changes.get(name) or 0) for name in _YEAR_FIELDS),
+                _d(changes.get("pharmacy_date")),
+            )
+        ),
+        *(
+            (None,) * 5
+            if not isinstance(stay, dict)
+            else (
+                stay["settlement_id"],
+                stay["primary_diagnosis"],
+                _d(stay["admission_date"]),
+                _d(stay["discharge_date"]),
+                bool(stay["new_admission"]),
+            )
+        ),
+    )
+
+
+# change_year, the accumulator deltas and pharmacy_date, in ms_settle_row.
+_CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date")
 
 
 class Ledger:
@@ -405,15 +453,17 @@ class Ledger:
         service_date: date,
     ) -> ClaimInputs:
         """The engine's inputs, one round trip, no lock (PreSettle, GetMember)."""
-        raw = await self.pool.fetchval(
-            "SELECT ms_load_claim($1, $2, $3, $4, $5, false, NULL)",
-            institution_code,
-            self.keys.card_lookup(card_no),
-            benefit_year,
-            service_date,
+        row = await self.pool.fetchrow(
+            _LOAD_BATCH,
+            [institution_code],
+            [self.keys.card_lookup(card_no)],
+            [benefit_year],
+            [service_date],
             STAYS_LOOKBACK_DAYS,
+            False,
+            [None],
         )
-        return _inputs(raw, benefit_year)
+        return _inputs(row, benefit_year)
 
     async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
         """Count a PIN check made outside a settlement (PreSettle, GetMember).
@@ -600,9 +650,9 @@ class Ledger:
     ) -> list[StoredSettlement | LedgerError]:
         """Settle `items` inside the caller's transaction, two round trips per round.
 
-        A round loads every claim in it (ms_load_claims, member locks taken in
+        A round loads every claim in it (ms_load_batch, member locks taken in
         card-hash order), runs each `decide`, and records them all
-        (ms_record_settlements). A member or request key seen twice goes to a
+        (ms_record_batch). A member or request key seen twice goes to a
         later round, so each decision sees the state the earlier one left.
         RequestIdReused, LateOriginal and NoOpenDay are answers for their item;
         any other error fails the transaction.
@@ -624,46 +674,62 @@ class Ledger:
             )
         replays: dict[str, list[int]] = {}
         for members in rounds:
-            raws = await conn.fetchval(
-                "SELECT ms_load_claims($1, $2, $3, $4, $5, true, $6)",
+            rows = await conn.fetch(
+                _LOAD_BATCH,
                 [items[i].key[0] for i in members],
                 [hashes[i] for i in members],
                 [items[i].benefit_year for i in members],
                 [items[i].service_date for i in members],
                 STAYS_LOOKBACK_DAYS,
+                True,
                 [items[i].key[1] for i in members],
             )
-            recorded: list[tuple[int, ClaimInputs, Decision]] = []
-            for i, raw in zip(members, raws, strict=True):
+            recorded: list[tuple[int, ClaimInputs, Decision, int | None]] = []
+            settle_rows: list[tuple[Any, ...]] = []
+            entry_of: list[int] = []
+            keys: list[str] = []
+            amounts: list[int] = []
+            for i, row in zip(members, rows, strict=True):
                 item = items[i]
-                existing = raw.get("existing")
-                if existing is not None:
-                    stored = bytes.fromhex(existing["fingerprint"])
+                if row["existing_settlement_id"] is not None:
+                    stored = row["existing_fingerprint"]
                     if stored not in (item.fingerprint, item.legacy_fingerprint or None):
                         results[i] = RequestIdReused("this request id was used for another request")
                     else:
-                        replays.setdefault(existing["settlement_id"], []).append(i)
+                        replays.setdefault(row["existing_settlement_id"], []).append(i)
                     continue
-                if raw.get("tombstoned"):
+                if row["tombstoned"]:
                     results[i] = LateOriginal(
                         "this request id was cancelled before the settlement arrived"
                     )
                     continue
-                if raw.get("business_date") is None:
+                if row["business_date"] is None:
                     results[i] = NoOpenDay("no business day is open")
                     continue
-                inputs = _inputs(raw, item.benefit_year)
+                inputs = _inputs(row, item.benefit_year)
                 decision = item.decide(inputs)
                 _check_decision(decision, inputs)
-                recorded.append((i, inputs, decision))
+                entry_no = None
+                if decision.postings:
+                    entry_no = 1 + (entry_of[-1] if entry_of else 0)
+                    for key, amount in decision.postings:
+                        entry_of.append(entry_no)
+                        keys.append(key)
+                        amounts.append(amount)
+                recorded.append((i, inputs, decision, entry_no))
+                settle_rows.append(_settle_row(item, inputs, decision, entry_no))
             if not recorded:
                 continue
             written = await conn.fetchrow(
-                "SELECT * FROM ms_record_settlements($1)",
-                [_record(items[i], inputs, decision) for i, inputs, decision in recorded],
+                "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
+                settle_rows,
+                entry_of,
+                keys,
+                amounts,
             )
             created_at = written["created_at"]
-            for (i, inputs, decision), entry_id in zip(recorded, written["entry_ids"], strict=True):
+            entry_ids = written["entry_ids"]
+            for i, inputs, decision, entry_no in recorded:
                 assert inputs.business_date is not None
                 results[i] = StoredSettlement(
                     settlement_id=inputs.settlement_id,
@@ -674,7 +740,7 @@ class Ledger:
                     business_date=inputs.business_date,
                     answer=decision.answer,
                     changes=decision.changes,
-                    entry_id=entry_id,
+                    entry_id=None if entry_no is None else entry_ids[entry_no - 1],
                     policy_version=decision.policy_version,
                     catalog_version=decision.catalog_version,
                     created_at=created_at,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date
 
 import asyncpg
@@ -117,20 +116,19 @@ async def test_a_connection_killed_mid_transaction_leaves_nothing(
     conn = await asyncpg.connect(reference_db, server_settings={"role": "medswitch_app"})
     victim_pid = conn.get_server_pid()
     await conn.execute("BEGIN")
-    raw = json.loads(
-        await conn.fetchval(
-            "SELECT ms_load_claim($1, $2, 2026, $3, 400, true, 'killed')",
-            INSTITUTION,
-            data_keys.card_lookup(CARD),
-            DAY,
-        )
+    loaded = await conn.fetchrow(
+        "SELECT * FROM ms_load_batch(ARRAY[$1], ARRAY[$2::bytea], ARRAY[2026], ARRAY[$3::date],"
+        " 400, true, ARRAY['killed'])",
+        INSTITUTION,
+        data_keys.card_lookup(CARD),
+        DAY,
     )
     await conn.execute(
         "SELECT ms_record_settlement($1, $2, 'killed', '\\x00', 'SETTLED', 'M0001', $3, 2026,"
         " '2026.1', 1, 5000, 0, 0, 5000, '{}'::jsonb, NULL,"
         " ARRAY['member:M0001', 'institution:H33039900001:payable'], ARRAY[5000, -5000]::bigint[],"
         " NULL)",
-        raw["settlement_id"],
+        loaded["settlement_id"],
         INSTITUTION,
         DAY,
     )
