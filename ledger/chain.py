@@ -139,6 +139,15 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
         )
         if unknown_accounts:
             problem(f"{unknown_accounts} postings name an account that does not exist")
+        entryless = await conn.fetch(
+            "SELECT s.settlement_id, s.entry_id FROM settlements s WHERE s.entry_id IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.entry_id = s.entry_id)"
+            " ORDER BY s.settlement_id LIMIT 1"
+        )
+        for row in entryless:
+            problem(
+                f"settlement {row['settlement_id']}: its entry {row['entry_id']} does not exist"
+            )
         dayless = await conn.fetch(
             "SELECT e.entry_id FROM entries e WHERE NOT EXISTS"
             " (SELECT 1 FROM business_days d WHERE d.business_date = e.business_date)"

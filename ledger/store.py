@@ -348,16 +348,18 @@ def _cancellation(raw: dict[str, Any], *, replayed: bool) -> StoredCancellation:
 def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
     """Programming errors in the caller, caught before anything is written."""
     assert decision.status in ("SETTLED", "REJECTED"), decision.status
-    assert sum(amount for _, amount in decision.postings) == 0, "postings must balance"
-    assert all(isinstance(a, int) and a != 0 for _, a in decision.postings), "int fen, non-zero"
+    total = 0
+    for _, amount in decision.postings:
+        assert type(amount) is int and amount != 0, "int fen, non-zero"
+        total += amount
+    assert total == 0, "postings must balance"
     if decision.status == "REJECTED":
         assert not decision.postings and decision.changes is None, "a rejection changes no money"
     if decision.postings or decision.changes:
         assert inputs.member is not None and decision.member_id == inputs.member["member_id"]
     if decision.changes is not None:
-        member_leg = sum(
-            a for k, a in decision.postings if k == accounts.member_account(str(decision.member_id))
-        )
+        own = accounts.member_account(str(decision.member_id))
+        member_leg = sum(a for k, a in decision.postings if k == own)
         assert member_leg == int(decision.changes.get("account_debit_fen", 0)), (
             "the member's posting must equal changes.account_debit_fen"
         )

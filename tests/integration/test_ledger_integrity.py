@@ -79,6 +79,25 @@ async def test_an_unbalanced_entry_is_refused_at_commit(app_pool: asyncpg.Pool) 
     assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
 
 
+async def test_every_entry_of_a_set_is_checked_at_commit(app_pool: asyncpg.Pool) -> None:
+    # the check runs once per chain-lane advance; it must still see each entry
+    async with app_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        ids = await conn.fetchval(
+            "SELECT ms_post_set('ADJUSTMENT', ARRAY['a', 'b', 'c'], ARRAY[1, 1, 2, 2, 3, 3],"
+            " ARRAY['fund:pooled', 'suspense', 'fund:pooled', 'suspense', 'fund:pooled',"
+            " 'suspense'], ARRAY[5, -5, 7, -6, 1, -1]::bigint[])"
+        )
+        await conn.fetchval(  # a second call in the same transaction, balanced
+            "SELECT ms_post('ADJUSTMENT', 'd', ARRAY['fund:pooled', 'suspense'],"
+            " ARRAY[3, -3]::bigint[])"
+        )
+        with pytest.raises(asyncpg.CheckViolationError, match=f"entry {ids[1]} is unbalanced"):
+            await tx.commit()
+    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+
+
 async def test_the_application_role_writes_entries_only_through_the_ledger_functions(
     ledger: Ledger, app_pool: asyncpg.Pool
 ) -> None:
@@ -323,6 +342,12 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
             "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
             " SELECT entry_id, 99, 987654321, 1 FROM entries ORDER BY entry_id DESC LIMIT 1",
             "name an account that does not exist",
+        ),
+        (
+            "settlement_of_no_entry",
+            "UPDATE settlements SET entry_id = 987654321"
+            " WHERE settlement_id = (SELECT max(settlement_id) FROM settlements)",
+            "its entry 987654321 does not exist",
         ),
         (
             "entry_of_no_day",
