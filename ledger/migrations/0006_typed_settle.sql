@@ -363,3 +363,77 @@ CREATE CONSTRAINT TRIGGER chain_lanes_entries_balanced AFTER UPDATE ON chain_lan
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ms_check_lane_balanced();
 DROP TRIGGER entries_balanced ON entries;
 DROP FUNCTION ms_check_entry_balanced();
+
+-- A member's accumulators and pharmacy count are written only by
+-- ms_add_changes, for the member whose row the same transaction holds FOR
+-- UPDATE, and members are never deleted (the application role has no
+-- DELETE on them): the per-row foreign-key checks, run for every member's
+-- first settlement of a year and first purchase of a day, guarded nothing
+-- those facts do not.
+ALTER TABLE member_year DROP CONSTRAINT member_year_member_id_fkey;
+ALTER TABLE pharmacy_daily DROP CONSTRAINT pharmacy_daily_member_id_fkey;
+
+-- ms_post_set as in 0003, its checks and account lookup in one pass over
+-- the postings (a join on the account key instead of a jsonb map of the
+-- accounts, then a second pass for the seq numbers and a third for the
+-- entries short of postings).
+CREATE OR REPLACE FUNCTION ms_post_set(p_kind text, p_refs text[], p_entry_of integer[], p_keys text[],
+                            p_amounts bigint[])
+RETURNS bigint[] LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    SET enable_hashjoin = off SET enable_mergejoin = off
+    SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_n integer := coalesce(array_length(p_refs, 1), 0);
+    v_entries bigint[];
+    v_ids bigint[];
+    v_seqs integer[];
+    v_bodies text[];
+    v_short integer;
+    v_distinct bigint;
+    v_first integer;
+    v_last integer;
+BEGIN
+    IF v_n = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF coalesce(array_length(p_keys, 1), 0) <> coalesce(array_length(p_amounts, 1), 0)
+       OR coalesce(array_length(p_keys, 1), 0) <> coalesce(array_length(p_entry_of, 1), 0) THEN
+        RAISE EXCEPTION 'postings arrays differ in length' USING ERRCODE = 'check_violation';
+    END IF;
+    -- In one pass over the postings: each one's account (one index probe),
+    -- its seq within its entry (from 1), and the entries with fewer than two
+    -- postings or none at all.
+    SELECT array_agg(a.account_id ORDER BY u.ord), array_agg(u.seq ORDER BY u.ord),
+           min(u.entry) FILTER (WHERE u.n < 2), count(DISTINCT u.entry), min(u.entry), max(u.entry)
+        INTO v_ids, v_seqs, v_short, v_distinct, v_first, v_last
+        FROM (SELECT key, entry, ord,
+                     row_number() OVER (PARTITION BY entry ORDER BY ord)::integer AS seq,
+                     count(*) OVER (PARTITION BY entry) AS n
+              FROM unnest(p_keys, p_entry_of) WITH ORDINALITY AS t(key, entry, ord)) u
+        LEFT JOIN accounts a ON a.account_key = u.key;
+    IF v_short IS NOT NULL OR v_distinct <> v_n OR v_first <> 1 OR v_last <> v_n THEN
+        RAISE EXCEPTION 'an entry needs at least two postings (entry % of %)',
+            coalesce(v_short, (SELECT min(e) FROM generate_series(1, v_n) e
+                               WHERE e <> ALL(p_entry_of)), v_last), v_n
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF array_position(v_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown account in %', p_keys USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    v_entries := ARRAY(SELECT nextval('entries_entry_id_seq') FROM generate_series(1, v_n));
+    SELECT array_agg(x.body ORDER BY x.entry) INTO v_bodies FROM (
+        SELECT u.entry, string_agg(u.seq::text || ':' || u.id::text || ':' || u.amount::text, ';'
+                                   ORDER BY u.seq) AS body
+        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount)
+        GROUP BY u.entry) x;
+    PERFORM ms_append_entries(p_kind, p_refs, v_entries, v_bodies);
+    INSERT INTO postings (entry_id, seq, account_id, amount_fen)
+        SELECT v_entries[u.entry], u.seq, u.id, u.amount
+        FROM unnest(p_entry_of, v_seqs, v_ids, p_amounts) AS u(entry, seq, id, amount);
+    UPDATE account_balances b SET balance_fen = b.balance_fen + b.normal_sign * d.amount
+        FROM (SELECT id, sum(amount)::bigint AS amount FROM unnest(v_ids, p_amounts) AS u(id, amount)
+              GROUP BY id) d
+        WHERE b.account_id = d.id;
+    RETURN v_entries;
+END
+$$;

@@ -194,6 +194,11 @@ async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
         await app_pool.fetchval(
             post_set, ["a", "b"], [1, 1, 2], ["fund:pooled", "suspense", "suspense"], [5, -5, 5]
         )
+    pair = ["fund:pooled", "suspense"] * 2
+    with pytest.raises(asyncpg.CheckViolationError, match=r"at least two postings \(entry 2 of 3"):
+        await app_pool.fetchval(post_set, ["a", "b", "c"], [1, 1, 3, 3], pair, [5, -5, 5, -5])
+    with pytest.raises(asyncpg.CheckViolationError, match="at least two postings"):
+        await app_pool.fetchval(post_set, ["a", "b"], [1, 1, 5, 5], pair, [5, -5, 5, -5])
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
         await app_pool.fetchval(
             post_set, ["a"], [1, 1], ["fund:pooled", "no:such:account"], [5, -5]
