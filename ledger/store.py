@@ -369,9 +369,34 @@ def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
 def _settle_row(
     item: SettleItem, inputs: ClaimInputs, decision: Decision, entry_no: int | None
 ) -> tuple[Any, ...]:
-    """One ms_settle_row (migration 0006), its fields in the type's order."""
+    """One ms_settle_row (migration 0006), its fields in the type's order.
+
+    The stored `changes` jsonb is made from the typed fields
+    (ms_changes_json), so they must be all there is to the changes.
+    """
     changes = decision.changes
-    stay = changes.get("stay") if changes is not None else None
+    if changes is None:
+        state: tuple[Any, ...] = (None,) * (len(_CHANGE_FIELDS) + 5)
+    else:
+        assert changes.keys() <= _CHANGES_KEYS, f"unknown changes {changes.keys() - _CHANGES_KEYS}"
+        stay = changes.get("stay")
+        state = (
+            int(changes["benefit_year"]),
+            *(int(changes.get(name) or 0) for name in _YEAR_FIELDS),
+            _d(changes.get("pharmacy_date")),
+            int(changes.get("account_debit_fen") or 0),
+            *(
+                (None,) * 5
+                if stay is None
+                else (
+                    stay["settlement_id"],
+                    stay["primary_diagnosis"],
+                    _d(stay["admission_date"]),
+                    _d(stay["discharge_date"]),
+                    bool(stay["new_admission"]),
+                )
+            ),
+        )
     return (
         inputs.settlement_id,
         item.key[0],
@@ -388,34 +413,18 @@ def _settle_row(
         decision.serious_illness_fen,
         decision.individual_account_fen,
         json.dumps(decision.answer),
-        None if changes is None else json.dumps(changes),
         decision.pin_failures_after,
         entry_no,
-        *(
-            (None,) * len(_CHANGE_FIELDS)
-            if changes is None
-            else (
-                int(changes["benefit_year"]),
-                *(int(changes.get(name) or 0) for name in _YEAR_FIELDS),
-                _d(changes.get("pharmacy_date")),
-            )
-        ),
-        *(
-            (None,) * 5
-            if not isinstance(stay, dict)
-            else (
-                stay["settlement_id"],
-                stay["primary_diagnosis"],
-                _d(stay["admission_date"]),
-                _d(stay["discharge_date"]),
-                bool(stay["new_admission"]),
-            )
-        ),
+        *state,
     )
 
 
-# change_year, the accumulator deltas and pharmacy_date, in ms_settle_row.
-_CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date")
+# change_year, the accumulator deltas, pharmacy_date and account_debit_fen, in ms_settle_row.
+_CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen")
+# StateChanges.as_dict()'s keys: what ms_changes_json stores.
+_CHANGES_KEYS = frozenset(
+    ("member_id", "benefit_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen", "stay")
+)
 
 
 class Ledger:

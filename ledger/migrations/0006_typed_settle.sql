@@ -8,10 +8,11 @@
 -- keep their signatures and delegate here, so each rule has one
 -- implementation.
 
--- One settlement to record: the settlement row, its member-state deltas
--- (the fields of adjudication.model.StateChanges; NULL change_year when it
--- changes no state) and `entry_no`, the 1-based index of its entry among
--- the batch's entries (NULL when it posts nothing).
+-- One settlement to record: the settlement row, its member-state changes
+-- (the fields of adjudication.model.StateChanges, from which the stored
+-- `changes` jsonb is made; NULL change_year when it changes no state) and
+-- `entry_no`, the 1-based index of its entry among the batch's entries
+-- (NULL when it posts nothing).
 CREATE TYPE ms_settle_row AS (
     settlement_id text,
     institution_code text,
@@ -28,7 +29,7 @@ CREATE TYPE ms_settle_row AS (
     serious_illness_fen bigint,
     individual_account_fen bigint,
     answer text,  -- JSON text (asyncpg sends a composite's fields in binary,
-    changes text, -- and its jsonb codec is text)
+                  -- and its jsonb codec is text)
     pin_failures integer,
     entry_no integer,
     change_year integer,
@@ -40,6 +41,7 @@ CREATE TYPE ms_settle_row AS (
     serious_illness_base_fen bigint,
     serious_illness_paid_fen bigint,
     pharmacy_date date,
+    account_debit_fen bigint,
     stay_settlement_id text,
     stay_primary_diagnosis text,
     stay_admission_date date,
@@ -55,7 +57,6 @@ DECLARE
     r ms_settle_row;
 BEGIN
     r.member_id := p_changes->>'member_id';
-    r.changes := p_changes::text;
     r.change_year := (p_changes->>'benefit_year')::integer;
     r.outpatient_deductible_used_fen := coalesce((p_changes->>'outpatient_deductible_used_fen')::bigint, 0);
     r.outpatient_pooled_fen := coalesce((p_changes->>'outpatient_pooled_fen')::bigint, 0);
@@ -65,6 +66,7 @@ BEGIN
     r.serious_illness_base_fen := coalesce((p_changes->>'serious_illness_base_fen')::bigint, 0);
     r.serious_illness_paid_fen := coalesce((p_changes->>'serious_illness_paid_fen')::bigint, 0);
     r.pharmacy_date := (p_changes->>'pharmacy_date')::date;
+    r.account_debit_fen := coalesce((p_changes->>'account_debit_fen')::bigint, 0);
     IF jsonb_typeof(p_changes->'stay') = 'object' THEN
         r.stay_settlement_id := p_changes->'stay'->>'settlement_id';
         r.stay_primary_diagnosis := p_changes->'stay'->>'primary_diagnosis';
@@ -74,6 +76,29 @@ BEGIN
     END IF;
     RETURN r;
 END
+$$;
+
+-- The stored form of a row's changes: StateChanges.as_dict(), key for key
+-- (NULL when the row changes no state). A SQL function, inlined where used.
+CREATE FUNCTION ms_changes_json(r ms_settle_row) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN r.change_year IS NOT NULL THEN jsonb_build_object(
+        'member_id', r.member_id, 'benefit_year', r.change_year,
+        'outpatient_deductible_used_fen', r.outpatient_deductible_used_fen,
+        'outpatient_pooled_fen', r.outpatient_pooled_fen,
+        'basic_pooled_fen', r.basic_pooled_fen,
+        'inpatient_above_deductible_fen', r.inpatient_above_deductible_fen,
+        'new_admissions', r.new_admissions,
+        'serious_illness_base_fen', r.serious_illness_base_fen,
+        'serious_illness_paid_fen', r.serious_illness_paid_fen,
+        'pharmacy_date', r.pharmacy_date, 'account_debit_fen', r.account_debit_fen,
+        'stay', CASE WHEN r.stay_settlement_id IS NOT NULL THEN jsonb_build_object(
+            'settlement_id', r.stay_settlement_id,
+            'primary_diagnosis', r.stay_primary_diagnosis,
+            'admission_date', r.stay_admission_date,
+            'discharge_date', r.stay_discharge_date,
+            'new_admission', r.stay_new_admission) END)
+    END
 $$;
 
 -- Add the state changes of several settlements (rows with a change_year):
@@ -257,7 +282,7 @@ BEGIN
     SELECT r.settlement_id, r.institution_code, r.request_id, r.fingerprint, r.status,
         r.member_id, v_day, r.service_date, r.benefit_year, r.policy_version,
         r.catalog_version, r.total_fen, r.pooled_fund_fen, r.serious_illness_fen,
-        r.individual_account_fen, r.answer::jsonb, r.changes::jsonb, v_entries[r.entry_no]
+        r.individual_account_fen, r.answer::jsonb, ms_changes_json(r), v_entries[r.entry_no]
     FROM unnest(p_rows) r;
     UPDATE members m SET pin_failures = r.pin_failures
         FROM unnest(p_rows) r
@@ -312,7 +337,8 @@ DROP FUNCTION ms_record_settlements(jsonb);
 DROP FUNCTION ms_load_claim(text, bytea, integer, date, integer, boolean, text);
 DROP FUNCTION ms_load_claims(text[], bytea[], integer[], date[], integer, boolean, text[]);
 
-GRANT EXECUTE ON FUNCTION ms_changes_row(jsonb), ms_add_changes(ms_settle_row[]),
+GRANT EXECUTE ON FUNCTION ms_changes_row(jsonb), ms_changes_json(ms_settle_row),
+    ms_add_changes(ms_settle_row[]),
     ms_load_batch(text[], bytea[], integer[], date[], integer, boolean, text[]),
     ms_record_batch(ms_settle_row[], integer[], text[], bigint[]) TO medswitch_app;
 GRANT USAGE ON TYPE ms_settle_row TO medswitch_app;
@@ -437,3 +463,13 @@ BEGIN
     RETURN v_entries;
 END
 $$;
+
+-- Written by every entry and read by no query (end of day reads settlements
+-- and cancellations by day; `ledger verify` reads every entry).
+DROP INDEX entries_business_date;
+
+-- Room on each page for the new version of a row updated by settling, so
+-- that the update stays on its page (a HOT update, no new index entry):
+-- balances and accumulators are updated by nearly every settlement.
+ALTER TABLE account_balances SET (fillfactor = 90);
+ALTER TABLE member_year SET (fillfactor = 90);

@@ -178,6 +178,9 @@ async def test_cancel_restores_member_state_exactly(ledger: Ledger, app_pool: as
         )(inputs)
 
     settled = await ledger.settle((INSTITUTION, "s1"), b"f", CARD, 2026, DAY, decide)
+    # stored key for key as decided (made in SQL from the typed fields)
+    assert settled.changes is not None and settled.changes["stay"] == stay
+    assert (await ledger.get_settlement(INSTITUTION, request_id="s1")).changes == settled.changes
     inputs = await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)
     assert inputs.year["basic_pooled_fen"] == 40_000 and inputs.year["new_admissions"] == 1
     assert inputs.pharmacy_purchases_today == 1
