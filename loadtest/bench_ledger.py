@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import subprocess
@@ -178,9 +179,19 @@ async def prepare(url: str, keys_raw: bytes, members: int) -> None:
         await conn.close()
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds the whole machine has spent busy, those of this process)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
 async def run_ledger(
     url: str, keys: DataKeys, seconds: float, writers: int, batch: int, members: int, tag: str
 ) -> float:
+    """Settlements per second; prints where the CPU went (per settlement)."""
     pool = await db.create_pool(url, min_size=writers, max_size=writers)
     ledger = Ledger(pool, keys)
     done = 0
@@ -216,9 +227,18 @@ async def run_ledger(
                 done += sum(1 for r in results if getattr(r, "status", "") == "SETTLED")
 
     started = time.monotonic()
+    machine0, own0 = cpu_seconds()
     await asyncio.gather(*(writer(w) for w in range(writers)))
     elapsed = time.monotonic() - started
+    machine1, own1 = cpu_seconds()
     await pool.close()
+    if done:
+        own = own1 - own0
+        print(
+            f"  CPU per settlement: {1e6 * (machine1 - machine0 - own) / done:.0f} us elsewhere"
+            f" (PostgreSQL and the rest of the machine), {1e6 * own / done:.0f} us in the"
+            f" writers' process; machine {(machine1 - machine0) / elapsed:.2f} cores busy"
+        )
     return done / elapsed
 
 
