@@ -244,8 +244,14 @@ BEGIN
     LEFT JOIN institutions i ON i.code = u.inst
     LEFT JOIN members m ON m.card_hmac = u.card
     LEFT JOIN account_balances b ON b.account_id = m.account_id
-    LEFT JOIN member_year y ON y.member_id = m.member_id AND y.year = u.year
-    LEFT JOIN pharmacy_daily p ON p.member_id = m.member_id AND p.service_date = u.service_date
+    -- LATERAL ... OFFSET 0: each probe keys on both columns of its primary
+    -- key, whatever the statistics say (a plain join let the planner probe by
+    -- member alone and filter the member's whole purchase history by day).
+    LEFT JOIN LATERAL (SELECT * FROM member_year y1
+                       WHERE y1.member_id = m.member_id AND y1.year = u.year OFFSET 0) y ON true
+    LEFT JOIN LATERAL (SELECT p1.purchases FROM pharmacy_daily p1
+                       WHERE p1.member_id = m.member_id AND p1.service_date = u.service_date
+                       OFFSET 0) p ON true
     LEFT JOIN settlements s ON u.req IS NOT NULL AND s.institution_code = u.inst
         AND s.request_id = u.req
     ORDER BY u.ord;
