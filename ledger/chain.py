@@ -71,12 +71,14 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
         if len(report.problems) < problems_max:
             report.problems.append(text)
 
-    heads = {
-        r["lane"]: (r["last_seq"], bytes(r["last_hash"]))
-        for r in await conn.fetch("SELECT lane, last_seq, last_hash FROM chain_lanes")
-    }
     seen_lanes: dict[int, tuple[int, bytes]] = {}
+    # One snapshot for all of it, the lane heads included: read apart, a
+    # settlement committed in between made a sound ledger look cut short.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        heads = {
+            r["lane"]: (r["last_seq"], bytes(r["last_hash"]))
+            for r in await conn.fetch("SELECT lane, last_seq, last_hash FROM chain_lanes")
+        }
         cursor = conn.cursor(
             """
             SELECT e.entry_id, e.lane, e.lane_seq, e.business_date, e.kind, e.ref,

@@ -345,25 +345,43 @@ def _cancellation(raw: dict[str, Any], *, replayed: bool) -> StoredCancellation:
     )
 
 
+class MalformedDecision(ValueError):
+    """A programming error in the caller's `decide`: nothing is written."""
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:  # not an assert: the check must survive python -O
+        raise MalformedDecision(what)
+
+
 def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
     """Programming errors in the caller, caught before anything is written."""
-    assert decision.status in ("SETTLED", "REJECTED"), decision.status
+    _require(decision.status in ("SETTLED", "REJECTED"), f"status {decision.status!r}")
     total = 0
     for _, amount in decision.postings:
-        assert type(amount) is int and amount != 0, "int fen, non-zero"
+        _require(type(amount) is int and amount != 0, "postings are non-zero int fen")
         total += amount
-    assert total == 0, "postings must balance"
+    _require(total == 0, "postings must balance")
     if decision.status == "REJECTED":
-        assert not decision.postings and decision.changes is None, "a rejection changes no money"
+        _require(not decision.postings and decision.changes is None, "a rejection changes no money")
     if decision.postings or decision.changes:
-        assert inputs.member is not None and decision.member_id == inputs.member["member_id"]
-    if decision.changes is not None:
+        _require(
+            inputs.member is not None and decision.member_id == inputs.member["member_id"],
+            "money moves only for the card's member",
+        )
+    changes = decision.changes
+    if changes is not None:
         own = accounts.member_account(str(decision.member_id))
         member_leg = sum(a for k, a in decision.postings if k == own)
-        assert member_leg == int(decision.changes.get("account_debit_fen", 0)), (
-            "the member's posting must equal changes.account_debit_fen"
+        _require(
+            member_leg == int(changes.get("account_debit_fen", 0)),
+            "the member's posting must equal changes.account_debit_fen",
         )
-        assert decision.changes.get("member_id") == decision.member_id, "changes name the member"
+        _require(changes.get("member_id") == decision.member_id, "changes name the member")
+        _require(isinstance(changes.get("benefit_year"), int), "changes name the benefit year")
+        _require(
+            changes.keys() <= _CHANGES_KEYS, f"unknown changes {changes.keys() - _CHANGES_KEYS}"
+        )
 
 
 def _settle_row(
@@ -377,8 +395,7 @@ def _settle_row(
     changes = decision.changes
     if changes is None:
         state: tuple[Any, ...] = (None,) * (len(_CHANGE_FIELDS) + 5)
-    else:
-        assert changes.keys() <= _CHANGES_KEYS, f"unknown changes {changes.keys() - _CHANGES_KEYS}"
+    else:  # checked by _check_decision
         stay = changes.get("stay")
         state = (
             int(changes["benefit_year"]),

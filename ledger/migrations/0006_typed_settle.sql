@@ -222,9 +222,11 @@ BEGIN
                'S' || to_char(v_day, 'YYYYMMDD') || lpad(nextval('settlement_seq')::text, 10, '0')
            END,
            s.settlement_id, s.fingerprint,
-           u.req IS NOT NULL AND EXISTS (SELECT 1 FROM cancellations c
+           -- a probe, not EXISTS: stale statistics could turn EXISTS into a
+           -- hashed subplan that reads every tombstone on each call
+           u.req IS NOT NULL AND (SELECT true FROM cancellations c
                WHERE c.institution_code = u.inst AND c.original_request_id = u.req
-               AND c.settlement_id IS NULL),
+               AND c.settlement_id IS NULL LIMIT 1) IS NOT NULL,
            i.code, i.name, i.kind, i.level, i.region, i.status,
            m.member_id, m.category, m.status, m.card_status, m.birth_date, m.region,
            m.name_masked, b.balance_fen, m.pin_hash, m.pin_failures,
@@ -277,8 +279,16 @@ BEGIN
     PERFORM ms_add_changes(p_rows);
     v_refs := ARRAY(SELECT r.settlement_id FROM unnest(p_rows) r WHERE r.entry_no IS NOT NULL
                     ORDER BY r.entry_no);
-    IF coalesce(array_length(v_refs, 1), 0) <> coalesce((SELECT max(e) FROM unnest(p_entry_of) e), 0) THEN
-        RAISE EXCEPTION 'entry numbers and postings disagree' USING ERRCODE = 'check_violation';
+    -- The rows' entry numbers are exactly 1..n, n being the postings' last
+    -- entry: each entry belongs to one settlement and each settlement to
+    -- at most one entry.
+    IF ARRAY(SELECT r.entry_no FROM unnest(p_rows) r WHERE r.entry_no IS NOT NULL
+             ORDER BY r.entry_no)
+       IS DISTINCT FROM ARRAY(SELECT generate_series(1, coalesce(
+                                  (SELECT max(e) FROM unnest(p_entry_of) e), 0))) THEN
+        RAISE EXCEPTION 'entry numbers of the rows are not 1..% as the postings say',
+            coalesce((SELECT max(e) FROM unnest(p_entry_of) e), 0)
+            USING ERRCODE = 'check_violation';
     END IF;
     v_entries := ms_post_set('SETTLEMENT', v_refs, p_entry_of, p_keys, p_amounts);
     INSERT INTO settlements (settlement_id, institution_code, request_id, fingerprint, status,
@@ -314,6 +324,10 @@ DECLARE
 BEGIN
     IF p_changes IS NOT NULL AND jsonb_typeof(p_changes) = 'object' THEN
         r := ms_changes_row(p_changes);
+        IF r.change_year IS NULL OR r.member_id IS DISTINCT FROM p_member_id THEN
+            RAISE EXCEPTION 'changes must name the settlement''s member and a benefit year'
+                USING ERRCODE = 'check_violation';
+        END IF;
     END IF;
     r.settlement_id := p_settlement_id;
     r.institution_code := p_institution;
@@ -365,8 +379,12 @@ ALTER TABLE settlements DROP CONSTRAINT settlements_entry_id_fkey;
 -- set-wise query per batch where entries_balanced ran one per entry (about
 -- a twentieth of a settlement's cost). An entry inserted behind the
 -- functions' back breaks the chain, which `ledger verify` reports.
+-- It runs as the committing role, so its search_path is fixed: a temporary
+-- table named entries or postings (pg_temp comes first by default) must
+-- not stand in for the real ones.
 CREATE FUNCTION ms_check_lane_balanced() RETURNS trigger
-LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
+    SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off
     SET max_parallel_workers_per_gather = 0 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_entry bigint;
@@ -378,9 +396,9 @@ BEGIN
     -- the ledger (a plan that scans entries would cost more per commit
     -- the longer the switch runs).
     SELECT e.entry_id, p.n, p.total INTO v_entry, v_n, v_total
-        FROM entries e
+        FROM public.entries e
         CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(q.amount_fen), 0) AS total
-                            FROM postings q WHERE q.entry_id = e.entry_id) p
+                            FROM public.postings q WHERE q.entry_id = e.entry_id) p
         WHERE e.lane = NEW.lane AND e.lane_seq > OLD.last_seq AND e.lane_seq <= NEW.last_seq
           AND (p.n < 2 OR p.total <> 0)
         ORDER BY e.lane, e.lane_seq LIMIT 1;

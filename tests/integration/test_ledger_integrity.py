@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -64,18 +65,24 @@ async def test_the_application_role_cannot_rewrite_history(
         await admin.close()
 
 
+async def _unbalanced_refused_at_commit(conn: asyncpg.Connection, debit: int, credit: int) -> None:
+    tx = conn.transaction()
+    await tx.start()
+    # accepted inside the transaction ...
+    await conn.fetchval(
+        "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'suspense'],"
+        " ARRAY[$1, $2]::bigint[])",
+        debit,
+        -credit,
+    )
+    # ... refused when it commits
+    with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
+        await tx.commit()
+
+
 async def test_an_unbalanced_entry_is_refused_at_commit(app_pool: asyncpg.Pool) -> None:
     async with app_pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        # accepted inside the transaction ...
-        await conn.fetchval(
-            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'suspense'],"
-            " ARRAY[100, -99]::bigint[])"
-        )
-        # ... refused when it commits
-        with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
-            await tx.commit()
+        await _unbalanced_refused_at_commit(conn, 100, 99)
     assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
 
 
@@ -371,3 +378,95 @@ async def test_verify_finds_what_no_foreign_key_refuses(
     report = await _verify(reference_db)
     assert not report.sound
     assert any(expected in p for p in report.problems), report.problems
+
+
+async def test_a_temporary_table_cannot_stand_in_for_the_ledger_at_commit(
+    reference_db: str,
+) -> None:
+    # the commit-time check runs as the committing role; pg_temp must not shadow it
+    conn = await asyncpg.connect(reference_db, server_settings={"role": "medswitch_app"})
+    try:
+        await conn.execute(
+            "CREATE TEMPORARY TABLE entries (entry_id bigint, lane smallint, lane_seq bigint)"
+        )
+        await conn.execute(
+            "CREATE TEMPORARY TABLE postings (entry_id bigint, seq integer, amount_fen bigint)"
+        )
+        await _unbalanced_refused_at_commit(conn, 500_000, 1)
+    finally:
+        await conn.close()
+    admin = await asyncpg.connect(reference_db)
+    try:
+        assert await admin.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    finally:
+        await admin.close()
+
+
+def _settle_row(settlement_id: str, request_id: str, entry_no: int | None) -> tuple[Any, ...]:
+    """An ms_settle_row of a settlement without state changes (fields in the type's order)."""
+    head = (settlement_id, INSTITUTION, request_id, b"\x00", "SETTLED", "M0001", DAY, 2026, "", 0)
+    amounts = (100, 0, 0, 100)
+    return (*head, *amounts, "{}", None, entry_no, *(None,) * 15)
+
+
+@pytest.mark.parametrize(
+    ("entry_nos", "entry_of"),
+    [([1, 1], [1, 1, 2, 2]), ([1, None], [1, 1, 2, 2]), ([2, 3], [1, 1, 2, 2])],
+    ids=["repeated", "one_missing", "not_from_1"],
+)
+async def test_each_settlement_of_a_batch_owns_its_own_entry(
+    app_pool: asyncpg.Pool, entry_nos: list[int | None], entry_of: list[int]
+) -> None:
+    rows = [_settle_row(f"SX{i}", f"x{i}", n) for i, n in enumerate(entry_nos)]
+    keys = ["member:M0001", f"institution:{INSTITUTION}:payable"] * 2
+    with pytest.raises(asyncpg.CheckViolationError, match="entry numbers"):
+        await app_pool.fetchrow(
+            "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
+            rows,
+            entry_of,
+            keys,
+            [100, -100, 100, -100],
+        )
+    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"member_id": "M0001"}, {"member_id": "M0002", "benefit_year": 2026}],
+    ids=["no_benefit_year", "another_member"],
+)
+async def test_the_single_settlement_form_refuses_changes_it_cannot_file(
+    app_pool: asyncpg.Pool, changes: dict[str, Any]
+) -> None:
+    with pytest.raises(asyncpg.CheckViolationError, match="changes must name"):
+        await app_pool.fetchval(
+            "SELECT ms_record_settlement('SY1', $1, 'y1', '\\x00', 'SETTLED', 'M0001', $2, 2026,"
+            " '', 0, 100, 0, 0, 100, '{}'::jsonb, $3::jsonb,"
+            " ARRAY['member:M0001', $4], ARRAY[100, -100]::bigint[], NULL)",
+            INSTITUTION,
+            DAY,
+            changes,
+            f"institution:{INSTITUTION}:payable",
+        )
+    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+
+
+async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, reference_db: str) -> None:
+    # the lane heads and the entries are read in one snapshot
+    stop = asyncio.Event()
+
+    async def settle_until_stopped(w: int) -> int:
+        n = 0
+        while not stop.is_set():
+            await ledger.settle((INSTITUTION, f"live-{w}-{n}"), b"f", CARD, 2026, DAY, debit(1))
+            n += 1
+        return n
+
+    writers = [asyncio.create_task(settle_until_stopped(w)) for w in range(3)]
+    try:
+        reports = [await _verify(reference_db) for _ in range(12)]
+    finally:
+        stop.set()
+        settled = await asyncio.gather(*writers)
+    assert sum(settled) > 12
+    assert all(r.sound for r in reports), [r.problems for r in reports if not r.sound]

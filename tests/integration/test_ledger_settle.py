@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date
 
 import asyncpg
@@ -10,10 +11,13 @@ import pytest
 
 from ledger import chain
 from ledger.store import (
+    ClaimInputs,
     DayClosed,
+    Decision,
     InsufficientBalance,
     LateOriginal,
     Ledger,
+    MalformedDecision,
     NotCancellable,
     NotYourSettlement,
     RequestIdReused,
@@ -351,3 +355,23 @@ async def test_a_retry_across_an_upgrade_matches_the_older_fingerprint(ledger: L
     other = SettleItem(key, b"new-form", CARD, 2026, DAY, debit(10), legacy_fingerprint=b"x")
     [refused] = await ledger.settle_batch([other])
     assert isinstance(refused, RequestIdReused)
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [{"surprise_fen": 5}, {"benefit_year": None}, {"member_id": "M0002"}],
+    ids=["unknown_field", "no_benefit_year", "another_member"],
+)
+async def test_a_malformed_decision_writes_nothing(
+    ledger: Ledger, app_pool: asyncpg.Pool, deltas: dict[str, object]
+) -> None:
+    # checked in code, not by assert (which python -O would strip)
+    def decide(inputs: ClaimInputs) -> Decision:
+        honest = debit(100)(inputs)
+        assert honest.changes is not None
+        return dataclasses.replace(honest, changes={**honest.changes, **deltas})
+
+    with pytest.raises(MalformedDecision):
+        await ledger.settle((INSTITUTION, "bad"), b"f", CARD, 2026, DAY, decide)
+    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    assert await _balance(app_pool) == OPENING_FEN
