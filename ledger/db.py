@@ -121,6 +121,9 @@ def stop_embedded(data_dir: Path) -> bool:
     import pgserver
 
     server = pgserver.get_server(directory, cleanup_mode="stop")
+    # get_server hands back this process's earlier handle if there is one
+    # (embedded_url's, made not to stop the server): this one must stop it.
+    server.cleanup_mode = "stop"
     server.cleanup()
     return True
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -76,6 +77,7 @@ def pg() -> Iterator[PgCluster]:
         yield PgCluster(str(server.get_uri()), root)
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)  # a cluster per session adds up
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from tests.cli import medswitch
@@ -47,3 +49,18 @@ def test_options_after_the_end_of_options_marker_are_the_commands_own() -> None:
         "--",
         "--data-dir",
     ]
+
+
+def test_a_process_that_started_the_embedded_server_can_stop_it(tmp_path: Path) -> None:
+    # embedded_url's handle is made not to stop the server; stop_embedded must, even
+    # in the process that holds that handle (benchmarks left clusters running)
+    from ledger import db
+
+    data_dir = Path(tempfile.mkdtemp(prefix="msstop-"))  # short: the socket lives there
+    try:
+        assert db.embedded_url(data_dir) is not None
+        assert db.stop_embedded(data_dir)
+        assert db.embedded_url(data_dir, start=False) is None  # no postmaster.pid
+    finally:
+        db.stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
