@@ -71,8 +71,14 @@ def init_pgbench(url: str) -> None:
 
 
 def run_pgbench(url: str, seconds: int, clients: int) -> float:
-    """pgbench tpcb-like at its strongest here: prepared statements (-M prepared)."""
+    """pgbench tpcb-like at its strongest here: prepared statements (-M prepared).
+
+    Prints the machine's CPU per transaction (pgbench's client included), to
+    set beside the ledger's per settlement.
+    """
     base = conn_args(url)
+    machine0, _ = cpu_seconds()
+    started = time.monotonic()
     out = subprocess.run(
         [
             str(pgbench_bin()),
@@ -93,9 +99,16 @@ def run_pgbench(url: str, seconds: int, clients: int) -> float:
         capture_output=True,
         text=True,
     ).stdout
+    elapsed = time.monotonic() - started
+    machine1, _ = cpu_seconds()
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     assert match, out
-    return float(match.group(1))
+    tps = float(match.group(1))
+    print(
+        f"  CPU per pgbench transaction: {1e6 * (machine1 - machine0) / (tps * elapsed):.0f} us"
+        f" (server and pgbench); machine {(machine1 - machine0) / elapsed:.2f} cores busy"
+    )
+    return tps
 
 
 def decide_for(institution: str, rnd: random.Random):  # type: ignore[no-untyped-def]
