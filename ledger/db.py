@@ -114,17 +114,30 @@ def embedded_url(data_dir: Path, *, start: bool = True) -> str | None:
 
 
 def stop_embedded(data_dir: Path) -> bool:
-    """Stop the embedded server if it runs; True if it was running."""
+    """Stop the embedded server if it runs; True if it was running.
+
+    pg_ctl stops it in fast mode whoever else uses it: a `medswitch serve`
+    still connected has its sessions ended (their open transactions roll
+    back; nothing committed is lost). pgserver's own cleanup stops a server
+    only when the last process holding a handle to it lets go, so `db stop`
+    said "stopped" while a running switch kept it up.
+    """
     directory = pg_dir(data_dir).resolve()
     if not (directory / "postmaster.pid").exists():
         return False
     import pgserver
+    from pgserver import _commands
 
-    server = pgserver.get_server(directory, cleanup_mode="stop")
-    # get_server hands back this process's earlier handle if there is one
-    # (embedded_url's, made not to stop the server): this one must stop it.
-    server.cleanup_mode = "stop"
+    # This process's handle (embedded_url's, or a new one) is let go without
+    # stopping anything, and forgotten: a later embedded_url starts afresh.
+    server = pgserver.get_server(directory, cleanup_mode=None)
+    server.cleanup_mode = None
     server.cleanup()
+    pgserver.PostgresServer._instances.pop(directory, None)
+    if (directory / "postmaster.pid").exists():
+        _commands.pg_ctl(
+            ["-w", "-t", "60", "-m", "fast", "stop"], pgdata=directory, user=server.system_user
+        )
     return True
 
 

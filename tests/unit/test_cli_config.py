@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -63,4 +65,37 @@ def test_a_process_that_started_the_embedded_server_can_stop_it(tmp_path: Path) 
         assert db.embedded_url(data_dir, start=False) is None  # no postmaster.pid
     finally:
         db.stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_db_stop_stops_the_server_while_another_process_uses_it() -> None:
+    # a running `medswitch serve` holds a handle to the embedded server;
+    # pgserver stops a server only when the last handle goes, so `db stop`
+    # printed "stopped" and left it running
+    data_dir = Path(tempfile.mkdtemp(prefix="msstop-"))  # short: the socket lives there
+    env = {"MEDSWITCH_DATA_DIR": str(data_dir)}
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from ledger import db;"
+            " db.embedded_url(Path(sys.argv[1])); print('up', flush=True); time.sleep(120)",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+        assert "not running" not in medswitch("db", "status", env=env).stdout
+        stop = medswitch("db", "stop", env=env)
+        assert stop.returncode == 0 and stop.stdout.strip() == "stopped", stop.stderr
+        status = medswitch("db", "status", env=env)
+        assert status.returncode == 0, status.stderr
+        assert "not running" in status.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+        medswitch("db", "stop", env=env)
         shutil.rmtree(data_dir, ignore_errors=True)
