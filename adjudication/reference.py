@@ -72,6 +72,12 @@ class MemberRow:
 class DiseaseRow:
     member_id: str
     disease: ApprovedDisease
+    line: int = 0  # in its file, for errors found later
+
+
+# At most a billion yuan in one individual account: a million members'
+# opening balances then still add up within the ledger's 64-bit amounts.
+BALANCE_FEN_MAX = 100_000_000_000
 
 
 class _Rows:
@@ -110,13 +116,15 @@ class _Rows:
             raise self.fail(field, f"is longer than {len_max} characters")
         return value
 
-    def date_(self, row: dict[str, str], field: str) -> date:
+    def date_(self, row: dict[str, str], field: str, *, personal: bool = False) -> date:
         try:
             return date.fromisoformat(row[field])
         except ValueError:
-            raise self.fail(field, f"must be a date YYYY-MM-DD, not {row[field]!r}") from None
+            # a personal field's value stays out of the message (it reaches logs)
+            shown = "" if personal else f", not {row[field]!r}"
+            raise self.fail(field, f"must be a date YYYY-MM-DD{shown}") from None
 
-    def int_(self, row: dict[str, str], field: str, low: int = 0) -> int:
+    def int_(self, row: dict[str, str], field: str, low: int = 0, high: int | None = None) -> int:
         raw = row[field]
         # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
         if not _WHOLE.fullmatch(raw):
@@ -124,6 +132,8 @@ class _Rows:
         value = int(raw)
         if value < low:
             raise self.fail(field, f"must be at least {low}, not {value}")
+        if high is not None and value > high:
+            raise self.fail(field, f"must be at most {high:,}, not {value:,}")
         return value
 
     def enum(self, row: dict[str, str], field: str, kind: type[E]) -> E:
@@ -186,11 +196,11 @@ def parse_members(text: str, path: str = "members.csv") -> Iterator[MemberRow]:
             pin=pin,
             name=rows.required(row, "name", 100),
             id_number=rows.required(row, "id_number", 32),
-            birth_date=rows.date_(row, "birth_date"),
+            birth_date=rows.date_(row, "birth_date", personal=True),
             category=rows.enum(row, "category", MemberCategory),
             status=rows.enum(row, "status", MemberStatus),
             card_status=rows.enum(row, "card_status", CardStatus),
-            balance_fen=rows.int_(row, "balance_fen"),
+            balance_fen=rows.int_(row, "balance_fen", high=BALANCE_FEN_MAX),
             region=rows.required(row, "region", 16),
         )
 
@@ -207,6 +217,7 @@ def parse_special_diseases(
         yield DiseaseRow(
             member_id=rows.required(row, "member_id", 32),
             disease=ApprovedDisease(rows.required(row, "disease_code", 16), valid_from, valid_to),
+            line=rows.line,
         )
 
 

@@ -28,6 +28,8 @@ from datetime import date
 
 import asyncpg
 
+from ledger import accounts
+
 GENESIS_HASH = bytes(32)
 FETCH_ROWS = 5_000
 
@@ -58,6 +60,64 @@ class VerifyReport:
     @property
     def sound(self) -> bool:
         return not self.problems
+
+
+# A settlement's stated amounts (what end of day pays out from) against the
+# legs its entry posts (accounts.settlement_postings): one row per
+# disagreeing account, the first 20. $1-$5: the fund keys, the member key's
+# prefix, the institution payable key's prefix and suffix.
+_SETTLEMENT_LEGS_SQL = """
+WITH stated AS (
+    SELECT s.settlement_id, l.account_key, l.amount
+    FROM settlements s
+    CROSS JOIN LATERAL (VALUES
+        ($1::text, s.pooled_fund_fen),
+        ($2::text, s.serious_illness_fen),
+        ($3::text || s.member_id, s.individual_account_fen),
+        ($4::text || s.institution_code || $5::text,
+         -(s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen))
+    ) AS l(account_key, amount)
+    WHERE l.amount <> 0
+), posted AS (
+    SELECT s.settlement_id, a.account_key, sum(p.amount_fen)::bigint AS amount
+    FROM settlements s
+    JOIN postings p ON p.entry_id = s.entry_id
+    JOIN accounts a ON a.account_id = p.account_id
+    GROUP BY s.settlement_id, a.account_key
+)
+SELECT coalesce(t.settlement_id, p.settlement_id) AS settlement_id,
+       coalesce(t.account_key, p.account_key) AS account_key,
+       coalesce(t.amount, 0) AS stated, coalesce(p.amount, 0) AS posted
+FROM stated t FULL JOIN posted p
+    ON p.settlement_id = t.settlement_id AND p.account_key = t.account_key
+WHERE t.amount IS DISTINCT FROM p.amount
+ORDER BY 1, 2
+LIMIT 20
+"""
+
+# A cancellation's entry against the exact reverse of its settlement's.
+_REVERSAL_LEGS_SQL = """
+WITH pairs AS (
+    SELECT c.reversal_id, c.entry_id AS reversal_entry, s.entry_id AS original_entry
+    FROM cancellations c JOIN settlements s ON s.settlement_id = c.settlement_id
+), reversed AS (
+    SELECT x.reversal_id, p.account_id, sum(p.amount_fen)::bigint AS amount
+    FROM pairs x JOIN postings p ON p.entry_id = x.reversal_entry
+    GROUP BY 1, 2
+), original AS (
+    SELECT x.reversal_id, p.account_id, -sum(p.amount_fen)::bigint AS amount
+    FROM pairs x JOIN postings p ON p.entry_id = x.original_entry
+    GROUP BY 1, 2
+)
+SELECT coalesce(r.reversal_id, o.reversal_id) AS reversal_id,
+       coalesce(r.account_id, o.account_id) AS account_id,
+       coalesce(r.amount, 0) AS reversed, coalesce(-o.amount, 0) AS original
+FROM reversed r FULL JOIN original o
+    ON o.reversal_id = r.reversal_id AND o.account_id = r.account_id
+WHERE r.amount IS DISTINCT FROM o.amount
+ORDER BY 1, 2
+LIMIT 20
+"""
 
 
 async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyReport:
@@ -128,6 +188,8 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
                     f"lane {lane}: chain ends at sequence {got_seq} but its head says {last_seq}"
                     " (an entry was removed or replaced)"
                 )
+        for lane in sorted(seen_lanes.keys() - heads.keys()):
+            problem(f"lane {lane} has entries but no head (its entries were inserted)")
         report.lanes = len(seen_lanes)
         orphans = await conn.fetchval(
             "SELECT count(*) FROM postings p WHERE NOT EXISTS"
@@ -157,11 +219,29 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
         )
         for row in dayless:
             problem(f"entry {row['entry_id']}: booked into a business day that does not exist")
+        for row in await conn.fetch(
+            _SETTLEMENT_LEGS_SQL,
+            accounts.POOLED_FUND,
+            accounts.SERIOUS_ILLNESS_FUND,
+            accounts.member_account(""),
+            *accounts.institution_payable("\x00").split("\x00"),
+        ):
+            problem(
+                f"settlement {row['settlement_id']}: its amounts are not what its entry posts"
+                f" ({row['account_key']}: {row['stated']} stated, {row['posted']} posted)"
+            )
+        for row in await conn.fetch(_REVERSAL_LEGS_SQL):
+            problem(
+                f"cancellation {row['reversal_id']}: its entry does not reverse the settlement's"
+                f" (account {row['account_id']}: {row['reversed']} reversed,"
+                f" {row['original']} posted)"
+            )
         bad_balances = await conn.fetch(
             """
             WITH sums AS (SELECT account_id, sum(amount_fen) AS total FROM postings
                           GROUP BY account_id)
-            SELECT a.account_key, b.balance_fen, b.normal_sign * coalesce(s.total, 0) AS computed
+            SELECT a.account_key, b.balance_fen,
+                   (b.normal_sign * coalesce(s.total, 0))::bigint AS computed
             FROM account_balances b JOIN accounts a USING (account_id)
             LEFT JOIN sums s USING (account_id)
             WHERE b.balance_fen <> b.normal_sign * coalesce(s.total, 0)

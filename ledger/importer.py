@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import asyncpg
 
@@ -184,12 +183,8 @@ async def import_reference(
             ),
             columns=["account_id", "account_key", "kind", "normal_side"],
         )
-        await conn.copy_records_to_table(
-            "account_balances",
-            # zero: the opening entry's postings move them (ms_post_staged)
-            records=((first + i, -1, 0) for i in range(len(members))),
-            columns=["account_id", "normal_sign", "balance_fen"],
-        )
+        # (their balance rows, at zero, come with them: the opening entry's
+        # postings move them; migration 0007)
         await conn.copy_records_to_table(
             "members",
             records=(
@@ -235,18 +230,15 @@ async def import_reference(
             opening_id = await conn.fetchval(
                 "SELECT account_id FROM accounts WHERE account_key = $1", accounts.OPENING_BALANCE
             )
-            postings: list[tuple[Any, ...]] = [(1, opening_id, total)]
-            postings.extend((i + 2, first + i, -m[9]) for i, m in enumerate(members) if m[9])
-            await conn.execute(
-                "CREATE TEMPORARY TABLE ms_staged_postings"
-                " (seq integer, account_id bigint, amount_fen bigint) ON COMMIT DROP"
+            account_ids = [opening_id]
+            amounts = [total]
+            for i, m in enumerate(members):
+                if m[9]:
+                    account_ids.append(first + i)
+                    amounts.append(-m[9])
+            entry_id = await conn.fetchval(
+                "SELECT ms_post_ids('OPENING', 'import-reference', $1, $2)", account_ids, amounts
             )
-            await conn.copy_records_to_table(
-                "ms_staged_postings",
-                records=postings,
-                columns=["seq", "account_id", "amount_fen"],
-            )
-            entry_id = await conn.fetchval("SELECT ms_post_staged('OPENING', 'import-reference')")
     return ImportSummary(
         institutions=len(institutions),
         members=len(members),

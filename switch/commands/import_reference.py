@@ -52,11 +52,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _line_of(text: str, member_id: str, after: int = 0) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if number > after and line.split(",", 1)[0].strip() == member_id:
-            return number
-    return None
+OPENING_TOTAL_FEN_MAX = 2**63 - 1  # the ledger's amounts are bigint
 
 
 def load_dir(directory: Path) -> dict[str, Any]:
@@ -93,6 +89,14 @@ def load_dir(directory: Path) -> dict[str, Any]:
         )
         for m in parse_members(read_text(members_path), str(members_path))
     ]
+    if sum(m[9] for m in members) > OPENING_TOTAL_FEN_MAX:
+        raise DataFileError(
+            str(members_path),
+            None,
+            "balance_fen",
+            f"the balances add up to more than {OPENING_TOTAL_FEN_MAX:,} fen,"
+            " more than one ledger entry can hold",
+        )
     known = {m[0] for m in members}
     diseases_path = directory / "member_special_diseases.csv"
     diseases_text = read_text(diseases_path)
@@ -102,7 +106,7 @@ def load_dir(directory: Path) -> dict[str, Any]:
         if row.member_id not in known:
             raise DataFileError(
                 str(diseases_path),
-                _line_of(diseases_text, row.member_id),
+                row.line,
                 "member_id",
                 f"unknown member {row.member_id}",
             )
@@ -110,7 +114,7 @@ def load_dir(directory: Path) -> dict[str, Any]:
         if key in seen:
             raise DataFileError(
                 str(diseases_path),
-                _line_of(diseases_text, row.member_id),
+                row.line,
                 "disease_code",
                 f"duplicate approval {row.disease.code} from {row.disease.valid_from}",
             )

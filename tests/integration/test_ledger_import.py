@@ -71,6 +71,12 @@ async def test_import_loads_all_files_and_books_opening_balances(
         ("members.csv", 3, lambda cells: cells.__setitem__(5, "1955-13-08"), "birth_date"),
         ("members.csv", 4, lambda cells: cells.__setitem__(6, "STUDENT"), "category"),
         ("members.csv", 2, lambda cells: cells.__setitem__(9, "12.50"), "balance_fen"),
+        (
+            "members.csv",
+            3,
+            lambda cells: cells.__setitem__(9, "9223372036854775808"),  # past bigint
+            "balance_fen",
+        ),
         ("members.csv", 5, lambda cells: cells.__setitem__(1, "C3303990001"), "card_no"),
         ("members.csv", 6, lambda cells: cells.__setitem__(0, "M0001"), "member_id"),
         ("institutions.csv", 3, lambda cells: cells.__setitem__(5, "OPEN"), "status"),
@@ -115,6 +121,33 @@ async def test_bad_input_names_file_line_and_field_and_imports_nothing(
     assert "nothing was imported" in run.stderr
     for table in ("members", "institutions", "catalog_items", "policies", "postings"):
         assert await _count(empty_db, table) == 0
+
+
+async def test_a_repeated_approval_is_named_at_its_own_line_and_a_bad_birth_date_is_not_shown(
+    empty_db: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**cli_env, "MEDSWITCH_DATABASE_URL": empty_db}
+    ref = _copy(tmp_path)
+
+    def repeat_line_2_at_line_3(lines: list[str]) -> None:
+        lines[2] = lines[1]
+
+    _edit(ref / "member_special_diseases.csv", repeat_line_2_at_line_3)
+    run = medswitch("import-reference", str(ref), env=env)
+    assert run.returncode == 2
+    assert "member_special_diseases.csv:3: disease_code: duplicate approval" in run.stderr
+
+    ref = _copy(tmp_path / "again")
+
+    def bad_birth_date(lines: list[str]) -> None:
+        cells = lines[2].split(",")
+        cells[5] = "1955-13-08"
+        lines[2] = ",".join(cells)
+
+    _edit(ref / "members.csv", bad_birth_date)
+    run = medswitch("import-reference", str(ref), env=env)
+    assert run.returncode == 2 and "members.csv:3: birth_date" in run.stderr, run.stderr
+    assert "1955-13-08" not in run.stdout + run.stderr  # personal data stays out of logs
 
 
 async def test_a_bad_policy_and_a_missing_file_are_refused(

@@ -171,26 +171,100 @@ async def test_a_staged_entry_is_checked_and_moves_balances(app_pool: asyncpg.Po
         "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
     )
 
-    async def stage(rows: list[tuple[int, int, int]]) -> int:
-        async with app_pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "CREATE TEMPORARY TABLE ms_staged_postings"
-                " (seq integer, account_id bigint, amount_fen bigint) ON COMMIT DROP"
-            )
-            await conn.copy_records_to_table("ms_staged_postings", records=rows)
-            entry: int = await conn.fetchval("SELECT ms_post_staged('OPENING', 'test')")
-            return entry
+    async def stage(rows: list[tuple[int, int]]) -> int:
+        entry: int = await app_pool.fetchval(
+            "SELECT ms_post_ids('OPENING', 'test', $1, $2)",
+            [account for account, _ in rows],
+            [amount for _, amount in rows],
+        )
+        return entry
 
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
-        await stage([(1, member_account, 500), (2, 987654321, -500)])
-    await stage([(1, opening, 700), (2, member_account, -700)])  # a credit of 7 yuan
+        await stage([(member_account, 500), (987654321, -500)])
+    with pytest.raises(asyncpg.CheckViolationError, match="at least two postings"):
+        await stage([(member_account, 0)])
+    with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
+        await stage([(opening, 700), (member_account, -699)])
+    await stage([(opening, 700), (member_account, -700)])  # a credit of 7 yuan
     after = await app_pool.fetchval(
         "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
     )
     assert after == before + 700
     # and it cannot be used to overdraw: the balance row refuses
     with pytest.raises(asyncpg.CheckViolationError):
-        await stage([(1, member_account, after + 1), (2, opening, -(after + 1))])
+        await stage([(member_account, after + 1), (opening, -(after + 1))])
+
+
+async def test_the_owners_functions_read_no_object_of_the_callers_temporary_schema(
+    app_pool: asyncpg.Pool,
+) -> None:
+    # they run with the owner's rights: a temporary view named like a table they
+    # read, over a function of the caller's, would run that function as the owner
+    async with app_pool.acquire() as conn:
+        await conn.execute(
+            "CREATE FUNCTION pg_temp.evil() RETURNS TABLE (seq integer, account_id bigint,"
+            " amount_fen bigint) LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'the caller''s function ran as %', current_user; END $$"
+        )
+        for name in ("ms_staged_postings", "accounts", "postings", "account_balances"):
+            await conn.execute(f"CREATE TEMPORARY VIEW {name} AS SELECT * FROM pg_temp.evil()")
+        member = await conn.fetchval(
+            "SELECT account_id FROM public.accounts WHERE account_key = 'member:M0002'"
+        )
+        opening = await conn.fetchval(
+            "SELECT account_id FROM public.accounts WHERE account_key = 'equity:opening'"
+        )
+        async with conn.transaction():
+            await conn.fetchval(
+                "SELECT ms_post_ids('OPENING', 'x', $1, $2)", [opening, member], [5, -5]
+            )
+            await conn.fetchval(
+                "SELECT ms_post('ADJUSTMENT', 'y', ARRAY['equity:opening', 'member:M0002'],"
+                " ARRAY[5, -5]::bigint[])"
+            )
+        # the import's staging function, which read `ms_staged_postings`, is gone
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await conn.fetchval("SELECT ms_post_staged('OPENING', 'z')")
+
+
+async def test_balance_rows_and_lane_heads_move_only_through_the_ledger_functions(
+    app_pool: asyncpg.Pool,
+) -> None:
+    member = await app_pool.fetchval(
+        "SELECT account_id FROM accounts WHERE account_key = 'member:M0002'"
+    )
+    for sql in (
+        "UPDATE account_balances SET balance_fen = balance_fen + 1000000"
+        f" WHERE account_id = {member}",
+        "INSERT INTO account_balances (account_id, normal_sign, balance_fen)"
+        " SELECT account_id, -1, 1000000 FROM accounts WHERE account_key = 'suspense'",
+        f"DELETE FROM account_balances WHERE account_id = {member}",
+        "UPDATE chain_lanes SET last_seq = last_seq + 1",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await app_pool.execute(sql)
+    # a member account opened by the application gets its limit with it ...
+    opened = await app_pool.fetchval(
+        "INSERT INTO accounts (account_key, kind, normal_side)"
+        " VALUES ('member:M9999', 'MEMBER_INDIVIDUAL', 'CREDIT') RETURNING account_id"
+    )
+    assert (
+        await app_pool.fetchval(
+            "SELECT balance_fen FROM account_balances WHERE account_id = $1", opened
+        )
+        == 0
+    )
+    with pytest.raises(asyncpg.CheckViolationError):  # ... so it cannot be debited
+        await app_pool.fetchval(
+            "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['member:M9999', 'suspense'],"
+            " ARRAY[1, -1]::bigint[])"
+        )
+    # and no account can have the wrong normal side (debits raising a member's balance)
+    with pytest.raises(asyncpg.CheckViolationError, match="accounts_normal_side"):
+        await app_pool.execute(
+            "INSERT INTO accounts (account_key, kind, normal_side)"
+            " VALUES ('member:M9998', 'MEMBER_INDIVIDUAL', 'DEBIT')"
+        )
 
 
 async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
@@ -362,6 +436,18 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
             "its entry 987654321 does not exist",
         ),
         (
+            "settlement_amount_changed",
+            "UPDATE settlements SET pooled_fund_fen = pooled_fund_fen + 900000"
+            " WHERE settlement_id = (SELECT max(settlement_id) FROM settlements)",
+            "its amounts are not what its entry posts (fund:pooled:",
+        ),
+        (
+            "settlement_moved_to_another_institution",
+            "UPDATE settlements SET institution_code = 'H33039900099'"
+            " WHERE settlement_id = (SELECT max(settlement_id) FROM settlements)",
+            "its amounts are not what its entry posts (institution:H33039900099:payable:",
+        ),
+        (
             "entry_of_no_day",
             "UPDATE entries SET business_date = '1999-01-01'"
             " WHERE entry_id = (SELECT max(entry_id) FROM entries)",
@@ -378,6 +464,63 @@ async def test_verify_finds_what_no_foreign_key_refuses(
     report = await _verify(reference_db)
     assert not report.sound
     assert any(expected in p for p in report.problems), report.problems
+
+
+async def test_verify_finds_a_well_formed_entry_in_a_lane_of_its_own(
+    ledger: Ledger, reference_db: str
+) -> None:
+    # chained from the genesis hash, hashed right and balanced: only the lane's
+    # missing head gives it away
+    await _settle_some(ledger, 1)
+    admin = await asyncpg.connect(reference_db)
+    try:
+        ids = [
+            await admin.fetchval("SELECT account_id FROM accounts WHERE account_key = $1", key)
+            for key in ("fund:pooled", f"institution:{INSTITUTION}:payable")
+        ]
+        postings = [(1, ids[0], 8_000_000), (2, ids[1], -8_000_000)]
+        forged = chain.entry_hash(
+            chain.GENESIS_HASH, 999999, 100, 1, DAY, "ADJUSTMENT", "x", postings
+        )
+        async with admin.transaction():
+            await admin.execute(
+                "INSERT INTO entries (entry_id, lane, lane_seq, business_date, kind, ref,"
+                " prev_hash, hash) VALUES (999999, 100, 1, $1, 'ADJUSTMENT', 'x', $2, $3)",
+                DAY,
+                chain.GENESIS_HASH,
+                forged,
+            )
+            await admin.executemany(
+                "INSERT INTO postings (entry_id, seq, account_id, amount_fen)"
+                " VALUES (999999, $1, $2, $3)",
+                postings,
+            )
+    finally:
+        await admin.close()
+    report = await _verify(reference_db)
+    assert report.problems == ["lane 100 has entries but no head (its entries were inserted)"]
+
+
+async def test_verify_finds_a_cancellation_that_does_not_reverse_its_settlement(
+    ledger: Ledger, reference_db: str
+) -> None:
+    await _settle_some(ledger, 2)
+    cancelled = await ledger.cancel(
+        (INSTITUTION, "c1"), b"c", original_request_id="t0", reason="test"
+    )
+    assert cancelled.entry_id is not None
+    assert (await _verify(reference_db)).sound
+    await _as_superuser_without_triggers(  # now it points at the other settlement's entry
+        reference_db,
+        "UPDATE cancellations SET entry_id = (SELECT entry_id FROM settlements"
+        " WHERE request_id = 't1') WHERE reversal_id = $1",
+        cancelled.reversal_id,
+    )
+    report = await _verify(reference_db)
+    assert any(
+        f"cancellation {cancelled.reversal_id}: its entry does not reverse" in p
+        for p in report.problems
+    ), report.problems
 
 
 async def test_a_temporary_table_cannot_stand_in_for_the_ledger_at_commit(
