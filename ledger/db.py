@@ -37,6 +37,9 @@ POOL_SIZE_MAX = 20
 COMMAND_TIMEOUT_S = 60.0
 
 
+SERVER_VERSION_NUM_MIN = 150000  # PostgreSQL 15
+
+
 class SchemaTooNew(RuntimeError):
     """The database was migrated by newer code than this."""
 
@@ -164,6 +167,7 @@ async def migrate(
     Opens the first business day when the database is new.
     """
     day = first_day or configured_first_day() or datetime.now(REGION_TZ).date()
+    await check_server_version(conn)
     wanted = migrations(directory)
     applied: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
@@ -224,10 +228,19 @@ async def create_pool(
     min_size: int = 2,
     max_size: int = POOL_SIZE_MAX,
     as_app_role: bool = True,
+    app_login: bool = False,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections act as the application role."""
-    settings = {"role": APP_ROLE} if as_app_role else {}
+    """A pool whose connections act as the application role.
+
+    With app_login they log in as the application role itself, so no
+    statement sent on them can take the owner's rights (SET ROLE, RESET
+    ROLE); otherwise they log in as the URL's user and take the role as a
+    connection parameter.
+    """
+    settings = {"role": APP_ROLE} if as_app_role and not app_login else {}
+    if app_login:
+        kwargs["user"] = APP_ROLE
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -243,16 +256,24 @@ async def create_pool(
 
 
 async def open_database(
-    url: str, *, first_day: date | None = None, **pool_kwargs: Any
+    url: str, *, first_day: date | None = None, app_login: bool = False, **pool_kwargs: Any
 ) -> asyncpg.Pool:
-    """Migrate (as the connecting user) and return an application-role pool."""
+    """Migrate (as the connecting user) and return an application-role pool.
+
+    app_login, for the embedded server (whose local connections need no
+    password): the application role may log in and the pool logs in as it
+    (create_pool). An external server's operator decides how its roles log
+    in; there the pool takes the role as a connection parameter.
+    """
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn, first_day=first_day)
         await check_durability(conn)
+        if app_login:
+            await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
     finally:
         await conn.close()
-    return await create_pool(url, **pool_kwargs)
+    return await create_pool(url, app_login=app_login, **pool_kwargs)
 
 
 async def check_durability(conn: asyncpg.Connection) -> None:
@@ -260,7 +281,15 @@ async def check_durability(conn: asyncpg.Connection) -> None:
     for name in ("fsync", "synchronous_commit", "full_page_writes"):
         value = await conn.fetchval(f"SHOW {name}")
         if value != "on":
-            raise RuntimeError(f"PostgreSQL {name} is {value!r}; MedSwitch needs it on")
+            raise ConfigError(f"PostgreSQL {name} is {value!r}; MedSwitch needs it on")
+
+
+async def check_server_version(conn: asyncpg.Connection) -> None:
+    """Refuse a server older than PostgreSQL 15 (the migrations use 15's features)."""
+    number = int(await conn.fetchval("SHOW server_version_num"))
+    if number < SERVER_VERSION_NUM_MIN:
+        shown = await conn.fetchval("SHOW server_version")
+        raise ConfigError(f"PostgreSQL {shown} is too old; MedSwitch needs 15 or newer")
 
 
 async def open_day(conn: asyncpg.Connection) -> date:
@@ -280,6 +309,7 @@ __all__: Sequence[str] = (
     "APP_ROLE",
     "SchemaTooNew",
     "check_durability",
+    "check_server_version",
     "create_pool",
     "database_url",
     "embedded_url",

@@ -37,7 +37,9 @@ def connect_url(settings: Settings) -> str:
 async def open_ledger(settings: Settings, **pool_kwargs: Any) -> tuple[asyncpg.Pool, DataKeys]:
     """Migrated database, application-role pool and data keys, for any command."""
     keys = DataKeys.from_settings(settings.data_dir)
-    pool = await db.open_database(connect_url(settings), **pool_kwargs)
+    pool = await db.open_database(
+        connect_url(settings), app_login=settings.database_url is None, **pool_kwargs
+    )
     try:
         async with pool.acquire() as conn:
             await check_opens_database(keys, conn)

@@ -147,10 +147,12 @@ def load_dir(directory: Path) -> dict[str, Any]:
     }
 
 
-async def _import(url: str, data_key: bytes, loaded: dict[str, Any]) -> importer.ImportSummary:
+async def _import(
+    url: str, data_key: bytes, loaded: dict[str, Any], *, embedded: bool = False
+) -> importer.ImportSummary:
     from ledger import db
 
-    pool = await db.open_database(url, min_size=1, max_size=1)
+    pool = await db.open_database(url, app_login=embedded, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
             return await importer.import_reference(conn, data_key, **loaded)
@@ -169,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     parsed_s = time.monotonic() - started
     try:
         data_key = load_or_create_key(settings.data_dir, _env_key())
-        summary = asyncio.run(_import(connect_url(settings), data_key, loaded))
+        summary = asyncio.run(
+            _import(connect_url(settings), data_key, loaded, embedded=settings.database_url is None)
+        )
     except (importer.AlreadyImported, ValueError) as exc:
         print(f"medswitch import-reference: {exc}", file=sys.stderr)
         return 2

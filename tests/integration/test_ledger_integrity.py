@@ -613,3 +613,40 @@ async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, referenc
         settled = await asyncio.gather(*writers)
     assert sum(settled) > 12
     assert all(r.sound for r in reports), [r.problems for r in reports if not r.sound]
+
+
+async def test_a_server_too_old_or_not_durable_is_refused_in_one_line(
+    reference_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = await asyncpg.connect(reference_db, server_settings={"synchronous_commit": "off"})
+    try:
+        with pytest.raises(db.ConfigError, match="synchronous_commit is 'off'"):
+            await db.check_durability(conn)
+        # this server (16) stands for one older than the oldest MedSwitch accepts
+        monkeypatch.setattr(db, "SERVER_VERSION_NUM_MIN", 990000)
+        version = await conn.fetchval("SHOW server_version")
+        with pytest.raises(db.ConfigError, match=f"PostgreSQL {version} is too old"):
+            await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role(
+    reference_db: str,
+) -> None:
+    # taking the role as a connection parameter leaves the owner's rights one
+    # RESET ROLE away for any statement sent on the connection
+    pool = await db.open_database(reference_db, app_login=True, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT session_user") == db.APP_ROLE
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("SET ROLE postgres")
+            await conn.execute("RESET ROLE")
+            assert await conn.fetchval("SELECT current_user") == db.APP_ROLE
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await conn.execute("UPDATE account_balances SET balance_fen = balance_fen + 1")
+            # and it still does its work
+            assert await conn.fetchval("SELECT count(*) FROM members") > 0
+    finally:
+        await pool.close()
