@@ -22,9 +22,12 @@ balance row from the postings.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import asyncpg
 
@@ -56,6 +59,8 @@ class VerifyReport:
     lanes: int = 0
     balances: int = 0
     problems: list[str] = field(default_factory=list)
+    # where each lane's chain ends, as walked: (last sequence, its hash)
+    ends: dict[int, tuple[int, bytes]] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -120,11 +125,21 @@ LIMIT 20
 """
 
 
-async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyReport:
+async def verify(
+    conn: asyncpg.Connection,
+    *,
+    problems_max: int = 20,
+    anchors: Mapping[int, tuple[int, bytes]] | None = None,
+) -> VerifyReport:
     """Walk every lane, every entry and every balance row; report what is wrong.
 
-    Problems are listed in lane order, first bad entry first.
+    Problems are listed in lane order, first bad entry first. `anchors`:
+    chain ends recorded outside the database by an earlier sound run (lane:
+    sequence, hash); each must still be on its chain. Without them, someone
+    able to rewrite a whole lane (every later hash and its head, as a
+    database superuser can) is not caught.
     """
+    anchors = anchors or {}
     report = VerifyReport()
 
     def problem(text: str) -> None:
@@ -178,6 +193,12 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
             )
             if computed != bytes(r[7]):
                 problem(f"entry {entry_id}: hash does not match its content (changed)")
+            anchored = anchors.get(lane)
+            if anchored is not None and anchored[0] == lane_seq and anchored[1] != bytes(r[7]):
+                problem(
+                    f"entry {entry_id}: lane {lane} at sequence {lane_seq} is not the entry"
+                    " anchored there (the lane was rewritten since)"
+                )
             if len(seqs) < 2 or sum(amounts) != 0:
                 problem(f"entry {entry_id}: {len(seqs)} postings summing to {sum(amounts)} fen")
             seen_lanes[lane] = (lane_seq, bytes(r[7]))
@@ -190,6 +211,14 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
                 )
         for lane in sorted(seen_lanes.keys() - heads.keys()):
             problem(f"lane {lane} has entries but no head (its entries were inserted)")
+        for lane, (anchored_seq, _) in sorted(anchors.items()):
+            got_seq = seen_lanes.get(lane, (0, GENESIS_HASH))[0]
+            if got_seq < anchored_seq:
+                problem(
+                    f"lane {lane}: chain ends at sequence {got_seq}, before its anchor at"
+                    f" {anchored_seq} (entries were removed)"
+                )
+        report.ends = dict(seen_lanes)
         report.lanes = len(seen_lanes)
         orphans = await conn.fetchval(
             "SELECT count(*) FROM postings p WHERE NOT EXISTS"
@@ -258,3 +287,38 @@ async def verify(conn: asyncpg.Connection, *, problems_max: int = 20) -> VerifyR
         if total != 0:
             problem(f"all postings together sum to {total} fen, not 0")
     return report
+
+
+ANCHORS_FORMAT = "medswitch-ledger-anchors/1"
+
+
+def read_anchors(path: Path) -> dict[int, tuple[int, bytes]]:
+    """The chain ends an earlier sound `verify` recorded in `path` (none if absent).
+
+    ValueError naming the file when it is not such a record.
+    """
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        if raw.get("format") != ANCHORS_FORMAT:
+            raise ValueError(f"format is not {ANCHORS_FORMAT}")
+        return {
+            int(lane): (int(seq), bytes.fromhex(digest))
+            for lane, (seq, digest) in raw["lanes"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a ledger anchors file ({exc})") from None
+
+
+def write_anchors(path: Path, ends: Mapping[int, tuple[int, bytes]]) -> None:
+    """Record where each lane's chain ends, replacing the file in one step."""
+    record = {
+        "format": ANCHORS_FORMAT,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lanes": {str(lane): [seq, digest.hex()] for lane, (seq, digest) in sorted(ends.items())},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n", "utf-8")
+    os.replace(partial, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,23 +22,41 @@ from switch.config import Settings
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("ledger", help="ledger maintenance")
     sub = parser.add_subparsers(dest="ledger_command", required=True)
-    sub.add_parser("verify", help="check balances, entry sums and the tamper-evident chains")
+    verify = sub.add_parser(
+        "verify", help="check balances, entry sums and the tamper-evident chains"
+    )
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        metavar="FILE",
+        help="chain ends recorded by the last sound run: each must still be on its chain;"
+        " a sound run records the new ends (keep FILE where the database's owner cannot"
+        " write)",
+    )
     parser.set_defaults(func=run)
 
 
-async def _verify(url: str) -> chain.VerifyReport:
+async def _verify(
+    url: str, anchors: dict[int, tuple[int, bytes]] | None = None
+) -> chain.VerifyReport:
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn)
-        return await chain.verify(conn)
+        return await chain.verify(conn, anchors=anchors)
     finally:
         await conn.close()
 
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    anchor: Path | None = getattr(args, "anchor", None)
     try:
-        report = asyncio.run(_verify(connect_url(settings)))
+        anchors = chain.read_anchors(anchor) if anchor else None
+    except ValueError as exc:
+        print(f"medswitch ledger verify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_verify(connect_url(settings), anchors))
     except (db.SchemaTooNew, OSError, asyncpg.PostgresError) as exc:
         print(f"medswitch ledger verify: {exc}", file=sys.stderr)
         return 1
@@ -47,4 +66,7 @@ def run(args: argparse.Namespace) -> int:
         f"{report.entries} entries, {report.postings} postings in {report.lanes} lanes,"
         f" {report.balances} balances: {'sound' if report.sound else 'NOT SOUND'}"
     )
+    if anchor and report.sound:
+        chain.write_anchors(anchor, report.ends)
+        print(f"anchored the ends of {len(report.ends)} lanes in {anchor}")
     return 0 if report.sound else 1

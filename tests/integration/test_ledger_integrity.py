@@ -650,3 +650,100 @@ async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role
             assert await conn.fetchval("SELECT count(*) FROM members") > 0
     finally:
         await pool.close()
+
+
+async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str | None, drop: bool) -> None:
+    """As a superuser who knows the chain's rule: change (or drop) an entry, then
+    re-hash every later entry of its lane and move the lane's head to match."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        lane, seq, prev = await conn.fetchrow(
+            "SELECT lane, lane_seq, prev_hash FROM entries WHERE entry_id = $1", entry_id
+        )
+        if drop:  # the last entry of its lane only: nothing to renumber
+            # and everything that would give it away: its settlement, its balances
+            await conn.execute(
+                "UPDATE account_balances b SET balance_fen = b.balance_fen"
+                " - b.normal_sign * p.amount_fen FROM postings p"
+                " WHERE p.entry_id = $1 AND p.account_id = b.account_id",
+                entry_id,
+            )
+            await conn.execute("DELETE FROM settlements WHERE entry_id = $1", entry_id)
+            await conn.execute("DELETE FROM postings WHERE entry_id = $1", entry_id)
+            await conn.execute("DELETE FROM entries WHERE entry_id = $1", entry_id)
+            await conn.execute(
+                "UPDATE chain_lanes SET last_seq = $2, last_hash = $3 WHERE lane = $1",
+                lane,
+                seq - 1,
+                prev,
+            )
+            return
+        await conn.execute("UPDATE entries SET ref = $2 WHERE entry_id = $1", entry_id, ref)
+        rows = await conn.fetch(
+            "SELECT e.entry_id, e.lane_seq, e.business_date, e.kind, e.ref,"
+            " (SELECT array_agg(ARRAY[p.seq, p.account_id, p.amount_fen] ORDER BY p.seq)"
+            "  FROM postings p WHERE p.entry_id = e.entry_id) AS legs"
+            " FROM entries e WHERE e.lane = $1 AND e.lane_seq >= $2 ORDER BY e.lane_seq",
+            lane,
+            seq,
+        )
+        for r in rows:
+            digest = chain.entry_hash(
+                bytes(prev),
+                r["entry_id"],
+                lane,
+                r["lane_seq"],
+                r["business_date"],
+                r["kind"],
+                r["ref"],
+                [(int(s), int(a), int(m)) for s, a, m in r["legs"]],
+            )
+            await conn.execute(
+                "UPDATE entries SET prev_hash = $2, hash = $3 WHERE entry_id = $1",
+                r["entry_id"],
+                prev,
+                digest,
+            )
+            prev = digest
+        await conn.execute("UPDATE chain_lanes SET last_hash = $2 WHERE lane = $1", lane, prev)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("rewrite", ["changed_and_rehashed", "last_dropped_head_rewound"])
+async def test_an_anchor_kept_outside_the_database_catches_a_rewritten_lane(
+    ledger: Ledger, reference_db: str, cli_env: dict[str, str], tmp_path: Any, rewrite: str
+) -> None:
+    entries = await _settle_some(ledger)
+    env = {**cli_env, "MEDSWITCH_DATABASE_URL": reference_db}
+    anchor = tmp_path / "anchors.json"
+    first = medswitch("ledger", "verify", "--anchor", str(anchor), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "anchored the ends of" in first.stdout and anchor.exists()
+    if rewrite == "changed_and_rehashed":
+        await _rewrite_lane_from(reference_db, entries[1], ref="forged", drop=False)
+    else:
+        await _rewrite_lane_from(reference_db, entries[-1], ref=None, drop=True)
+    # the chain alone cannot tell: every hash and the head agree again
+    assert (await _verify(reference_db)).sound
+    kept = anchor.read_text()
+    second = medswitch("ledger", "verify", "--anchor", str(anchor), env=env)
+    assert second.returncode == 1, second.stdout + second.stderr
+    expected = (
+        "is not the entry anchored there"
+        if rewrite.startswith("changed")
+        else ("before its anchor")
+    )
+    assert expected in second.stdout, second.stdout
+    assert anchor.read_text() == kept  # an unsound run moves no anchor
+
+
+def test_a_malformed_anchor_file_is_one_line_and_exit_2(
+    cli_env: dict[str, str], tmp_path: Any
+) -> None:
+    anchor = tmp_path / "anchors.json"
+    anchor.write_text('{"format": "something else"}')
+    run = medswitch("ledger", "verify", "--anchor", str(anchor), env=cli_env)
+    assert run.returncode == 2
+    assert "not a ledger anchors file" in run.stderr and "Traceback" not in run.stderr
