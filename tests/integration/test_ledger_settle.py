@@ -375,3 +375,46 @@ async def test_a_malformed_decision_writes_nothing(
         await ledger.settle((INSTITUTION, "bad"), b"f", CARD, 2026, DAY, decide)
     assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
     assert await _balance(app_pool) == OPENING_FEN
+
+
+async def test_a_settle_whose_connection_is_killed_between_load_and_record_leaves_nothing(
+    ledger: Ledger, app_pool: asyncpg.Pool, reference_db: str
+) -> None:
+    # Ledger.settle itself: the claim is loaded and locked, then its backend is
+    # killed while `decide` runs; the client's retry then settles it once
+    import subprocess
+    from pathlib import Path
+
+    import pgserver
+
+    psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    kills: list[str] = []
+    pay = debit(1_000)
+
+    def decide(inputs):  # type: ignore[no-untyped-def]
+        if not kills:
+            killed = subprocess.run(
+                [
+                    str(psql),
+                    reference_db,
+                    "-Atc",
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND state = 'idle in transaction'",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            kills.append(killed.stdout.strip())
+        return pay(inputs)
+
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, OSError)):
+        await ledger.settle((INSTITUTION, "killed"), b"fp-k", CARD, 2026, DAY, decide)
+    assert kills == ["1"]  # the settling transaction, waiting for its decision
+    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind <> 'OPENING'") == 0
+    assert await _balance(app_pool) == OPENING_FEN
+    again = await ledger.settle((INSTITUTION, "killed"), b"fp-k", CARD, 2026, DAY, decide)
+    assert not again.replayed and again.entry_id is not None
+    assert await _balance(app_pool) == OPENING_FEN - 1_000
+    assert (await _verify(reference_db)).sound
