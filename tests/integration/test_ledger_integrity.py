@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -747,3 +748,20 @@ def test_a_malformed_anchor_file_is_one_line_and_exit_2(
     run = medswitch("ledger", "verify", "--anchor", str(anchor), env=cli_env)
     assert run.returncode == 2
     assert "not a ledger anchors file" in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_business_days_only_move_forward(app_pool: asyncpg.Pool) -> None:
+    today = await app_pool.fetchval("SELECT business_date FROM business_days WHERE status = 'OPEN'")
+    async with app_pool.acquire() as conn, conn.transaction():  # what end of day does
+        await conn.execute("SELECT ms_close_day()")
+    for sql in (
+        "UPDATE business_days SET status = 'OPEN', closed_at = NULL WHERE business_date = $1",
+        "UPDATE business_days SET business_date = business_date - 30 WHERE business_date = $1",
+        "DELETE FROM business_days WHERE business_date = $1",
+        "INSERT INTO business_days (business_date, status) VALUES ($1::date - 1, 'OPEN')",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"business.day"):
+            await app_pool.execute(sql, today)
+    assert await app_pool.fetch(
+        "SELECT business_date, status FROM business_days ORDER BY business_date"
+    ) == [(today, "CLOSED"), (today + timedelta(days=1), "OPEN")]
