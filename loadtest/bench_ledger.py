@@ -309,10 +309,12 @@ async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
     try:
         from ledger import chain
 
+        started = time.monotonic()
         report = await chain.verify(conn)
         print(
             f"verify after the run: {report.entries} entries,"
             f" {'sound' if report.sound else report.problems[:3]}"
+            f" in {time.monotonic() - started:.1f} s"
         )
     finally:
         await conn.close()
