@@ -100,6 +100,49 @@ ORDER BY 1, 2
 LIMIT 20
 """
 
+# Settlements and cancellations with the entries they name: each names one of
+# its own kind (SETTLEMENT; CANCELLATION), made for it (ref: the settlement's
+# id) on its business day, and no entry is named twice. Otherwise a record
+# could borrow another's entry and its amounts would still add up.
+_CLAIMS = """
+WITH claims AS (
+    SELECT 'settlement' AS what, s.settlement_id AS record, s.settlement_id AS ref,
+           'SETTLEMENT' AS kind, s.entry_id, s.business_date
+    FROM settlements s WHERE s.entry_id IS NOT NULL
+    UNION ALL
+    SELECT 'cancellation', c.reversal_id, c.settlement_id, 'CANCELLATION', c.entry_id,
+           c.business_date
+    FROM cancellations c WHERE c.entry_id IS NOT NULL
+)
+"""
+_CLAIMS_SQL = (
+    _CLAIMS
+    + """
+SELECT * FROM (
+    SELECT c.what, c.record, c.entry_id, e.kind AS entry_kind, e.ref AS entry_ref,
+           e.business_date AS entry_day,
+           c.kind <> e.kind OR c.ref IS DISTINCT FROM e.ref
+               OR c.business_date <> e.business_date AS mismatched,
+           count(*) OVER (PARTITION BY c.entry_id) AS claimants
+    FROM claims c JOIN entries e ON e.entry_id = c.entry_id
+) x
+WHERE x.mismatched OR x.claimants > 1
+ORDER BY x.entry_id, x.record
+LIMIT 20
+"""
+)
+# SETTLEMENT and CANCELLATION entries that no record names.
+_UNCLAIMED_SQL = (
+    _CLAIMS
+    + """
+SELECT e.entry_id, e.kind, e.ref FROM entries e
+WHERE e.kind IN ('SETTLEMENT', 'CANCELLATION')
+  AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.entry_id = e.entry_id)
+ORDER BY e.entry_id
+LIMIT 20
+"""
+)
+
 # A cancellation's entry against the exact reverse of its settlement's.
 _REVERSAL_LEGS_SQL = """
 WITH pairs AS (
@@ -259,6 +302,22 @@ async def verify(
                 f"settlement {row['settlement_id']}: its amounts are not what its entry posts"
                 f" ({row['account_key']}: {row['stated']} stated, {row['posted']} posted)"
             )
+        for row in await conn.fetch(_CLAIMS_SQL):
+            if row["claimants"] > 1:
+                problem(
+                    f"entry {row['entry_id']}: claimed by {row['claimants']} records"
+                    f" ({row['what']} {row['record']} among them)"
+                )
+            else:
+                problem(
+                    f"{row['what']} {row['record']}: its entry {row['entry_id']} is a"
+                    f" {row['entry_kind']} entry for {row['entry_ref']!r} on {row['entry_day']}"
+                )
+        for row in await conn.fetch(_UNCLAIMED_SQL):
+            problem(
+                f"entry {row['entry_id']}: a {row['kind']} entry for {row['ref']!r}"
+                " that no settlement or cancellation records"
+            )
         for row in await conn.fetch(_REVERSAL_LEGS_SQL):
             problem(
                 f"cancellation {row['reversal_id']}: its entry does not reverse the settlement's"
@@ -292,13 +351,20 @@ async def verify(
 ANCHORS_FORMAT = "medswitch-ledger-anchors/1"
 
 
-def read_anchors(path: Path) -> dict[int, tuple[int, bytes]]:
-    """The chain ends an earlier sound `verify` recorded in `path` (none if absent).
+def read_anchors(path: Path, *, first: bool = False) -> dict[int, tuple[int, bytes]]:
+    """The chain ends an earlier sound `verify` recorded in `path`.
 
-    ValueError naming the file when it is not such a record.
+    `first`: there is no such record yet, and `path` must not exist (none is
+    returned). ValueError naming the file when it is missing (a deleted or
+    mistyped anchor must not pass for a first run), present on a first run,
+    or not such a record.
     """
-    if not path.exists():
+    if first:
+        if path.exists():
+            raise ValueError(f"{path} already exists: it is not a first anchor")
         return {}
+    if not path.exists():
+        raise ValueError(f"{path} does not exist (--first-anchor starts one)")
     try:
         raw = json.loads(path.read_text("utf-8"))
         if raw.get("format") != ANCHORS_FORMAT:

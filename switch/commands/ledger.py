@@ -33,6 +33,11 @@ def add_parser(subparsers: Any) -> None:
         " a sound run records the new ends (keep FILE where the database's owner cannot"
         " write)",
     )
+    verify.add_argument(
+        "--first-anchor",
+        action="store_true",
+        help="FILE does not exist yet: start recording (refused if it does)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     anchor: Path | None = getattr(args, "anchor", None)
     try:
-        anchors = chain.read_anchors(anchor) if anchor else None
+        if getattr(args, "first_anchor", False) and not anchor:
+            raise ValueError("--first-anchor needs --anchor FILE")
+        anchors = chain.read_anchors(anchor, first=args.first_anchor) if anchor else None
     except ValueError as exc:
         print(f"medswitch ledger verify: {exc}", file=sys.stderr)
         return 2

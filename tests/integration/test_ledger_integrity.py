@@ -449,6 +449,24 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
             "its amounts are not what its entry posts (institution:H33039900099:payable:",
         ),
         (
+            "settlement_borrowing_anothers_entry",  # the application role can insert this
+            "INSERT INTO settlements (settlement_id, institution_code, request_id, fingerprint,"
+            " status, member_id, business_date, service_date, benefit_year, total_fen,"
+            " pooled_fund_fen, serious_illness_fen, individual_account_fen, answer, entry_id)"
+            " SELECT 'S20991231dup', institution_code, request_id || '-dup', fingerprint, status,"
+            " member_id, business_date, service_date, benefit_year, total_fen, pooled_fund_fen,"
+            " serious_illness_fen, individual_account_fen, answer, entry_id FROM settlements"
+            " WHERE settlement_id = (SELECT max(settlement_id) FROM settlements)",
+            "claimed by 2 records",
+        ),
+        (
+            "settlement_entry_of_no_settlement",  # and call this
+            "SELECT ms_post_set('SETTLEMENT', ARRAY['S20991231phantom'], ARRAY[1, 1],"
+            f" ARRAY['member:M0001', 'institution:{INSTITUTION}:payable'],"
+            " ARRAY[500, -500]::bigint[])",
+            "a SETTLEMENT entry for 'S20991231phantom' that no settlement or cancellation records",
+        ),
+        (
             "entry_of_no_day",
             "UPDATE entries SET business_date = '1999-01-01'"
             " WHERE entry_id = (SELECT max(entry_id) FROM entries)",
@@ -653,7 +671,7 @@ async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role
         await pool.close()
 
 
-async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str | None, drop: bool) -> None:
+async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str, drop: bool) -> None:
     """As a superuser who knows the chain's rule: change (or drop) an entry, then
     re-hash every later entry of its lane and move the lane's head to match."""
     conn = await asyncpg.connect(url)
@@ -716,16 +734,20 @@ async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str | None, drop: 
 async def test_an_anchor_kept_outside_the_database_catches_a_rewritten_lane(
     ledger: Ledger, reference_db: str, cli_env: dict[str, str], tmp_path: Any, rewrite: str
 ) -> None:
-    entries = await _settle_some(ledger)
+    await _settle_some(ledger)
+    # an entry no settlement or cancellation cross-checks: only its chain vouches for it
+    adjustment = await ledger.pool.fetchval(
+        "SELECT ms_post('ADJUSTMENT', 'fix-1', ARRAY['fund:pooled', 'suspense'],"
+        " ARRAY[500, -500]::bigint[])"
+    )
     env = {**cli_env, "MEDSWITCH_DATABASE_URL": reference_db}
     anchor = tmp_path / "anchors.json"
-    first = medswitch("ledger", "verify", "--anchor", str(anchor), env=env)
+    first = medswitch("ledger", "verify", "--anchor", str(anchor), "--first-anchor", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "anchored the ends of" in first.stdout and anchor.exists()
-    if rewrite == "changed_and_rehashed":
-        await _rewrite_lane_from(reference_db, entries[1], ref="forged", drop=False)
-    else:
-        await _rewrite_lane_from(reference_db, entries[-1], ref=None, drop=True)
+    await _rewrite_lane_from(
+        reference_db, adjustment, ref="fix-2", drop=rewrite == "last_dropped_head_rewound"
+    )
     # the chain alone cannot tell: every hash and the head agree again
     assert (await _verify(reference_db)).sound
     kept = anchor.read_text()
@@ -740,14 +762,21 @@ async def test_an_anchor_kept_outside_the_database_catches_a_rewritten_lane(
     assert anchor.read_text() == kept  # an unsound run moves no anchor
 
 
-def test_a_malformed_anchor_file_is_one_line_and_exit_2(
+def test_a_missing_or_malformed_anchor_file_is_one_line_and_exit_2(
     cli_env: dict[str, str], tmp_path: Any
 ) -> None:
     anchor = tmp_path / "anchors.json"
+    # a missing file is no first run unless said so: a deleted or mistyped
+    # anchor must not pass as a fresh start
+    run = medswitch("ledger", "verify", "--anchor", str(anchor), env=cli_env)
+    assert run.returncode == 2 and "--first-anchor" in run.stderr, run.stderr
+    assert not anchor.exists()
     anchor.write_text('{"format": "something else"}')
     run = medswitch("ledger", "verify", "--anchor", str(anchor), env=cli_env)
     assert run.returncode == 2
     assert "not a ledger anchors file" in run.stderr and "Traceback" not in run.stderr
+    run = medswitch("ledger", "verify", "--anchor", str(anchor), "--first-anchor", env=cli_env)
+    assert run.returncode == 2 and "already exists" in run.stderr, run.stderr
 
 
 async def test_business_days_only_move_forward(app_pool: asyncpg.Pool) -> None:
