@@ -276,6 +276,23 @@ async def open_database(
     return await create_pool(url, app_login=app_login, **pool_kwargs)
 
 
+async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connection:
+    """One migrated connection acting as the application role (open_database's
+    rules: with app_login it logs in as the role, otherwise it takes it)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        if not app_login:
+            await conn.execute(f"SET ROLE {APP_ROLE}")
+            return conn
+        await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
+    except BaseException:
+        await conn.close()
+        raise
+    await conn.close()
+    return await asyncpg.connect(url, user=APP_ROLE)
+
+
 async def check_durability(conn: asyncpg.Connection) -> None:
     """Refuse to run where commits would not survive a crash."""
     for name in ("fsync", "synchronous_commit", "full_page_writes"):
@@ -310,6 +327,7 @@ __all__: Sequence[str] = (
     "SchemaTooNew",
     "check_durability",
     "check_server_version",
+    "connect_app",
     "create_pool",
     "database_url",
     "embedded_url",

@@ -39,10 +39,9 @@ def iso_date(text: str) -> date:
 
 
 async def with_app_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    conn = await asyncpg.connect(connect_url(Settings.from_env()))
+    settings = Settings.from_env()
+    conn = await db.connect_app(connect_url(settings), app_login=settings.database_url is None)
     try:
-        await db.migrate(conn)
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
         return await work(conn)
     finally:
         await conn.close()

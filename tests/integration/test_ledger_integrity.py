@@ -671,6 +671,14 @@ async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role
             assert await conn.fetchval("SELECT count(*) FROM members") > 0
     finally:
         await pool.close()
+    # the operators' commands (day, payouts, recon) connect the same way
+    conn = await db.connect_app(reference_db, app_login=True)
+    try:
+        assert await conn.fetchval("SELECT session_user") == db.APP_ROLE
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("SET ROLE postgres")
+    finally:
+        await conn.close()
 
 
 async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str, drop: bool) -> None:
