@@ -24,6 +24,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,8 @@ def main() -> None:
             runner.run(main_async(args, url_for))
     finally:
         db.stop_embedded(data_dir)
+        if args.data_dir is None:  # a throw-away cluster: gigabytes after a run
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
