@@ -267,30 +267,35 @@ async def open_database(
     """
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn, first_day=first_day)
-        await check_durability(conn)
-        if app_login:
-            await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
+        await _prepare(conn, first_day=first_day, app_login=app_login)
     finally:
         await conn.close()
     return await create_pool(url, app_login=app_login, **pool_kwargs)
 
 
 async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connection:
-    """One migrated connection acting as the application role (open_database's
-    rules: with app_login it logs in as the role, otherwise it takes it)."""
+    """One connection acting as the application role, by open_database's rules
+    (with app_login it logs in as the role, otherwise it takes it)."""
     conn = await asyncpg.connect(url)
     try:
-        await migrate(conn)
+        await _prepare(conn, first_day=None, app_login=app_login)
         if not app_login:
             await conn.execute(f"SET ROLE {APP_ROLE}")
             return conn
-        await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
     except BaseException:
         await conn.close()
         raise
     await conn.close()
     return await asyncpg.connect(url, user=APP_ROLE)
+
+
+async def _prepare(conn: asyncpg.Connection, *, first_day: date | None, app_login: bool) -> None:
+    """As the owner: migrate, refuse a server that loses commits, and let the
+    application role log in (app_login)."""
+    await migrate(conn, first_day=first_day)
+    await check_durability(conn)
+    if app_login:
+        await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
 
 
 async def check_durability(conn: asyncpg.Connection) -> None:

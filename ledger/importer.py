@@ -227,17 +227,15 @@ async def import_reference(
         total = sum(m[9] for m in members)
         entry_id = None
         if total:
-            opening_id = await conn.fetchval(
-                "SELECT account_id FROM accounts WHERE account_key = $1", accounts.OPENING_BALANCE
-            )
-            account_ids = [opening_id]
+            keys = [accounts.OPENING_BALANCE]
             amounts = [total]
-            for i, m in enumerate(members):
+            for m in members:
                 if m[9]:
-                    account_ids.append(first + i)
+                    keys.append(accounts.member_account(m[0]))
                     amounts.append(-m[9])
+            # the one posting function every entry goes through (ms_post_set)
             entry_id = await conn.fetchval(
-                "SELECT ms_post_ids('OPENING', 'import-reference', $1, $2)", account_ids, amounts
+                "SELECT ms_post('OPENING', 'import-reference', $1, $2)", keys, amounts
             )
     return ImportSummary(
         institutions=len(institutions),

@@ -161,34 +161,35 @@ async def test_only_the_application_role_may_call_the_ledger_writers(
         await admin.close()
 
 
-async def test_a_staged_entry_is_checked_and_moves_balances(app_pool: asyncpg.Pool) -> None:
-    member_account = await app_pool.fetchval(
-        "SELECT account_id FROM members WHERE member_id = 'M0002'"
-    )
-    opening = await app_pool.fetchval(
-        "SELECT account_id FROM accounts WHERE account_key = 'equity:opening'"
-    )
+async def test_an_opening_entry_is_checked_and_moves_balances(app_pool: asyncpg.Pool) -> None:
+    # the import's opening entry goes through ms_post, as every entry does
+    member_account = "member:M0002"
+    opening = "equity:opening"
     before = await app_pool.fetchval(
-        "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
+        "SELECT b.balance_fen FROM account_balances b JOIN accounts a USING (account_id)"
+        " WHERE a.account_key = $1",
+        member_account,
     )
 
-    async def stage(rows: list[tuple[int, int]]) -> int:
+    async def stage(rows: list[tuple[str, int]]) -> int:
         entry: int = await app_pool.fetchval(
-            "SELECT ms_post_ids('OPENING', 'test', $1, $2)",
+            "SELECT ms_post('OPENING', 'test', $1, $2)",
             [account for account, _ in rows],
             [amount for _, amount in rows],
         )
         return entry
 
-    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
-        await stage([(member_account, 500), (987654321, -500)])
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
+        await stage([(member_account, 500), ("member:NOBODY", -500)])
     with pytest.raises(asyncpg.CheckViolationError, match="at least two postings"):
         await stage([(member_account, 0)])
     with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
         await stage([(opening, 700), (member_account, -699)])
     await stage([(opening, 700), (member_account, -700)])  # a credit of 7 yuan
     after = await app_pool.fetchval(
-        "SELECT balance_fen FROM account_balances WHERE account_id = $1", member_account
+        "SELECT b.balance_fen FROM account_balances b JOIN accounts a USING (account_id)"
+        " WHERE a.account_key = $1",
+        member_account,
     )
     assert after == before + 700
     # and it cannot be used to overdraw: the balance row refuses
@@ -209,23 +210,21 @@ async def test_the_owners_functions_read_no_object_of_the_callers_temporary_sche
         )
         for name in ("ms_staged_postings", "accounts", "postings", "account_balances"):
             await conn.execute(f"CREATE TEMPORARY VIEW {name} AS SELECT * FROM pg_temp.evil()")
-        member = await conn.fetchval(
-            "SELECT account_id FROM public.accounts WHERE account_key = 'member:M0002'"
-        )
-        opening = await conn.fetchval(
-            "SELECT account_id FROM public.accounts WHERE account_key = 'equity:opening'"
-        )
         async with conn.transaction():
             await conn.fetchval(
-                "SELECT ms_post_ids('OPENING', 'x', $1, $2)", [opening, member], [5, -5]
+                "SELECT ms_post_set('OPENING', ARRAY['x'], ARRAY[1, 1],"
+                " ARRAY['equity:opening', 'member:M0002'], ARRAY[5, -5]::bigint[])"
             )
             await conn.fetchval(
                 "SELECT ms_post('ADJUSTMENT', 'y', ARRAY['equity:opening', 'member:M0002'],"
                 " ARRAY[5, -5]::bigint[])"
             )
-        # the import's staging function, which read `ms_staged_postings`, is gone
+        # the import's staging function, which read `ms_staged_postings`, is gone,
+        # and so is its replacement: the opening entry goes through ms_post_set
         with pytest.raises(asyncpg.UndefinedFunctionError):
             await conn.fetchval("SELECT ms_post_staged('OPENING', 'z')")
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await conn.fetchval("SELECT ms_post_ids('OPENING', 'z', '{}', '{}')")
 
 
 async def test_balance_rows_and_lane_heads_move_only_through_the_ledger_functions(
