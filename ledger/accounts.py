@@ -53,20 +53,18 @@ def settlement_postings(
     """The legs of a settlement: each paying source is debited, the
     institution's payable credited with their sum. Empty when nothing is paid
     (patient cash and waivers never pass through the switch)."""
-    for name, value in (
-        ("pooled_fund_fen", pooled_fund_fen),
-        ("serious_illness_fen", serious_illness_fen),
-        ("individual_account_fen", individual_account_fen),
+    postings: list[tuple[str, int]] = []
+    total = 0
+    for name, key, value in (
+        ("pooled_fund_fen", POOLED_FUND, pooled_fund_fen),
+        ("serious_illness_fen", SERIOUS_ILLNESS_FUND, serious_illness_fen),
+        ("individual_account_fen", None, individual_account_fen),
     ):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int fen, not {value!r}")
-    legs = [
-        (POOLED_FUND, pooled_fund_fen),
-        (SERIOUS_ILLNESS_FUND, serious_illness_fen),
-        (member_account(member_id), individual_account_fen),
-    ]
-    postings = [(key, amount) for key, amount in legs if amount]
-    total = sum(amount for _, amount in postings)
+        if value:
+            postings.append((key or member_account(member_id), value))
+            total += value
     if total:
         postings.append((institution_payable(institution_code), -total))
     return postings

@@ -349,39 +349,43 @@ class MalformedDecision(ValueError):
     """A programming error in the caller's `decide`: nothing is written."""
 
 
-def _require(condition: bool, what: str) -> None:
-    if not condition:  # not an assert: the check must survive python -O
-        raise MalformedDecision(what)
-
-
 def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
-    """Programming errors in the caller, caught before anything is written."""
-    _require(decision.status in ("SETTLED", "REJECTED"), f"status {decision.status!r}")
+    """Programming errors in the caller, caught before anything is written.
+
+    On the hot path of every settlement: each check is a plain test, and its
+    message is only made when it fails.
+    """
+    if decision.status not in ("SETTLED", "REJECTED"):
+        raise MalformedDecision(f"status {decision.status!r}")
+    postings = decision.postings
     total = 0
-    for _, amount in decision.postings:
-        _require(type(amount) is int and amount != 0, "postings are non-zero int fen")
+    for _, amount in postings:
+        if type(amount) is not int or amount == 0:
+            raise MalformedDecision("postings are non-zero int fen")
         total += amount
-    _require(total == 0, "postings must balance")
-    if decision.status == "REJECTED":
-        _require(not decision.postings and decision.changes is None, "a rejection changes no money")
-    if decision.postings or decision.changes:
-        _require(
-            inputs.member is not None and decision.member_id == inputs.member["member_id"],
-            "money moves only for the card's member",
-        )
+    if total != 0:
+        raise MalformedDecision("postings must balance")
     changes = decision.changes
+    if decision.status == "REJECTED" and (postings or changes is not None):
+        raise MalformedDecision("a rejection changes no money")
+    if postings or changes:
+        member = inputs.member
+        if member is None or decision.member_id != member["member_id"]:
+            raise MalformedDecision("money moves only for the card's member")
     if changes is not None:
         own = accounts.member_account(str(decision.member_id))
-        member_leg = sum(a for k, a in decision.postings if k == own)
-        _require(
-            member_leg == int(changes.get("account_debit_fen", 0)),
-            "the member's posting must equal changes.account_debit_fen",
-        )
-        _require(changes.get("member_id") == decision.member_id, "changes name the member")
-        _require(isinstance(changes.get("benefit_year"), int), "changes name the benefit year")
-        _require(
-            changes.keys() <= _CHANGES_KEYS, f"unknown changes {changes.keys() - _CHANGES_KEYS}"
-        )
+        member_leg = 0
+        for key, amount in postings:
+            if key == own:
+                member_leg += amount
+        if member_leg != int(changes.get("account_debit_fen", 0)):
+            raise MalformedDecision("the member's posting must equal changes.account_debit_fen")
+        if changes.get("member_id") != decision.member_id:
+            raise MalformedDecision("changes name the member")
+        if not isinstance(changes.get("benefit_year"), int):
+            raise MalformedDecision("changes name the benefit year")
+        if not changes.keys() <= _CHANGES_KEYS:
+            raise MalformedDecision(f"unknown changes {changes.keys() - _CHANGES_KEYS}")
 
 
 def _settle_row(
@@ -396,14 +400,15 @@ def _settle_row(
     if changes is None:
         state: tuple[Any, ...] = (None,) * (len(_CHANGE_FIELDS) + 5)
     else:  # checked by _check_decision
-        stay = changes.get("stay")
+        get = changes.get
+        stay = get("stay")
         state = (
             int(changes["benefit_year"]),
-            *(int(changes.get(name) or 0) for name in _YEAR_FIELDS),
-            _d(changes.get("pharmacy_date")),
-            int(changes.get("account_debit_fen") or 0),
+            *[int(get(name) or 0) for name in _YEAR_FIELDS],
+            _d(get("pharmacy_date")),
+            int(get("account_debit_fen") or 0),
             *(
-                (None,) * 5
+                _NO_STAY
                 if stay is None
                 else (
                     stay["settlement_id"],
@@ -436,6 +441,7 @@ def _settle_row(
     )
 
 
+_NO_STAY = (None,) * 5
 # change_year, the accumulator deltas, pharmacy_date and account_debit_fen, in ms_settle_row.
 _CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen")
 # StateChanges.as_dict()'s keys: what ms_changes_json stores.

@@ -10,13 +10,18 @@ the figure. Run it with no variant first (an A/A run) to see how far apart
 two identical databases land.
 
 Run: .venv/bin/python loadtest/ab_ledger.py [--b-sql FILE | --b-variant no-postings]
-     [--a-sql FILE] [--seconds 10] [--rounds 4] [--writers 4]
+     [--a-sql FILE] [--b-tree DIR] [--seconds 10] [--rounds 4] [--writers 4]
 
 A variant is SQL applied to its database after the schema is migrated and
 the members imported. The built-in `no-postings` variant is a bound, not a
 ledger: `ms_post_set` without its posting rows and the commit-time balance
 check without a trigger (what storing no postings at all would save; verify
 fails on it, as it should).
+
+`--b-tree DIR` runs B's writer process from another checkout of the project
+(say a `git worktree` of a branch): a change to the writers' Python measured
+the same way. Both databases are made by this checkout's migrations, so the
+other checkout must work on this schema.
 """
 
 from __future__ import annotations
@@ -95,6 +100,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--writers", type=int, default=4, help="per database")
+    parser.add_argument(
+        "--b-tree", type=Path, help="another checkout whose Python runs B's writer process"
+    )
     parser.add_argument("--child", nargs=2, metavar=("URL", "TAG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,6 +110,11 @@ def main() -> None:
         return
     b_sql = no_postings_sql() if args.b_variant else args.b_sql and args.b_sql.read_text()
     variants = {"ab_a": args.a_sql and args.a_sql.read_text(), "ab_b": b_sql}
+    script = {"ab_a": Path(__file__), "ab_b": Path(__file__)}
+    if args.b_tree:
+        script["ab_b"] = args.b_tree.resolve() / "loadtest" / "ab_ledger.py"
+        if not script["ab_b"].is_file():
+            parser.error(f"--b-tree: no {script['ab_b']}")
     data_dir = Path(tempfile.mkdtemp(prefix="msab-"))
     base = str(db.embedded_url(data_dir))
     prefix, _, query = base.partition("?")
@@ -116,7 +129,7 @@ def main() -> None:
                 name: subprocess.Popen(
                     [
                         sys.executable,
-                        __file__,
+                        str(script[name]),
                         "--seconds",
                         str(args.seconds),
                         "--writers",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from datetime import date
 
 import asyncpg
@@ -21,6 +22,7 @@ from ledger.store import (
     NotCancellable,
     NotYourSettlement,
     RequestIdReused,
+    SettleItem,
     SettlementNotFound,
 )
 from tests.integration.ledger_helpers import DAY, INSTITUTION, OTHER_INSTITUTION, debit
@@ -357,22 +359,59 @@ async def test_a_retry_across_an_upgrade_matches_the_older_fingerprint(ledger: L
     assert isinstance(refused, RequestIdReused)
 
 
+def _flawed(flaw: str, honest: Decision) -> Decision:
+    """`honest` (100 fen from the account, 50 from the pooled fund) with one flaw."""
+    changes = honest.changes
+    assert changes is not None
+    legs = honest.postings
+    flawed = {
+        "unknown_field": {"changes": {**changes, "surprise_fen": 5}},
+        "no_benefit_year": {"changes": {**changes, "benefit_year": None}},
+        "another_member_in_changes": {"changes": {**changes, "member_id": "M0002"}},
+        "status": {"status": "PENDING"},
+        "unbalanced": {"postings": [*legs[:-1], (legs[-1][0], legs[-1][1] + 1)]},
+        "zero_leg": {"postings": [*legs, ("fund:pooled", 0)]},
+        "float_leg": {"postings": [(k, float(a)) for k, a in legs]},
+        "rejection_moving_money": {"status": "REJECTED"},
+        "rejection_with_changes": {"status": "REJECTED", "postings": []},
+        "another_member": {"member_id": "M0002"},
+        "member_leg_differs": {"changes": {**changes, "account_debit_fen": 99}},
+    }[flaw]
+    return dataclasses.replace(honest, **flawed)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
-    "deltas",
-    [{"surprise_fen": 5}, {"benefit_year": None}, {"member_id": "M0002"}],
-    ids=["unknown_field", "no_benefit_year", "another_member"],
+    ("flaw", "message"),
+    [
+        ("unknown_field", "unknown changes {'surprise_fen'}"),
+        ("no_benefit_year", "changes name the benefit year"),
+        ("another_member_in_changes", "changes name the member"),
+        ("status", "status 'PENDING'"),
+        ("unbalanced", "postings must balance"),
+        ("zero_leg", "postings are non-zero int fen"),
+        ("float_leg", "postings are non-zero int fen"),
+        ("rejection_moving_money", "a rejection changes no money"),
+        ("rejection_with_changes", "a rejection changes no money"),
+        ("another_member", "money moves only for the card's member"),
+        ("member_leg_differs", "the member's posting must equal changes.account_debit_fen"),
+    ],
 )
 async def test_a_malformed_decision_writes_nothing(
-    ledger: Ledger, app_pool: asyncpg.Pool, deltas: dict[str, object]
+    ledger: Ledger, app_pool: asyncpg.Pool, flaw: str, message: str
 ) -> None:
-    # checked in code, not by assert (which python -O would strip)
+    # checked in code, not by assert (which python -O would strip), each with
+    # what is wrong
     def decide(inputs: ClaimInputs) -> Decision:
-        honest = debit(100)(inputs)
-        assert honest.changes is not None
-        return dataclasses.replace(honest, changes={**honest.changes, **deltas})
+        return _flawed(flaw, debit(100, pooled_fen=50)(inputs))
 
-    with pytest.raises(MalformedDecision):
+    with pytest.raises(MalformedDecision) as raised:
         await ledger.settle((INSTITUTION, "bad"), b"f", CARD, 2026, DAY, decide)
+    assert str(raised.value) == message
+    # in a batch too, and nothing of the batch is written
+    good = SettleItem((OTHER_INSTITUTION, "good"), b"g", CARD, 2026, DAY, debit(100))
+    bad = SettleItem((INSTITUTION, "bad"), b"f", CARD, 2026, DAY, decide)
+    with pytest.raises(MalformedDecision, match="^" + re.escape(message) + "$"):
+        await ledger.settle_batch([good, bad])
     assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
     assert await _balance(app_pool) == OPENING_FEN
 
