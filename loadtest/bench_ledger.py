@@ -9,12 +9,13 @@ so one WAL flush makes many of them durable.
 
 Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 4]
      [--batch 128] [--pgbench-clients 8] [--members 200000] [--rounds 3]
-     [--data-dir DIR]
+     [--data-dir DIR] [--ledger-only]
 
 Prints ledger settlements/s for single settlements, then `--rounds` rounds
 in which pgbench and the batched ledger take turns (each for --seconds),
 each round's figures and ratio, and the ratio of the means. fsync and
-synchronous_commit stay on (checked).
+synchronous_commit stay on (checked). `--ledger-only` skips pgbench and the
+single settlements: `--rounds` batched runs back to back on one database.
 """
 
 from __future__ import annotations
@@ -256,21 +257,31 @@ async def run_ledger(
     return done / elapsed
 
 
-async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
-    keys_raw = bytes(range(32))
-    keys = DataKeys(keys_raw)
-    admin = await asyncpg.connect(url_for["postgres"])
-    try:
-        await db.check_durability(admin)
-        for name in ("bench", "pgbench"):
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    t = time.monotonic()
-    await prepare(url_for["bench"], keys_raw, args.members)
-    print(f"prepared {args.members} members in {time.monotonic() - t:.1f} s")
+async def ledger_rounds(args: argparse.Namespace, url: str, keys: DataKeys) -> None:
+    """`--rounds` batched ledger runs back to back, no pgbench: the ledger's own trend.
 
+    The writers draw the same members every round, so the first round
+    creates members' accumulator rows and the later ones update them.
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        for n in range(1, args.rounds + 1):
+            rows = await conn.fetchval("SELECT count(*) FROM member_year")
+            rate = await run_ledger(
+                url, keys, args.seconds, args.writers, args.batch, args.members, f"only{n}"
+            )
+            print(
+                f"round {n}: ledger alone, batches of {args.batch}, {args.writers} writers:"
+                f" {rate:,.0f} settlements/s ({rows:,} accumulator rows before the round)"
+            )
+    finally:
+        await conn.close()
+
+
+async def against_pgbench(
+    args: argparse.Namespace, url_for: dict[str, str], keys: DataKeys
+) -> None:
+    """The single-settlement run, then pgbench and the batched ledger taking turns."""
     init_pgbench(url_for["postgres"])
     single = await run_ledger(
         url_for["bench"], keys, args.seconds, args.writers, 1, args.members, "single"
@@ -306,6 +317,27 @@ async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
         f" settlements/s: {batched / pgbench_tps:.2f}x pgbench"
         f" (one settlement per commit: {single / pgbench_tps:.2f}x)"
     )
+
+
+async def main_async(args: argparse.Namespace, url_for: dict[str, str]) -> None:
+    keys_raw = bytes(range(32))
+    keys = DataKeys(keys_raw)
+    admin = await asyncpg.connect(url_for["postgres"])
+    try:
+        await db.check_durability(admin)
+        for name in ("bench", "pgbench"):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    t = time.monotonic()
+    await prepare(url_for["bench"], keys_raw, args.members)
+    print(f"prepared {args.members} members in {time.monotonic() - t:.1f} s")
+
+    if args.ledger_only:
+        await ledger_rounds(args, url_for["bench"], keys)
+    else:
+        await against_pgbench(args, url_for, keys)
     conn = await asyncpg.connect(url_for["bench"])
     try:
         from ledger import chain
@@ -334,6 +366,11 @@ def main() -> None:
         "--rounds", type=int, default=3, help="pgbench and the batched ledger take turns"
     )
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--ledger-only",
+        action="store_true",
+        help="no pgbench: --rounds ledger runs back to back (its trend as rows gain versions)",
+    )
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="msbench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
