@@ -260,8 +260,10 @@ async def run_ledger(
 async def ledger_rounds(args: argparse.Namespace, url: str, keys: DataKeys) -> None:
     """`--rounds` batched ledger runs back to back, no pgbench: the ledger's own trend.
 
-    The writers draw the same members every round, so the first round
-    creates members' accumulator rows and the later ones update them.
+    The writers draw the same members in the same order every round, so the
+    first round creates the members' accumulator rows and a later one
+    creates rows only where it settles more than the first did: it mostly
+    updates them.
     """
     conn = await asyncpg.connect(url)
     try:
@@ -363,7 +365,10 @@ def main() -> None:
     )
     parser.add_argument("--members", type=int, default=200_000)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="pgbench and the batched ledger take turns"
+        "--rounds",
+        type=int,
+        default=3,
+        help="pgbench and the batched ledger take turns (with --ledger-only: ledger runs)",
     )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from loadtest import ab_ledger
 from loadtest.ab_ledger import no_postings_sql
 
 
@@ -20,15 +21,17 @@ def test_the_no_postings_bound_is_the_latest_ms_post_set_without_its_posting_row
     assert sql.rstrip().endswith("DROP TRIGGER chain_lanes_entries_balanced ON chain_lanes;")
 
 
-def test_a_b_tree_without_the_tool_is_refused_before_any_cluster_is_made(tmp_path: Path) -> None:
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "loadtest/ab_ledger.py", "--b-tree", str(tmp_path / "nowhere")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 2
-    assert f"--b-tree: no {tmp_path / 'nowhere' / 'loadtest' / 'ab_ledger.py'}" in done.stderr
-    assert list(tmp_path.glob("msab-*")) == []  # no throw-away cluster was started
+def test_a_b_tree_without_the_tool_is_refused_before_any_cluster_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_cluster(*args: object, **kwargs: object) -> str:
+        raise AssertionError("a cluster was being made")
+
+    monkeypatch.setattr(ab_ledger.tempfile, "mkdtemp", no_cluster)
+    monkeypatch.setattr(ab_ledger.db, "embedded_url", no_cluster)
+    monkeypatch.setattr(sys, "argv", ["ab_ledger.py", "--b-tree", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit) as exited:
+        ab_ledger.main()
+    assert exited.value.code == 2
+    tool = tmp_path / "nowhere" / "loadtest" / "ab_ledger.py"
+    assert f"--b-tree: no {tool}" in capsys.readouterr().err
