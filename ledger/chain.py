@@ -386,5 +386,8 @@ def write_anchors(path: Path, ends: Mapping[int, tuple[int, bytes]]) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n", "utf-8")
+    with partial.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(record, indent=1) + "\n")
+        out.flush()
+        os.fsync(out.fileno())  # on disk before it replaces the last good record
     os.replace(partial, path)

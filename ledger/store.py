@@ -398,7 +398,7 @@ def _settle_row(
     """
     changes = decision.changes
     if changes is None:
-        state: tuple[Any, ...] = (None,) * (len(_CHANGE_FIELDS) + 5)
+        state: tuple[Any, ...] = _NO_CHANGES
     else:  # checked by _check_decision
         get = changes.get
         stay = get("stay")
@@ -441,9 +441,11 @@ def _settle_row(
     )
 
 
-_NO_STAY = (None,) * 5
-# change_year, the accumulator deltas, pharmacy_date and account_debit_fen, in ms_settle_row.
+# change_year, the accumulator deltas, pharmacy_date and account_debit_fen, in ms_settle_row,
+# then the stay's five fields.
 _CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen")
+_NO_STAY = (None,) * 5
+_NO_CHANGES = (None,) * (len(_CHANGE_FIELDS) + len(_NO_STAY))
 # StateChanges.as_dict()'s keys: what ms_changes_json stores.
 _CHANGES_KEYS = frozenset(
     ("member_id", "benefit_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen", "stay")

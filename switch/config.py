@@ -29,3 +29,10 @@ class Settings:
             listen=env.get("MEDSWITCH_LISTEN") or "127.0.0.1:50051",
             metrics_listen=env.get("MEDSWITCH_METRICS_LISTEN") or "127.0.0.1:9464",
         )
+
+    @property
+    def app_login(self) -> bool:
+        """Commands log in as the application role itself: on the embedded
+        server, whose local connections need no password. An external
+        server's operator decides how its roles log in (db.open_database)."""
+        return self.database_url is None

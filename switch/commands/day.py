@@ -40,7 +40,7 @@ def iso_date(text: str) -> date:
 
 async def with_app_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     settings = Settings.from_env()
-    conn = await db.connect_app(connect_url(settings), app_login=settings.database_url is None)
+    conn = await db.connect_app(connect_url(settings), app_login=settings.app_login)
     try:
         return await work(conn)
     finally:

@@ -38,7 +38,7 @@ async def open_ledger(settings: Settings, **pool_kwargs: Any) -> tuple[asyncpg.P
     """Migrated database, application-role pool and data keys, for any command."""
     keys = DataKeys.from_settings(settings.data_dir)
     pool = await db.open_database(
-        connect_url(settings), app_login=settings.database_url is None, **pool_kwargs
+        connect_url(settings), app_login=settings.app_login, **pool_kwargs
     )
     try:
         async with pool.acquire() as conn:

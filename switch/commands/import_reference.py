@@ -148,11 +148,11 @@ def load_dir(directory: Path) -> dict[str, Any]:
 
 
 async def _import(
-    url: str, data_key: bytes, loaded: dict[str, Any], *, embedded: bool = False
+    url: str, data_key: bytes, loaded: dict[str, Any], *, app_login: bool = False
 ) -> importer.ImportSummary:
     from ledger import db
 
-    pool = await db.open_database(url, app_login=embedded, min_size=1, max_size=1)
+    pool = await db.open_database(url, app_login=app_login, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
             return await importer.import_reference(conn, data_key, **loaded)
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data_key = load_or_create_key(settings.data_dir, _env_key())
         summary = asyncio.run(
-            _import(connect_url(settings), data_key, loaded, embedded=settings.database_url is None)
+            _import(connect_url(settings), data_key, loaded, app_login=settings.app_login)
         )
     except (importer.AlreadyImported, ValueError) as exc:
         print(f"medswitch import-reference: {exc}", file=sys.stderr)

@@ -54,9 +54,9 @@ async def _verify(
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    anchor: Path | None = getattr(args, "anchor", None)
+    anchor: Path | None = args.anchor
     try:
-        if getattr(args, "first_anchor", False) and not anchor:
+        if args.first_anchor and not anchor:
             raise ValueError("--first-anchor needs --anchor FILE")
         anchors = chain.read_anchors(anchor, first=args.first_anchor) if anchor else None
     except ValueError as exc:

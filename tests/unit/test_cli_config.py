@@ -99,3 +99,12 @@ def test_db_stop_stops_the_server_while_another_process_uses_it() -> None:
         holder.wait()
         medswitch("db", "stop", env=env)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_commands_log_in_as_the_application_role_on_the_embedded_server_only() -> None:
+    from switch.config import Settings
+
+    assert Settings.from_env({}).app_login
+    assert Settings.from_env({"MEDSWITCH_DATABASE_URL": ""}).app_login  # unset, in effect
+    external = Settings.from_env({"MEDSWITCH_DATABASE_URL": "postgresql://db.example/ms"})
+    assert not external.app_login
