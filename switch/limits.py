@@ -28,3 +28,4 @@ health_probe_timeout_s = 1.0
 db_connect_retry_max_s = 10.0  # backoff cap while waiting for the database at start
 settle_batch_max = 64  # group commit: Settle calls recorded in one statement at most
 settle_loads_max = 8  # a Settle whose member keeps moving under it: CONFLICT_RETRIES_EXHAUSTED
+settle_records_inflight_max = 2  # group commit: batches being recorded at once, one writer
