@@ -15,11 +15,21 @@ pin_len_max = 32
 settlement_id_len_max = 64
 cancel_reason_len_max = 256
 
-# Streams
-reconcile_records_max = 1_000_000  # one institution's business day
+# Client streams (ReconcileDetails). Each open stream buffers its records
+# (about 330 bytes of memory each, ids at their longest), so together these
+# bound that memory: client_streams_max x reconcile_records_max x 330 B, about
+# 530 MB, besides the bounds in time that free a stream's slot.
+reconcile_records_max = 200_000  # one institution's business day (a large hospital: ~20,000)
+client_stream_bytes_max = 48 * 1024 * 1024  # a stream's messages on the wire, in all
+client_stream_idle_max_s = 30.0  # longest pause before the next message of a stream
+client_stream_duration_max_s = 600.0  # longest a client stream may take to send everything
+client_streams_max = 8  # client streams open at once, whole server
+client_streams_per_institution_max = 2  # so one institution cannot hold them all
 
 # Server
 inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue
+inflight_per_institution_max = 64  # one institution's share, so none can take every slot
+inflight_reserved_for_settlement = 32  # slots of the 256 only SettlementService calls may use
 drain_grace_s = 10.0  # SIGTERM: how long in-flight calls get to finish
 violations_reported_max = 50  # field violations sent back in one status (trailer size)
 db_pool_max = 20  # database connections of one server process

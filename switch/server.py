@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -26,7 +26,7 @@ from prometheus_client import start_http_server
 from switch import limits, metrics, servicers
 from switch.backend import SettlementBackend
 from switch.config import Settings
-from switch.edge import Edge
+from switch.edge import Edge, EdgeLimits
 from switch.pki import TlsPaths
 
 
@@ -35,7 +35,7 @@ class ServerConfig:
     listen: str
     tls_dir: Path
     metrics_listen: str | None = None  # None: no metrics endpoint (tests)
-    inflight_max: int = limits.inflight_requests_max
+    edge_limits: EdgeLimits = field(default_factory=EdgeLimits)  # calls in flight, streams
     drain_grace_s: float = limits.drain_grace_s
     health_probe_interval_s: float = limits.health_probe_interval_s
     # SO_REUSEPORT: several serve processes share the port (the kernel spreads
@@ -142,11 +142,11 @@ class RunningServer:
 
 
 async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServer:
-    edge = Edge(config.inflight_max)
+    edge = Edge(config.edge_limits)
     # grpc's own bound sits above ours, so ours answers with ErrorInfo first;
     # it stops anything that slips past (e.g. health checks) from piling up.
     server = grpc.aio.server(
-        maximum_concurrent_rpcs=config.inflight_max * 2 + 16,
+        maximum_concurrent_rpcs=config.edge_limits.inflight_max * 2 + 16,
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),

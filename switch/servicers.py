@@ -237,20 +237,14 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
     async def ReconcileDetails(
         self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord], context: Ctx
     ) -> pb.ReconcileDetailsResponse:
-        async def work() -> pb.ReconcileDetailsResponse:
+        async def work(
+            records: AsyncIterator[pb.ReconcileDetailRecord],
+        ) -> pb.ReconcileDetailsResponse:
             theirs: list[DetailRecord] = []
             day: date | None = None
-            async for i, rec in _aenumerate(request_iterator):
+            async for i, rec in _aenumerate(records):
                 ck = Checker()
                 at = f"records[{i}]"
-                if i >= limits.reconcile_records_max:
-                    raise invalid(
-                        [
-                            FieldViolation(
-                                "records", f"more than {limits.reconcile_records_max} records"
-                            )
-                        ]
-                    )
                 self.edge.bind(context, rec.institution_code)
                 rec_day = ck.date(f"{at}.business_date", rec.business_date, required=True)
                 if day is not None and rec_day is not None and rec_day != day:
@@ -258,6 +252,8 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
                 day = day or rec_day
                 if not rec.settlement_id and not rec.request_id:
                     ck.add(f"{at}.settlement_id", "settlement_id or request_id required")
+                ck.text(f"{at}.settlement_id", rec.settlement_id, limits.settlement_id_len_max)
+                ck.text(f"{at}.request_id", rec.request_id, alimits.request_id_len_max)
                 status = _status_from_pb(rec.status, f"{at}.status", ck)
                 if ck.violations or status is None:
                     raise invalid(ck.violations)
@@ -278,7 +274,14 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
             )
 
         # Each record names its institution; the edge binds them one by one in work().
-        return await self.edge.unary("ReconcileDetails", context, work)
+        return await self.edge.client_stream(
+            "ReconcileDetails",
+            context,
+            request_iterator,
+            work,
+            field="records",
+            count_max=limits.reconcile_records_max,
+        )
 
 
 async def _aenumerate(
