@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 from google.protobuf import any_pb2, message
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -292,7 +294,7 @@ class Edge:
         self,
         method: str,
         context: grpc.aio.ServicerContext,
-        messages: AsyncIterator[M],
+        messages: AsyncIterator[M | Undecodable],
         work: Callable[[AsyncIterator[M]], Awaitable[T]],
         *,
         field: str,
@@ -310,7 +312,11 @@ class Edge:
         raise AssertionError("unreachable: errors abort the call")
 
     async def _bounded(
-        self, messages: AsyncIterator[M], field: str, count_max: int, fields: dict[str, Any]
+        self,
+        messages: AsyncIterator[M | Undecodable],
+        field: str,
+        count_max: int,
+        fields: dict[str, Any],
     ) -> AsyncIterator[M]:
         bounds = self.limits
         clock = asyncio.get_running_loop().time
@@ -326,6 +332,8 @@ class Edge:
             except TimeoutError:
                 idle = wait_s >= bounds.client_stream_idle_max_s
                 raise _stream_timeout(bounds, idle=idle) from None
+            if isinstance(item, Undecodable):
+                raise item.refusal(f"{field}[{fields['items']}]")
             size += item.ByteSize()
             if fields["items"] >= count_max:
                 raise invalid([FieldViolation(field, f"more than {count_max} {field}")])
@@ -334,6 +342,65 @@ class Edge:
                 raise invalid([FieldViolation(field, f"more than {limit} bytes of {field}")])
             fields["items"] += 1
             yield item
+
+    def method_handler(self, method: MethodDescriptor, behavior: Any) -> grpc.RpcMethodHandler:
+        """The gRPC handler of one method, serving `behavior` (the servicer's method).
+
+        grpc answers a request that does not parse (corrupt protobuf, invalid
+        UTF-8) UNKNOWN, with no ErrorInfo and no log line; here it is handed on
+        as Undecodable and refused INVALID_ARGUMENT through the edge like any
+        malformed request: before the servicer for a request, where it is read
+        for a message of a client stream (client_stream()).
+        """
+        decode = _tolerant_decoder(GetMessageClass(method.input_type))
+        encode = GetMessageClass(method.output_type).SerializeToString
+        name = method.name
+        if method.client_streaming:
+            assert not method.server_streaming, "no bidirectional method in medswitch.v1"
+            return grpc.stream_unary_rpc_method_handler(behavior, decode, encode)
+        if method.server_streaming:
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if isinstance(request, Undecodable):
+                    await self.unary(name, context, request.refuse)
+                    return
+                async for item in behavior(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(stream, decode, encode)
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                return await self.unary(name, context, request.refuse)
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, decode, encode)
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A message that did not parse, in place of the request grpc would have dropped."""
+
+    error: str  # protobuf's, e.g. "Error parsing message with type '...': Wire format was corrupt"
+
+    def refusal(self, field: str) -> SwitchError:
+        return invalid([FieldViolation(field, self.error)])
+
+    async def refuse(self) -> Any:
+        raise self.refusal("request")
+
+
+def _tolerant_decoder(message_type: Any) -> Callable[[bytes], Any]:
+    """The message type's parser, returning Undecodable where it would raise."""
+    parse = message_type.FromString
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except message.DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return decode
 
 
 def _stream_timeout(bounds: EdgeLimits, *, idle: bool) -> SwitchError:

@@ -8,9 +8,9 @@ maps errors. No business rule lives here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import grpc
 
@@ -23,7 +23,7 @@ from switch.backend import (
     SettlementStatus,
 )
 from switch.convert import Checker
-from switch.edge import Edge, peer_institution
+from switch.edge import Edge, Undecodable, peer_institution
 from switch.errors import FieldViolation, invalid
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -235,7 +235,7 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
         )
 
     async def ReconcileDetails(
-        self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord], context: Ctx
+        self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord | Undecodable], context: Ctx
     ) -> pb.ReconcileDetailsResponse:
         async def work(
             records: AsyncIterator[pb.ReconcileDetailRecord],
@@ -312,17 +312,27 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
 
 def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> list[str]:
-    """Registers every medswitch.v1 service; returns their full names."""
-    # grpc_tools generates the *_grpc module without type hints.
-    registrations: list[tuple[Callable[[Any, Any], None], Any]] = [
-        (pb_grpc.add_SettlementServiceServicer_to_server, SettlementServicer(backend, edge)),
-        (pb_grpc.add_MemberServiceServicer_to_server, MemberServicer(backend, edge)),
-        (
-            pb_grpc.add_ReconciliationServiceServicer_to_server,
-            ReconciliationServicer(backend, edge),
-        ),
-        (pb_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(backend, edge)),
-    ]
-    for register, servicer in registrations:
-        register(servicer, server)
-    return [svc.full_name for svc in pb.DESCRIPTOR.services_by_name.values()]
+    """Registers every medswitch.v1 service; returns their full names.
+
+    The handlers are built here rather than by grpc_tools' add_*_to_server, so
+    that the edge decodes requests (Edge.method_handler).
+    """
+    servicers = {
+        "SettlementService": SettlementServicer(backend, edge),
+        "MemberService": MemberServicer(backend, edge),
+        "ReconciliationService": ReconciliationServicer(backend, edge),
+        "CatalogService": CatalogServicer(backend, edge),
+    }
+    names = []
+    for name, servicer in servicers.items():
+        service = pb.DESCRIPTOR.services_by_name[name]
+        handlers = {
+            method.name: edge.method_handler(method, getattr(servicer, method.name))
+            for method in service.methods
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+        )
+        server.add_registered_method_handlers(service.full_name, handlers)
+        names.append(service.full_name)
+    return names

@@ -617,3 +617,59 @@ async def test_a_record_with_an_overlong_or_control_character_id_is_refused(
         refusal = await _reconcile(ch, records())
     assert refusal is not None and refusal.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f"records[0].{field}" in refusal.violations
+
+
+# A string field (1, institution_code) with bytes that are not UTF-8, and a
+# length prefix running past the end of the message.
+BAD_UTF8 = b"\x0a\x02\xff\xfe"
+CORRUPT = b"\x0a\x7f\x01"
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "error"),
+    [
+        ("/medswitch.v1.SettlementService/Settle", CORRUPT, "Wire format was corrupt"),
+        ("/medswitch.v1.SettlementService/Settle", BAD_UTF8, "bad UTF-8"),
+        ("/medswitch.v1.MemberService/GetMember", CORRUPT, "Wire format was corrupt"),
+        ("/medswitch.v1.CatalogService/DownloadCatalog", CORRUPT, "Wire format was corrupt"),
+    ],
+)
+async def test_an_undecodable_request_is_invalid_argument_and_logged(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki, method: str, raw: bytes, error: str
+) -> None:
+    """Bytes that are not the method's request message: INVALID_ARGUMENT with
+    ErrorInfo naming "request", and the call's one log event."""
+    running, _ = switch
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                if method.endswith("DownloadCatalog"):
+                    async for _ in ch.unary_stream(method)(raw, timeout=10):
+                        pass
+                else:
+                    await ch.unary_unary(method)(raw, timeout=10)
+            events = await _rpc_events(logs)
+    details = error_details(err.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
+    assert error in details.violations["request"]
+    [event] = events
+    assert (event["method"], event["status"]) == (method.rsplit("/")[-1], "INVALID_ARGUMENT")
+    assert (event["institution"], event["error_reason"]) == (PHARMACY, "INVALID_REQUEST")
+
+
+async def test_an_undecodable_record_in_a_stream_is_invalid_argument(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    running, _ = switch
+
+    async def messages() -> AsyncIterator[bytes]:
+        yield _record(PHARMACY).SerializeToString()
+        yield BAD_UTF8
+
+    call = "/medswitch.v1.ReconciliationService/ReconcileDetails"
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await ch.stream_unary(call)(messages(), timeout=10)
+    details = error_details(err.value)
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "bad UTF-8" in details.violations["records[1]"]
