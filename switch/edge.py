@@ -73,6 +73,13 @@ def error_status(err: SwitchError) -> grpc.Status:
     return rpc_status.to_status(st)
 
 
+def clip(text: str) -> str:
+    """A client's text as logged or echoed back: its beginning, and its length if
+    longer (a refused request may carry megabytes where an id belongs)."""
+    shown_max = limits.client_text_shown_max
+    return text if len(text) <= shown_max else f"{text[:shown_max]}...({len(text)} characters)"
+
+
 def peer_institution(context: grpc.aio.ServicerContext) -> str:
     """The institution code of the client certificate (its subject CN)."""
     names = context.auth_context().get("x509_common_name") or []
@@ -188,7 +195,7 @@ class Edge:
         if institution_code and institution_code != peer:
             raise SwitchError(
                 ErrorReason.INSTITUTION_MISMATCH,
-                f"this certificate is for institution {peer}, not {institution_code}",
+                f"this certificate is for institution {peer}, not {clip(institution_code)}",
                 metadata={"certificate_institution": peer},
             )
         return peer
@@ -241,7 +248,7 @@ class Edge:
             raise
         except Exception:
             code, reason = grpc.StatusCode.INTERNAL, ErrorReason.INTERNAL.value
-            log.exception("rpc_failed", method=call.method, request_id=call.request_id)
+            log.exception("rpc_failed", method=call.method, request_id=clip(call.request_id))
             internal = SwitchError(
                 ErrorReason.INTERNAL, "internal error; the request may be retried"
             )
@@ -439,11 +446,11 @@ class CallInfo:
             "institution": peer or self.institution_code,
         }
         if self.institution_code and self.institution_code != event["institution"]:
-            event["claimed_institution"] = self.institution_code
+            event["claimed_institution"] = clip(self.institution_code)
         if self.request_id:
-            event["request_id"] = self.request_id
+            event["request_id"] = clip(self.request_id)
         if self.card_no:
-            event["card"] = mask_card(self.card_no)
+            event["card"] = clip(mask_card(self.card_no))
         if reason:
             event["error_reason"] = reason
         return event

@@ -32,6 +32,7 @@ inflight_per_institution_max = 64  # one institution's share, so none can take e
 inflight_reserved_for_settlement = 32  # slots of the 256 only SettlementService calls may use
 drain_grace_s = 10.0  # SIGTERM: how long in-flight calls get to finish
 violations_reported_max = 50  # field violations sent back in one status (trailer size)
+client_text_shown_max = 64  # characters of a client's text logged or echoed (ids are 64 at most)
 db_pool_max = 20  # database connections of one server process
 health_probe_interval_s = 2.0  # how often the database is probed for grpc.health
 health_probe_timeout_s = 1.0

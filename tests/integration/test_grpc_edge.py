@@ -673,3 +673,28 @@ async def test_an_undecodable_record_in_a_stream_is_invalid_argument(
     details = error_details(err.value)
     assert details.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "bad UTF-8" in details.violations["records[1]"]
+
+
+async def test_what_a_refused_request_claims_is_logged_and_echoed_truncated(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """A megabyte of claimed institution, request id and card: the log event and the
+    status message show their beginnings, not megabytes."""
+    running, _ = switch
+    request = otc_request("r" * 1_000_000, "X" * 1_000_000)
+    request.card_no = "C" * 1_000_000
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        with structlog.testing.capture_logs() as logs:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await pb_grpc.SettlementServiceStub(ch).Settle(request, timeout=10)
+            [event] = await _rpc_events(logs)
+    details = error_details(err.value)
+    assert (details.code, details.reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "INSTITUTION_MISMATCH",
+    )
+    assert f"not {'X' * 64}...(1000000 characters)" in details.message
+    assert len(details.message) < 200
+    assert event["claimed_institution"] == "X" * 64 + "...(1000000 characters)"
+    assert event["request_id"] == "r" * 64 + "...(1000000 characters)"
+    assert len(event["card"]) < 100
