@@ -68,7 +68,9 @@ class Checker:
         self.text("card_no", value, alimits.card_no_len_max, required=True)
 
     def printable(self, field: str, value: str) -> None:
-        if any(ch < " " or ch == "\x7f" for ch in value):
+        """No control characters (C0, DEL, C1) and no Unicode line breaks, which
+        would end a line in a log, a CSV report or a bank file."""
+        if any(ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029" for ch in value):
             self.add(field, "contains control characters")
 
     def date(self, field: str, value: str, *, required: bool = False) -> date | None:
@@ -123,8 +125,10 @@ def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[
         "prescription_ref",
     ):
         ck.printable(name, getattr(req, name))
-    for i, code in enumerate(req.diagnoses):
+    for i, code in enumerate(req.diagnoses[: alimits.diagnoses_max + 1]):
         ck.printable(f"diagnoses[{i}]", code)
+    for i, line in enumerate(req.lines[: alimits.claim_lines_max + 1]):
+        ck.printable(f"lines[{i}].item_code", line.item_code)
 
     claim = model.Claim(
         request_id=req.request_id,
