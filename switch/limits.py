@@ -12,6 +12,9 @@ from __future__ import annotations
 # engine's validation and live in adjudication/limits.py; these are the ones
 # only the switch's own messages have.
 pin_len_max = 32
+# A service (or admission, discharge) date later than this many days after
+# today in the region is refused: one day of slack for clocks around midnight.
+service_date_ahead_days_max = 1
 settlement_id_len_max = 64
 cancel_reason_len_max = 256
 

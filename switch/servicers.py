@@ -15,6 +15,7 @@ from typing import TypeAlias
 import grpc
 
 from adjudication import limits as alimits
+from adjudication.model import Claim
 from switch import convert, limits, metrics
 from switch.backend import (
     CancelCommand,
@@ -40,6 +41,16 @@ def _status_from_pb(value: int, field: str, ck: Checker) -> SettlementStatus | N
     return SettlementStatus(name.removeprefix("SETTLEMENT_STATUS_"))
 
 
+def _claim(request: pb.SettleRequest) -> Claim:
+    """The request's claim, if well formed and not dated in the future."""
+    claim, violations = convert.claim_from_request(
+        request, latest_date=convert.latest_service_date()
+    )
+    if claim is None:
+        raise invalid(violations)
+    return claim
+
+
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
     def __init__(self, backend: SettlementBackend, edge: Edge) -> None:
         self.backend = backend
@@ -47,9 +58,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
 
     async def PreSettle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
-            claim, violations = convert.claim_from_request(request)
-            if claim is None:
-                raise invalid(violations)
+            claim = _claim(request)
             return convert.settle_response(await self.backend.pre_settle(claim, request.pin))
 
         return await self.edge.unary(
@@ -63,9 +72,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
 
     async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
-            claim, violations = convert.claim_from_request(request)
-            if claim is None:
-                raise invalid(violations)
+            claim = _claim(request)
             view = await self.backend.settle(claim, request.pin)
             metrics.SETTLEMENTS.labels(outcome=view.status.value).inc()
             return convert.settle_response(view)

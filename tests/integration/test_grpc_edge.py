@@ -11,6 +11,7 @@ import asyncio
 import urllib.request
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import structlog.testing
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from ledger.db import REGION_TZ
 from switch import limits
 from switch.edge import EdgeLimits
 from switch.proto import medswitch_pb2 as pb
@@ -698,3 +700,27 @@ async def test_what_a_refused_request_claims_is_logged_and_echoed_truncated(
     assert event["claimed_institution"] == "X" * 64 + "...(1000000 characters)"
     assert event["request_id"] == "r" * 64 + "...(1000000 characters)"
     assert len(event["card"]) < 100
+
+
+async def test_a_claim_dated_after_tomorrow_is_refused(
+    switch: tuple[RunningServer, MemoryBackend], certs: Pki
+) -> None:
+    """A service date far in the future is refused, naming the field; today's settles."""
+    running, backend = switch
+    before = len(backend.region.settlements)
+    today = datetime.now(REGION_TZ).date()
+    async with channel(running.port, certs.creds(PHARMACY)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        for day in ("9999-12-31", (today + timedelta(days=2)).isoformat()):
+            request = otc_request(f"future-{day}")
+            request.service_date = day
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Settle(request, timeout=10)
+            details = error_details(err.value)
+            assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "in the future" in details.violations["service_date"]
+        assert len(backend.region.settlements) == before
+        request = otc_request("future-today")
+        request.service_date = today.isoformat()
+        answer = await stub.Settle(request, timeout=10)
+    assert answer.status == pb.SETTLEMENT_STATUS_SETTLED

@@ -165,6 +165,35 @@ def test_inpatient_needs_no_service_date() -> None:
     assert claim is not None and claim.discharge_date == date(2026, 5, 10)
 
 
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (_set("service_date", "9999-12-31"), "service_date"),
+        (_set("service_date", "2026-05-12"), "service_date"),
+        (_inpatient("2026-05-01", "2026-05-12"), "discharge_date"),
+        (_inpatient("2026-05-12", "2026-05-20"), "admission_date"),
+    ],
+)
+def test_a_date_after_the_latest_is_refused(
+    mutate: Callable[[pb.SettleRequest], None], field: str
+) -> None:
+    """Settle and PreSettle refuse claims dated in the future (later than `latest_date`)."""
+    req = good_request()
+    mutate(req)
+    claim, violations = claim_from_request(req, latest_date=date(2026, 5, 11))
+    assert claim is None
+    assert {v.field: v.description for v in violations}[field] == (
+        "in the future: 2026-05-11 at the latest"
+    )
+
+
+def test_the_latest_date_itself_is_accepted() -> None:
+    req = good_request()
+    req.service_date = "2026-05-11"
+    claim, violations = claim_from_request(req, latest_date=date(2026, 5, 11))
+    assert violations == [] and claim is not None
+
+
 def _adjudication(outcome: model.Outcome) -> model.Adjudication:
     split = model.Split(
         total_fen=2900,
