@@ -15,6 +15,7 @@ number or an ID number in a log.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -100,6 +101,10 @@ class EdgeLimits:
     client_stream_idle_max_s: float = limits.client_stream_idle_max_s
     client_stream_duration_max_s: float = limits.client_stream_duration_max_s
     client_stream_bytes_max: int = limits.client_stream_bytes_max
+    health_reflection_streams_max: int = limits.health_reflection_streams_max
+    health_reflection_streams_per_institution_max: int = (
+        limits.health_reflection_streams_per_institution_max
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.inflight_reserved_for_settlement < self.inflight_max:
@@ -179,6 +184,14 @@ class Edge:
             "client streams",
             ("client_streams_max", bounds.client_streams_max),
             ("client_streams_per_institution_max", bounds.client_streams_per_institution_max),
+        )
+        self.library_streams = Occupancy(  # health Watch, reflection: see admitting()
+            "health and reflection streams",
+            ("health_reflection_streams_max", bounds.health_reflection_streams_max),
+            (
+                "health_reflection_streams_per_institution_max",
+                bounds.health_reflection_streams_per_institution_max,
+            ),
         )
 
     @property
@@ -382,6 +395,45 @@ class Edge:
             return await behavior(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, decode, encode)
+
+    def admitting(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A handler of another library (health, reflection) whose streams take a
+        slot of `library_streams`: left idle, they would fill grpc's own bound on
+        calls, which then refuses every caller. Its unary calls are short and pass."""
+        replaced = {
+            kind: self._in_library_slot(behavior)
+            for kind in ("unary_stream", "stream_unary", "stream_stream")
+            if (behavior := getattr(handler, kind)) is not None
+        }
+        return handler._replace(**replaced)
+
+    def _in_library_slot(self, behavior: Any) -> Any:
+        if inspect.isasyncgenfunction(behavior):  # responses yielded (reflection)
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self._library_slot(context):
+                    async for item in behavior(request, context):
+                        yield item
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with self._library_slot(context):  # responses written (health Watch)
+                return await behavior(request, context)
+
+        return call
+
+    @asynccontextmanager
+    async def _library_slot(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        peer = peer_institution(context)
+        refusal = self.library_streams.refusal(peer)
+        if refusal is not None:
+            await context.abort_with_status(error_status(refusal))
+        self.library_streams.enter(peer)
+        try:
+            yield
+        finally:
+            self.library_streams.leave(peer)
 
 
 @dataclass(frozen=True, slots=True)

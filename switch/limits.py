@@ -33,6 +33,10 @@ client_streams_per_institution_max = 2  # so one institution cannot hold them al
 inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue
 inflight_per_institution_max = 64  # one institution's share, so none can take every slot
 inflight_reserved_for_settlement = 32  # slots of the 256 only SettlementService calls may use
+# Health Watch and reflection streams stay open as long as their client
+# wants; these keep idle ones from filling grpc's own bound on calls.
+health_reflection_streams_max = 64
+health_reflection_streams_per_institution_max = 8  # a balancer watches a few services
 drain_grace_s = 10.0  # SIGTERM: how long in-flight calls get to finish
 violations_reported_max = 50  # field violations sent back in one status (trailer size)
 client_text_shown_max = 64  # characters of a client's text logged or echoed (ids are 64 at most)

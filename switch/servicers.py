@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -337,9 +337,13 @@ def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> 
             method.name: edge.method_handler(method, getattr(servicer, method.name))
             for method in service.methods
         }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-        )
-        server.add_registered_method_handlers(service.full_name, handlers)
+        register(server, service.full_name, handlers)
         names.append(service.full_name)
     return names
+
+
+def register(server: grpc.aio.Server, service: str, handlers: dict[str, Any]) -> None:
+    """Serves `service` by `handlers` (method name -> grpc.RpcMethodHandler), as
+    grpc_tools' add_*_to_server does."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)

@@ -724,3 +724,50 @@ async def test_a_claim_dated_after_tomorrow_is_refused(
         request.service_date = today.isoformat()
         answer = await stub.Settle(request, timeout=10)
     assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
+
+
+async def test_idle_health_and_reflection_streams_do_not_starve_settlement(certs: Pki) -> None:
+    """Health Watch and reflection streams stay open at their client's will: one
+    institution may hold a few, never enough to fill grpc's own bound on calls."""
+    bounds = EdgeLimits(
+        inflight_max=4,
+        inflight_reserved_for_settlement=1,
+        health_reflection_streams_max=4,
+        health_reflection_streams_per_institution_max=2,
+    )
+    release = asyncio.Event()
+
+    async def idle() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        await release.wait()
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async with (
+        _serving(certs, bounds) as running,
+        channel(running.port, certs.creds(PHARMACY)) as pharmacy,
+        channel(running.port, certs.creds(HOSPITAL)) as hospital,
+    ):
+        reflecting = reflection_pb2_grpc.ServerReflectionStub(pharmacy)
+        streams = [reflecting.ServerReflectionInfo(idle()) for _ in range(40)]
+        for _ in range(500):
+            if sum(call.done() for call in streams) == 38:
+                break
+            await asyncio.sleep(0.01)
+        assert running.edge.library_streams.of(PHARMACY) == 2
+        watch = health_pb2_grpc.HealthStub(pharmacy).Watch(health_pb2.HealthCheckRequest())
+        refused = []
+        for call in [watch, *(call for call in streams if call.done())]:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in call:
+                    pass
+            refused.append(error_details(err.value))
+        assert len(refused) == 39
+        assert {(r.code, r.metadata["limit"]) for r in refused} == {
+            (grpc.StatusCode.RESOURCE_EXHAUSTED, "health_reflection_streams_per_institution_max")
+        }
+        answer = await pb_grpc.SettlementServiceStub(hospital).Settle(
+            otc_request("idle-streams", HOSPITAL), timeout=10
+        )
+        assert answer.status == pb.SETTLEMENT_STATUS_REJECTED  # by policy: answered
+        release.set()
+        for call in streams:
+            call.cancel()
