@@ -73,7 +73,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
             claim = _claim(request)
-            view = await self.backend.settle(claim, request.pin)
+            view = await self.backend.settle(claim, request.pin, convert.request_digest(request))
             metrics.SETTLEMENTS.labels(outcome=view.status.value).inc()
             return convert.settle_response(view)
 
