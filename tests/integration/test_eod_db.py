@@ -447,6 +447,12 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+_CSV_HEADER = (
+    b"booking_date,value_date,direction,amount_fen,end_to_end_id,bank_reference,"
+    b"counterparty_account,counterparty_name\n"
+)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -461,6 +467,14 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
             "entity attack",
             b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>',
             "not allowed",
+        ),
+        # These two ended as "database: ..." and exit 1.
+        ("NUL", _CSV_HEADER + b"2026-11-21,,DEBIT,100,MS20261120X,R\x00,A,N\n", "line 2"),
+        (
+            "amounts past the ledger's bigint",
+            _CSV_HEADER
+            + b"".join(b"2026-11-21,,DEBIT,999999999999999999,E,R%d,A,N\n" % n for n in range(10)),
+            "line 2: the entries add up to more than",
         ),
     ],
 )
@@ -489,6 +503,13 @@ async def test_unusable_statements_exit_2_and_post_nothing(
         assert not (tmp_path / "out").exists()
     finally:
         await conn.close()
+
+
+def test_a_statement_that_never_ends_is_refused_at_the_size_limit(env, tmp_path: Path) -> None:
+    """/dev/zero ended in a MemoryError traceback."""
+    run = _recon(env, Path("/dev/zero"), tmp_path / "out")
+    assert run.returncode == 2, run.stderr
+    assert "/dev/zero: larger than" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_export_without_a_configured_fund_account_is_refused(env, tmp_path: Path) -> None:

@@ -53,14 +53,24 @@ def test_fen_to_yuan_text_has_exactly_two_decimals(fen: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fen"), [("0.29", 29), ("12", 1200), ("12.3", 1230), (" 1.05 ", 105)]
+    ("text", "fen"),
+    [
+        ("0.29", 29),
+        ("12", 1200),
+        ("12.3", 1230),
+        (" 1.05 ", 105),
+        ("18.150", 1815),  # decimals past the second are allowed when they are zero
+        ("5442.09000", 544209),
+    ],
 )
 def test_yuan_text_is_parsed_exactly(text: str, fen: int) -> None:
     assert yuan_text_to_fen(text) == fen
 
 
-@pytest.mark.parametrize("text", ["1.234", "-1.00", "1e3", "", "1,00", "NaN", "+1.00", "1."])
-def test_yuan_text_refuses_anything_but_plain_two_decimal_amounts(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["1.234", "18.155", "1.00001", "-1.00", "1e3", "", "1,00", "NaN", "+1.00", "1."]
+)
+def test_yuan_text_refuses_anything_but_a_plain_whole_number_of_fen(text: str) -> None:
     with pytest.raises(AmountError):
         yuan_text_to_fen(text)
 
