@@ -28,3 +28,8 @@ health_probe_timeout_s = 1.0
 db_connect_retry_max_s = 10.0  # backoff cap while waiting for the database at start
 settle_batch_max = 16  # group commit: Settle calls committed in one transaction at most
 db_pool_reserved_for_reads = 4  # group commit: connections its workers leave to other calls
+
+# medswitch adjudicate (what-if, no server): the claim and state files it reads
+what_if_file_bytes_max = 4 * 1024 * 1024  # gRPC's default message size
+json_number_digits_max = 20  # int64 has 19 digits: a longer number is no field's value
+what_if_message_chars_max = 300  # how much of a refused input a message repeats
