@@ -1,4 +1,4 @@
-"""Report and payout files: written whole, never through a link someone planted."""
+"""Report, payout and anchor files: written whole, never through a link someone planted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.bankfiles.files import spreadsheet_csv, write_atomically
+from ledger.chain import read_anchors, write_anchors
 
 
 def test_a_symlink_at_the_old_predictable_temporary_name_is_not_written_through(
@@ -81,3 +82,14 @@ def test_the_file_mode_is_what_the_umask_gives_a_new_file(tmp_path: Path) -> Non
 def test_spreadsheet_csv_makes_text_cells_safe_and_leaves_numbers() -> None:
     text = spreadsheet_csv(("a", "b", "c"), [("=1+1", -5, "+x"), ("ok", 0, "")])
     assert text.splitlines() == ["a,b,c", "'=1+1,-5,'+x", "ok,0,"]
+
+
+def test_the_ledger_anchors_file_is_written_the_same_way(tmp_path: Path) -> None:
+    """`ledger verify --anchor FILE` wrote FILE.partial following symlinks too."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me")
+    anchor = tmp_path / "anchors.json"
+    (tmp_path / "anchors.json.partial").symlink_to(victim)
+    write_anchors(anchor, {3: (17, b"\x01" * 32)})
+    assert victim.read_bytes() == b"keep me"
+    assert read_anchors(anchor) == {3: (17, b"\x01" * 32)}
