@@ -9,6 +9,7 @@ real grpc.aio server with mutual TLS on port 0 in front of it.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import secrets
 from collections.abc import AsyncIterator
@@ -29,6 +30,16 @@ from tests.grpc_harness import Pki, make_pki
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 TEMPLATE = "ms_reference"  # built by tests/integration/conftest.py
 _counter = itertools.count()
+
+
+def active_cards() -> list[tuple[str, str]]:
+    """(card, PIN) of the reference members who can settle."""
+    with (REFERENCE / "members.csv").open(encoding="utf-8") as fh:
+        return [
+            (row["card_no"], row["pin"])
+            for row in csv.DictReader(fh)
+            if row["status"] == "ACTIVE" and row["card_status"] == "ACTIVE"
+        ]
 
 
 @dataclass(frozen=True)

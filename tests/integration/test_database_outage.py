@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -27,7 +25,7 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import ServerConfig, start
 from switch.service import LedgerBackend
-from tests.cli import ROOT
+from tests.cli import ROOT, serve_process
 from tests.grpc_harness import Pki, channel, error_details, free_port, pharmacy_request
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
@@ -166,14 +164,7 @@ async def test_serve_waits_for_the_database_and_starts_by_itself(
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "switch.cli", "serve"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+    proc = serve_process(env, log_path)
     try:
         for _ in range(100):
             if b"database_unreachable" in log_path.read_bytes():
