@@ -85,6 +85,7 @@ async def live_switch(
     inflight_max: int = 256,
     pool_max: int = 10,
     group_commit: bool = False,
+    health_listen: str | None = None,
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
@@ -93,7 +94,12 @@ async def live_switch(
     )
     running = await start(
         backend,
-        ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, inflight_max=inflight_max),
+        ServerConfig(
+            listen="127.0.0.1:0",
+            tls_dir=certs.tls_dir,
+            inflight_max=inflight_max,
+            health_listen=health_listen,
+        ),
     )
     return LiveSwitch(running, backend, pool, url, certs)
 
