@@ -4,7 +4,8 @@
 One etcd and two PostgreSQL 15 nodes managed by Patroni, with synchronous
 replication (`synchronous_mode: true`: a commit is acknowledged once it is on
 both nodes while both run). Debian packages: `patroni`, `etcd-server`,
-`postgresql-15`. Standard library only, so any python3 runs it:
+`postgresql-15`. Needs only the standard library and PyYAML (which Patroni
+itself depends on), so the system python3 runs it:
 
     python3 deploy/ha/cluster.py start       # etcd, node1, node2; waits for a sync standby
     python3 deploy/ha/cluster.py url         # the multi-host MEDSWITCH_DATABASE_URL
@@ -41,32 +42,12 @@ from typing import Any
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 NODES = ("node1", "node2")
 SCOPE = "medswitch"
-APP_USER = "medswitch"  # owns the schema (CREATEROLE: its first migration creates medswitch_app)
+APP_USER = "medswitch"  # the schema owner post_bootstrap.sh creates
 APP_DB = "medswitch"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
-# Patroni's floor is ttl 20 with loop_wait + 2 * retry_timeout <= ttl: a dead
-# leader's key expires within 20 s and the synchronous standby takes over.
-DCS = {
-    "ttl": 20,
-    "loop_wait": 2,
-    "retry_timeout": 9,
-    "maximum_lag_on_failover": 1048576,
-    "synchronous_mode": True,
-    "postgresql": {
-        "use_pg_rewind": True,
-        "use_slots": True,
-        "parameters": {
-            "wal_level": "replica",
-            "hot_standby": "on",
-            "wal_log_hints": "on",
-            "max_wal_senders": 8,
-            "max_replication_slots": 8,
-            "max_connections": 200,
-            "shared_buffers": "256MB",
-        },
-    },
-}
+HERE = Path(__file__).resolve().parent
+SHARED_CONFIG = HERE / "patroni.yml"  # what every node shares (compose uses it too)
 
 
 class Cluster:
@@ -108,39 +89,32 @@ class Cluster:
         )
 
     def patroni_config(self, name: str) -> dict[str, Any]:
+        """deploy/ha/patroni.yml with this node's local addresses, directories and passwords."""
+        import yaml  # PyYAML: Patroni's own dependency, and in MedSwitch's dev extras
+
+        config: dict[str, Any] = yaml.safe_load(SHARED_CONFIG.read_text("utf-8"))
         pw = self.secrets()
         node_dir = self.root / name
-        return {
-            "scope": SCOPE,
-            "name": name,
-            "restapi": {
-                "listen": f"127.0.0.1:{self.rest_ports[name]}",
-                "connect_address": f"127.0.0.1:{self.rest_ports[name]}",
+        rest = f"127.0.0.1:{self.rest_ports[name]}"
+        pg = f"127.0.0.1:{self.pg_ports[name]}"
+        config["name"] = name
+        config["restapi"] = {"listen": rest, "connect_address": rest}
+        config["etcd3"] = {"hosts": f"127.0.0.1:{self.etcd_port}"}
+        config["bootstrap"]["post_bootstrap"] = str(HERE / "post_bootstrap.sh")
+        config["postgresql"].update(
+            listen=pg,
+            connect_address=pg,
+            data_dir=str(node_dir / "data"),
+            bin_dir=str(PG_BIN),
+            pgpass=str(node_dir / "pgpass"),
+            authentication={
+                "superuser": {"username": "postgres", "password": pw["superuser"]},
+                "replication": {"username": "replicator", "password": pw["replication"]},
+                "rewind": {"username": "postgres", "password": pw["superuser"]},
             },
-            "etcd3": {"hosts": f"127.0.0.1:{self.etcd_port}"},
-            "bootstrap": {"dcs": DCS, "initdb": [{"encoding": "UTF8"}, "data-checksums"]},
-            "postgresql": {
-                "listen": f"127.0.0.1:{self.pg_ports[name]}",
-                "connect_address": f"127.0.0.1:{self.pg_ports[name]}",
-                "data_dir": str(node_dir / "data"),
-                "bin_dir": str(PG_BIN),
-                "pgpass": str(node_dir / "pgpass"),
-                # a fast checkpoint: the default spread one kept a new replica
-                # waiting minutes for its base backup
-                "basebackup": [{"checkpoint": "fast"}],
-                "authentication": {
-                    "superuser": {"username": "postgres", "password": pw["superuser"]},
-                    "replication": {"username": "replicator", "password": pw["replication"]},
-                    "rewind": {"username": "postgres", "password": pw["superuser"]},
-                },
-                "parameters": {"unix_socket_directories": str(node_dir)},
-                "pg_hba": [
-                    "local all all trust",
-                    "host replication replicator 127.0.0.1/32 scram-sha-256",
-                    "host all all 127.0.0.1/32 scram-sha-256",
-                ],
-            },
-        }
+            parameters={"unix_socket_directories": str(node_dir)},
+        )
+        return config
 
     # ---------------------------------------------------------- processes
 
@@ -155,7 +129,9 @@ class Cluster:
         stat = Path(f"/proc/{pid}/stat")
         return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
-    def spawn(self, name: str, argv: list[str], *, as_postgres: bool) -> None:
+    def spawn(
+        self, name: str, argv: list[str], *, as_postgres: bool, env: dict[str, str] | None = None
+    ) -> None:
         if as_postgres and os.geteuid() == 0:
             argv = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *argv]
         with (self.root / f"{name}.log").open("ab") as log:
@@ -166,6 +142,7 @@ class Cluster:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.root,
+                env={**os.environ, **(env or {})},
             )
         self.save_pid(name, proc.pid)
 
@@ -199,7 +176,9 @@ class Cluster:
             owner = pwd.getpwnam("postgres")
             for path in (node_dir, *node_dir.rglob("*")):
                 os.lchown(path, owner.pw_uid, owner.pw_gid)
-        self.spawn(name, ["patroni", str(config)], as_postgres=True)
+        # post_bootstrap.sh creates the schema owner with this password
+        password = {"MEDSWITCH_DB_PASSWORD": self.secrets()["app"]}
+        self.spawn(name, ["patroni", str(config)], as_postgres=True, env=password)
 
     def rest(self, name: str, path: str) -> int | None:
         return http_status(f"http://127.0.0.1:{self.rest_ports[name]}{path}")
@@ -242,36 +221,6 @@ def wait_for(ready: Any, what: str, timeout_s: float = START_TIMEOUT_S) -> None:
         time.sleep(0.5)
 
 
-def psql(cluster: Cluster, node: str, sql: str, database: str = "postgres") -> str:
-    """One statement as the superuser on `node`, over the node's local socket."""
-    run = subprocess.run(
-        [str(PG_BIN / "psql"), "-X", "-qtA", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        env={
-            **os.environ,
-            "PGHOST": str(cluster.root / node),
-            "PGPORT": str(cluster.pg_ports[node]),
-            "PGUSER": "postgres",
-            "PGDATABASE": database,
-            "PGPASSWORD": cluster.secrets()["superuser"],
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if run.returncode != 0:
-        raise SystemExit(f"cluster: psql on {node} failed: {run.stderr.strip()}")
-    return run.stdout.strip()
-
-
-def create_app_database(cluster: Cluster, node: str) -> None:
-    """The schema owner and its database, once (idempotent)."""
-    password = cluster.secrets()["app"].replace("'", "''")
-    if psql(cluster, node, f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'") != "1":
-        psql(cluster, node, f"CREATE ROLE {APP_USER} LOGIN CREATEROLE PASSWORD '{password}'")
-    if psql(cluster, node, f"SELECT 1 FROM pg_database WHERE datname = '{APP_DB}'") != "1":
-        psql(cluster, node, f"CREATE DATABASE {APP_DB} OWNER {APP_USER}")
-
-
 def start(cluster: Cluster) -> None:
     for tool in ("etcd", "patroni", "setpriv"):
         if shutil.which(tool) is None:
@@ -286,9 +235,6 @@ def start(cluster: Cluster) -> None:
         cluster.start_node(name)
         if cluster.primary() is None:  # the first node bootstraps alone
             wait_for(lambda: cluster.primary() is not None, f"{name} to lead")
-    leader = cluster.primary()
-    assert leader is not None
-    create_app_database(cluster, leader)
     wait_for(cluster.healthy, "a leader and a synchronous standby")
     print(f"primary {cluster.primary()}; {cluster.url()}")
 
