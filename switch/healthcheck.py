@@ -20,12 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 PROBE_TIMEOUT_S = 3.0
 
 
-def check(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """None when SERVING, else why not."""
+def check(address: str, timeout_s: float = PROBE_TIMEOUT_S, service: str = "") -> str | None:
+    """None when `service` ("" the switch as a whole) is SERVING, else why not."""
     with grpc.insecure_channel(address) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
             )
         except grpc.RpcError as err:
             return f"{address}: {err.code().name} {err.details()}"
@@ -43,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the health listener (default $MEDSWITCH_HEALTH_LISTEN, else 127.0.0.1:8081)",
     )
     parser.add_argument("--timeout-s", type=float, default=PROBE_TIMEOUT_S)
+    parser.add_argument(
+        "--service", default="", help='"liveness": the process only, not the database'
+    )
     args = parser.parse_args(argv)
     address = args.address.replace("0.0.0.0:", "127.0.0.1:")  # a bind-all address: ask locally
-    problem = check(address, args.timeout_s)
+    problem = check(address, args.timeout_s, args.service)
     if problem is not None:
         print(f"medswitch health: {problem}", file=sys.stderr)
         return 1

@@ -29,6 +29,11 @@ from switch.config import Settings
 from switch.edge import Edge
 from switch.pki import TlsPaths
 
+# A grpc.health.v1 service name that is SERVING while the process runs, whatever
+# the database does (NOT_SERVING only once it drains): for liveness probes,
+# which must not restart every switch while a database fails over.
+LIVENESS_SERVICE = "liveness"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -182,7 +187,7 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
         metrics_server, _ = start_http_server(mport, addr=host)
     health_server = await _start_health_listener(health_servicer, config.health_listen)
     await server.start()
-    for name in ("", *names):
+    for name in ("", *names, LIVENESS_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     probe = asyncio.create_task(
         _probe_database(backend, health_servicer, ["", *names], config.health_probe_interval_s)

@@ -23,7 +23,7 @@ from ledger.crypto import DataKeys
 from ledger.store import Ledger
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from switch.server import ServerConfig, start
+from switch.server import LIVENESS_SERVICE, ServerConfig, start
 from switch.service import LedgerBackend
 from tests.cli import ROOT, serve_process
 from tests.grpc_harness import Pki, channel, error_details, free_port, pharmacy_request
@@ -108,6 +108,11 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
 
             await proxy.cut()
             await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+            # liveness probes ask another name: a database outage restarts no switch
+            alive = await health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE)
+            )
+            assert alive.status == health_pb2.HealthCheckResponse.SERVING
             for n in range(3):
                 try:
                     await stub.Settle(purchase(f"out-down-{n}"), timeout=10)

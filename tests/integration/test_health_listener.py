@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switch import healthcheck
 from switch.proto import medswitch_pb2_grpc as pb_grpc
+from switch.server import LIVENESS_SERVICE
 from tests.grpc_harness import Pki, pharmacy_request
 from tests.switch_pg import SwitchPg, live_switch, stop_switch
 from tests.switch_pg import switch_certs as switch_certs
@@ -31,6 +32,8 @@ async def test_health_listener_answers_health_only_and_follows_the_drain(
     try:
         assert live.running.health_port > 0
         assert await asyncio.to_thread(healthcheck.main, [address]) == 0
+        liveness = ["--service", LIVENESS_SERVICE]
+        assert await asyncio.to_thread(healthcheck.main, [address, *liveness]) == 0
         async with grpc.aio.insecure_channel(address) as ch:
             answer = await health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service="medswitch.v1.SettlementService")
@@ -45,6 +48,10 @@ async def test_health_listener_answers_health_only_and_follows_the_drain(
         await live.running.health.enter_graceful_shutdown()  # what SIGTERM does first
         assert await asyncio.to_thread(healthcheck.main, [address]) == 1
         assert "NOT_SERVING" in capsys.readouterr().err
+        # draining, the process too says NOT_SERVING (liveness, until then, SERVING
+        # whatever the database does: tests/integration/test_database_outage.py)
+        liveness = await asyncio.to_thread(healthcheck.check, address, 3.0, LIVENESS_SERVICE)
+        assert liveness is not None and "NOT_SERVING" in liveness
     finally:
         await stop_switch(live)
     assert await asyncio.to_thread(healthcheck.main, [address, "--timeout-s", "1"]) == 1
