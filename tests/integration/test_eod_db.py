@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -569,31 +569,9 @@ async def test_a_closed_day_never_changes_cancelling_into_it_is_refused(conn, le
 
 
 async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) -> None:
-    """The same guarantee with `Ledger.settle` (member locked, engine callback in
-    between), several members and institutions at once."""
-    from ledger.store import ClaimInputs, Decision
-
-    def decide(pooled_fen: int, institution: str) -> Callable[[ClaimInputs], Decision]:
-        def run(inputs: ClaimInputs) -> Decision:
-            assert inputs.member is not None
-            return Decision(
-                status="SETTLED",
-                answer={"settlement_id": inputs.settlement_id},
-                member_id=inputs.member["member_id"],
-                service_date=FIRST_DAY,
-                benefit_year=2026,
-                total_fen=pooled_fen,
-                pooled_fund_fen=pooled_fen,
-                postings=accounts.settlement_postings(
-                    inputs.member["member_id"],
-                    institution,
-                    pooled_fund_fen=pooled_fen,
-                    serious_illness_fen=0,
-                    individual_account_fen=0,
-                ),
-            )
-
-        return run
+    """The same guarantee through the ledger's settle path (load, decide, record
+    checked against the state loaded), several members and institutions at once."""
+    from tests.integration.ledger_helpers import debit, settle
 
     acknowledged: list[str] = []
     failures: list[str] = []
@@ -605,13 +583,12 @@ async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) ->
             if stop.is_set():
                 return
             try:
-                stored = await ledger.settle(
+                stored = await settle(
+                    ledger,
                     (institution, f"w{n}-{k}"),
                     b"fp",
                     f"C33039900{n + 1:02d}",
-                    2026,
-                    FIRST_DAY,
-                    decide(100 + n, institution),
+                    debit(0, pooled_fen=100 + n),
                 )
             except Exception as exc:  # every refusal is a finding here
                 failures.append(repr(exc))

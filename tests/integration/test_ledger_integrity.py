@@ -12,7 +12,7 @@ import pytest
 from ledger import chain, db
 from ledger.store import Ledger
 from tests.cli import medswitch
-from tests.integration.ledger_helpers import DAY, INSTITUTION, debit
+from tests.integration.ledger_helpers import DAY, INSTITUTION, debit, settle
 
 CARD = "C3303990001"
 
@@ -20,7 +20,7 @@ CARD = "C3303990001"
 async def _settle_some(ledger: Ledger, n: int = 4) -> list[int]:
     out = []
     for i in range(n):
-        s = await ledger.settle((INSTITUTION, f"t{i}"), b"f", CARD, 2026, DAY, debit(100 + i))
+        s = await settle(ledger, (INSTITUTION, f"t{i}"), b"f", CARD, debit(100 + i))
         assert s.entry_id is not None
         out.append(s.entry_id)
     return out
@@ -569,7 +569,7 @@ def _settle_row(settlement_id: str, request_id: str, entry_no: int | None) -> tu
     """An ms_settle_row of a settlement without state changes (fields in the type's order)."""
     head = (settlement_id, INSTITUTION, request_id, b"\x00", "SETTLED", "M0001", DAY, 2026, "", 0)
     amounts = (100, 0, 0, 100)
-    return (*head, *amounts, "{}", None, entry_no, *(None,) * 15)
+    return (*head, *amounts, "{}", None, entry_no, *(None,) * 16)
 
 
 @pytest.mark.parametrize(
@@ -621,7 +621,7 @@ async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, referenc
     async def settle_until_stopped(w: int) -> int:
         n = 0
         while not stop.is_set():
-            await ledger.settle((INSTITUTION, f"live-{w}-{n}"), b"f", CARD, 2026, DAY, debit(1))
+            await settle(ledger, (INSTITUTION, f"live-{w}-{n}"), b"f", CARD, debit(1))
             n += 1
         return n
 
