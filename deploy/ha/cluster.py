@@ -100,7 +100,9 @@ class Cluster:
         config["name"] = name
         config["restapi"] = {"listen": rest, "connect_address": rest}
         config["etcd3"] = {"hosts": f"127.0.0.1:{self.etcd_port}"}
-        config["bootstrap"]["post_bootstrap"] = str(HERE / "post_bootstrap.sh")
+        # a copy start_node puts beside the nodes: the postgres user may not be
+        # able to reach the repository's own copy (a checkout under /root)
+        config["bootstrap"]["post_bootstrap"] = str(self.root / "post_bootstrap.sh")
         config["postgresql"].update(
             listen=pg,
             connect_address=pg,
@@ -169,6 +171,8 @@ class Cluster:
     def start_node(self, name: str) -> None:
         node_dir = self.root / name
         node_dir.mkdir(mode=0o700, exist_ok=True)
+        shutil.copy(HERE / "post_bootstrap.sh", self.root / "post_bootstrap.sh")
+        (self.root / "post_bootstrap.sh").chmod(0o755)
         config = node_dir / "patroni.yml"
         config.write_text(json.dumps(self.patroni_config(name), indent=2), "utf-8")  # JSON is YAML
         config.chmod(0o600)

@@ -311,7 +311,7 @@ def test_the_local_cluster_gives_each_node_its_own_addresses_over_the_shared_set
     shared = yaml.safe_load((DEPLOY / "ha" / "patroni.yml").read_text("utf-8"))
     one, two = (cluster.patroni_config(name) for name in ha.NODES)
     assert one["bootstrap"]["dcs"] == shared["bootstrap"]["dcs"]  # synchronous_mode and all
-    assert Path(one["bootstrap"]["post_bootstrap"]).is_file()
+    assert one["bootstrap"]["post_bootstrap"] == str(tmp_path.resolve() / "post_bootstrap.sh")
     assert one["postgresql"]["listen"] == "127.0.0.1:40002"
     assert two["postgresql"]["listen"] == "127.0.0.1:40003"
     assert one["restapi"]["listen"] != two["restapi"]["listen"]
