@@ -23,6 +23,7 @@ import pytest
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
+from switch.edge import EdgeLimits
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
 from tests.grpc_harness import Pki, make_pki
@@ -97,7 +98,7 @@ async def live_switch(
         ServerConfig(
             listen="127.0.0.1:0",
             tls_dir=certs.tls_dir,
-            inflight_max=inflight_max,
+            edge_limits=EdgeLimits.for_inflight_max(inflight_max),
             health_listen=health_listen,
         ),
     )

@@ -189,23 +189,10 @@ async def check(switch: Switch, record: LoadRecord) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
-# The one status a fault should not give, and why it still does: when a server
-# ends (a switchover's shutdown, or backends seeing their postmaster killed) it
-# sends FATAL to idle pooled connections, and asyncpg fails the next statement
-# on such a connection with InternalClientError ("another operation is in
-# progress") before it sees the socket close. switch/service.py maps that to
-# INTERNAL (a resend with the same request id is safe, README); it should be
-# UNAVAILABLE. The test resends those too and checks everything else first.
-ASYNCPG_FATAL_RACE = (
-    "INTERNAL answered for asyncpg's InternalClientError on a connection the server"
-    " had just closed; switch/service.py should map it to UNAVAILABLE"
-)
-
-
 def expect_only_unavailable(record: LoadRecord) -> None:
-    assert set(record.refused) <= {"UNAVAILABLE", "INTERNAL"}, record.refused
-    if "INTERNAL" in record.refused:
-        pytest.xfail(f"{record.refused['INTERNAL']} x {ASYNCPG_FATAL_RACE}")
+    """Resends were for UNAVAILABLE only: not INTERNAL for asyncpg's broken-protocol
+    error after a dying server's FATAL on an idle connection (switch/service.py)."""
+    assert set(record.refused) <= {"UNAVAILABLE"}, record.refused
 
 
 async def test_primary_killed_mid_load_loses_nothing(ha: HaCluster, switch: Switch) -> None:
