@@ -68,6 +68,29 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+class NoWritableHost(ConnectionError):
+    """No host of a multi-host URL accepts writes now: a failover in progress.
+
+    A ConnectionError, so callers treat it like any unreachable database
+    (UNAVAILABLE, retried), not as asyncpg's client-side error it was.
+    """
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, for every connection MedSwitch opens (pools included).
+
+    A URL may name several hosts (`postgresql://h1:5432,h2:5432/db?target_
+    session_attrs=read-write`); asyncpg tries them in order. While none of
+    those that answer is a primary (between a primary's demotion and a
+    standby's promotion) it raises TargetServerAttributeNotMatched, which
+    here becomes NoWritableHost.
+    """
+    try:
+        return await asyncpg.connect(dsn, **kwargs)
+    except asyncpg.TargetServerAttributeNotMatched as exc:
+        raise NoWritableHost(str(exc)) from exc
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used as given."""
 
@@ -249,6 +272,7 @@ async def create_pool(
         reset=_keep_session,
         server_settings=settings,
         command_timeout=COMMAND_TIMEOUT_S,
+        connect=connect,
         **kwargs,
     )
     assert pool is not None
@@ -265,7 +289,7 @@ async def open_database(
     (create_pool). An external server's operator decides how its roles log
     in; there the pool takes the role as a connection parameter.
     """
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await _prepare(conn, first_day=first_day, app_login=app_login)
     finally:
@@ -276,7 +300,7 @@ async def open_database(
 async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connection:
     """One connection acting as the application role, by open_database's rules
     (with app_login it logs in as the role, otherwise it takes it)."""
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await _prepare(conn, first_day=None, app_login=app_login)
         if not app_login:
@@ -286,7 +310,7 @@ async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connectio
         await conn.close()
         raise
     await conn.close()
-    return await asyncpg.connect(url, user=APP_ROLE)
+    return await connect(url, user=APP_ROLE)
 
 
 async def _prepare(conn: asyncpg.Connection, *, first_day: date | None, app_login: bool) -> None:
@@ -329,9 +353,11 @@ def redact_url(url: str) -> str:
 
 __all__: Sequence[str] = (
     "APP_ROLE",
+    "NoWritableHost",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",
+    "connect",
     "connect_app",
     "create_pool",
     "database_url",
