@@ -431,25 +431,41 @@ class Ledger:
         (state,) = await self.load_states([request])
         return state
 
-    async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
-        """Count a PIN check made outside a settlement (PreSettle, GetMember).
+    async def record_pin_check(self, member_id: str, *, ok: bool, failures_max: int) -> int | None:
+        """Count a PIN checked outside a settlement (PreSettle, GetMember), on the
+        count as the database holds it now, whichever serve process checked.
 
-        A wrong PIN adds one to the stored count in the UPDATE itself, so wrong
-        PINs tried at the same moment through several serve processes are all
-        counted; a right one resets it. Returns the count now stored.
+        Only while the card is not locked (fewer than `failures_max` failures
+        stored): a wrong PIN adds one, a right one resets the count. Returns
+        the count now stored, or None if the card is locked: the PIN then
+        counts for nothing, right or wrong. So of wrong PINs tried at once
+        through any number of processes, the `failures_max`th locks the card
+        and every other finds it locked.
         """
-        if ok:
-            await self.pool.execute(
-                "UPDATE members SET pin_failures = 0 WHERE member_id = $1 AND pin_failures <> 0",
+        if not ok:
+            failures: int | None = await self.pool.fetchval(
+                "UPDATE members SET pin_failures = pin_failures + 1"
+                " WHERE member_id = $1 AND pin_failures < $2 RETURNING pin_failures",
                 member_id,
+                failures_max,
             )
-            return 0
-        failures: int = await self.pool.fetchval(
-            "UPDATE members SET pin_failures = pin_failures + 1 WHERE member_id = $1"
-            " RETURNING pin_failures",
-            member_id,
+            return failures
+        # A right PIN is judged on the count as it stands now too, not as it
+        # was loaded: else a right guess among parallel wrong ones would be
+        # let in on a count read before they were counted. Nothing is written
+        # when there is nothing to reset.
+        stored = await self.pool.fetchval(
+            "SELECT pin_failures FROM members WHERE member_id = $1", member_id
         )
-        return failures
+        if stored == 0:
+            return 0
+        reset: int | None = await self.pool.fetchval(
+            "UPDATE members SET pin_failures = 0"
+            " WHERE member_id = $1 AND pin_failures < $2 RETURNING pin_failures",
+            member_id,
+            failures_max,
+        )
+        return reset
 
     async def member_name_masked(self, member_id: str) -> str:
         """The member's name as shown (first character, then `*`s), from its ciphertext."""

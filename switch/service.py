@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import date, datetime
 
@@ -34,9 +34,9 @@ from adjudication.catalog import (
 )
 from adjudication.engine import adjudicate, benefit_date
 from adjudication.model import (
+    Adjudication,
     CardStatus,
     Claim,
-    Context,
     InstitutionStatus,
     MemberCategory,
     MemberStatus,
@@ -133,27 +133,6 @@ async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
     return policies, catalogs
 
 
-class KeyedLocks:
-    """One asyncio.Lock per key, kept only while someone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
@@ -162,12 +141,6 @@ class LedgerBackend:
         self.ledger = writer.ledger
         self.policies = writer.policies
         self.catalogs = writer.catalogs
-        # The PIN checks outside Settle (PreSettle, GetMember,
-        # ListAccountActivity) read the failure count and write it back: this
-        # per-card lock counts parallel guesses at one card one by one, so the
-        # sixth finds the card locked. Settle needs none: its record refuses
-        # a member whose state moved since it was loaded.
-        self._card_locks = KeyedLocks()
 
     @classmethod
     async def open(
@@ -194,25 +167,26 @@ class LedgerBackend:
 
     # ------------------------------------------------------------ settlement
 
-    def _context(self, state: StateRow, year: int, pin: str) -> Context:
-        return engine_context(state, year, pin_ok=self.ledger.pin_matches(state, pin))
+    def _adjudicate(self, claim: Claim, state: StateRow, year: int, pin: str) -> Adjudication:
+        context = engine_context(state, year, pin_ok=self.ledger.pin_matches(state, pin))
+        return adjudicate(claim, context, self.policies, self.catalogs)
 
     async def pre_settle(self, claim: Claim, pin: str) -> SettlementView:
-        async with self._card_locks.hold(claim.card_no):
-            return await self._pre_settle(claim, pin)
-
-    async def _pre_settle(self, claim: Claim, pin: str) -> SettlementView:
         with domain_errors():
             day = benefit_date(claim)
             state = await self.ledger.load_for_claim(
                 claim.institution_code, claim.card_no, day.year, day
             )
-            context = self._context(state, day.year, pin)
-            result = adjudicate(claim, context, self.policies, self.catalogs)
+            result = self._adjudicate(claim, state, day.year, pin)
             after = result.pin_failures_after
-            if state.member_id is not None and after is not None and after != state.pin_failures:
-                ok = after < (state.pin_failures or 0)  # the engine resets on a right PIN
-                await self.ledger.record_pin_check(state.member_id, ok=ok)
+            counted = (
+                await self._count_pin(state.member_id, ok=after == 0)
+                if state.member_id is not None and after is not None
+                else 0
+            )
+            if counted is None:  # locked by guesses counted since the load
+                locked = state._replace(pin_failures=alimits.pin_failures_max)
+                result = self._adjudicate(claim, locked, day.year, pin)
         return settlement_view(
             result,
             settlement_id="",
@@ -220,6 +194,12 @@ class LedgerBackend:
             institution_code=claim.institution_code,
             business_date=state.business_date,
             preview=True,
+        )
+
+    async def _count_pin(self, member_id: str, *, ok: bool) -> int | None:
+        """The PIN check counted where every process counts it (None: locked)."""
+        return await self.ledger.record_pin_check(
+            member_id, ok=ok, failures_max=alimits.pin_failures_max
         )
 
     async def settle(self, claim: Claim, pin: str, request_digest: bytes) -> SettlementView:
@@ -262,12 +242,6 @@ class LedgerBackend:
 
     async def _member_checked(self, institution_code: str, card_no: str, pin: str) -> StateRow:
         """The member holding the card, after the PIN check (which counts failures)."""
-        async with self._card_locks.hold(card_no):
-            return await self._member_checked_locked(institution_code, card_no, pin)
-
-    async def _member_checked_locked(
-        self, institution_code: str, card_no: str, pin: str
-    ) -> StateRow:
         today = datetime.now(db.REGION_TZ).date()
         state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
         if state.institution_status != InstitutionStatus.ACTIVE.value:
@@ -278,14 +252,14 @@ class LedgerBackend:
             )
         if state.member_id is None or state.card_status != CardStatus.ACTIVE.value:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
-        failures = state.pin_failures or 0
-        if failures >= alimits.pin_failures_max:
-            raise SwitchError(ErrorReason.PIN_LOCKED, "the card is locked (too many wrong PINs)")
-        if not self.ledger.pin_matches(state, pin):
-            await self.ledger.record_pin_check(state.member_id, ok=False)
+        locked = SwitchError(ErrorReason.PIN_LOCKED, "the card is locked (too many wrong PINs)")
+        if (state.pin_failures or 0) >= alimits.pin_failures_max:
+            raise locked
+        ok = self.ledger.pin_matches(state, pin)
+        if await self._count_pin(state.member_id, ok=ok) is None:
+            raise locked  # by guesses counted since it was loaded
+        if not ok:
             raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
-        if failures:
-            await self.ledger.record_pin_check(state.member_id, ok=True)
         return state
 
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:

@@ -218,8 +218,14 @@ class SettleWriter:
             1000 * (time.perf_counter() - loaded)
         )
         for pending, member_id in wrong_pins:  # counted toward the card's lock, like any
-            await self.ledger.record_pin_check(member_id, ok=False)
-            pending.fail(RequestIdReused("this request id was settled with another PIN"))
+            counted = await self.ledger.record_pin_check(
+                member_id, ok=False, failures_max=alimits.pin_failures_max
+            )
+            pending.fail(
+                RequestIdReused("this request id was settled with another PIN")
+                if counted is not None
+                else SwitchError(ErrorReason.PIN_LOCKED, "the card is locked")
+            )
         if replays:
             for stored in await self.ledger.stored_settlements(list(replays)):
                 for pending in replays[stored.settlement_id]:

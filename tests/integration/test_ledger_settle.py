@@ -279,13 +279,34 @@ async def test_pin_failures_are_recorded_with_and_without_a_settlement(
     assert ledger.pin_matches(state, "135790")
     assert not ledger.pin_matches(state, "000000")
     # wrong PINs tried at once on separate connections are all counted (no lost update)
-    counts = await asyncio.gather(*(ledger.record_pin_check("M0001", ok=False) for _ in range(4)))
-    assert sorted(counts) == [1, 2, 3, 4]
+    counts = await asyncio.gather(
+        *(ledger.record_pin_check("M0001", ok=False, failures_max=5) for _ in range(4))
+    )
+    assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4]
     after = await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)
     assert after.pin_failures == 4
     assert after.state_seq == (state.state_seq or 0) + 4, "each PIN check moves the member"
-    assert await ledger.record_pin_check("M0001", ok=True) == 0
-    assert (await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)).pin_failures == 0
+    assert await ledger.record_pin_check("M0001", ok=True, failures_max=5) == 0
+    reset = await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)
+    assert reset.pin_failures == 0
+    # a right PIN with nothing to reset writes nothing: the member does not move
+    assert await ledger.record_pin_check("M0001", ok=True, failures_max=5) == 0
+    still = await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)
+    assert still.state_seq == reset.state_seq
+
+
+async def test_a_pin_check_on_a_locked_card_counts_nothing_and_says_so(ledger: Ledger) -> None:
+    """The limit is checked in the counting statement, on the count stored now:
+    of eight wrong PINs at once, five are counted and three find the card locked;
+    then a right PIN finds it locked too and does not unlock it."""
+    counts = await asyncio.gather(
+        *(ledger.record_pin_check("M0001", ok=False, failures_max=5) for _ in range(8))
+    )
+    assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]
+    assert counts.count(None) == 3
+    assert await ledger.record_pin_check("M0001", ok=True, failures_max=5) is None
+    locked = await ledger.load_for_claim(INSTITUTION, CARD, 2026, DAY)
+    assert locked.pin_failures == 5
 
 
 async def test_account_activity_runs_the_balance(ledger: Ledger) -> None:
@@ -319,7 +340,7 @@ async def test_a_batch_records_in_one_statement_and_names_its_stale_rows(
     states = await _load(ledger, keys)
     records = [debit(1_000)(s, (i, r), b"f") for s, (i, r, _) in zip(states, keys, strict=True)]
     # M0002 moves (a PIN check elsewhere) after the batch was loaded
-    assert await ledger.record_pin_check("M0002", ok=False) == 1
+    assert await ledger.record_pin_check("M0002", ok=False, failures_max=5) == 1
     with pytest.raises(StaleRows) as stale:
         await ledger.record(DAY, [r for r, _ in records], [legs for _, legs in records])
     assert stale.value.positions == [1]

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
+from adjudication import limits as alimits
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger, LoadRequest, StateRow
@@ -29,15 +30,18 @@ PHARMACY, CARD, PIN, MEMBER = "P33039900005", "C3303990012", "808080", "M0012"
 
 
 class MovingLedger(Ledger):
-    """A ledger whose member gets a wrong PIN counted after each of its first `moves` loads."""
+    """A ledger whose member gets a PIN check counted after each load, as long as
+    `pins` lists one (True: a right PIN, False: a wrong one)."""
 
-    moves = 0
+    def __init__(self, pool: asyncpg.Pool, keys: DataKeys) -> None:
+        super().__init__(pool, keys)
+        self.pins: list[bool] = []
 
     async def load_states(self, requests: Sequence[LoadRequest]) -> list[StateRow]:
         states = await super().load_states(requests)
-        if self.moves > 0:
-            self.moves -= 1
-            await self.record_pin_check(MEMBER, ok=False)
+        if self.pins:
+            ok = self.pins.pop(0)
+            await self.record_pin_check(MEMBER, ok=ok, failures_max=alimits.pin_failures_max)
         return states
 
 
@@ -79,7 +83,7 @@ async def test_a_member_moved_after_the_load_is_decided_again(
     backend, url = moving
     before = await _member(url)
     assert isinstance(backend.ledger, MovingLedger)
-    backend.ledger.moves = 2  # two wrong PINs counted elsewhere, each after a load
+    backend.ledger.pins = [False, False]  # two wrong PINs counted elsewhere, each after a load
     view = await _settle(backend, "moved-1")
     after = await _member(url)
     # decided a third time, from the state the two moves left: a right PIN resets the count
@@ -96,15 +100,58 @@ async def test_a_member_that_keeps_moving_is_refused_and_nothing_is_recorded(
 ) -> None:
     backend, url = moving
     assert isinstance(backend.ledger, MovingLedger)
-    backend.ledger.moves = limits.settle_loads_max
+    # a wrong PIN and a right one, by turns: every check moves the member
+    backend.ledger.pins = [False, True] * (limits.settle_loads_max // 2)
     with pytest.raises(SwitchError) as refused:
         await _settle(backend, "moving-1")
     assert refused.value.reason is ErrorReason.CONFLICT_RETRIES_EXHAUSTED
     after = await _member(url)
     assert after["settlements"] == 0
-    # once the member is still, the same request is decided from what the
-    # moves left: eight wrong PINs counted elsewhere have locked the card
-    backend.ledger.moves = 0
+    # once the member is still, the same request is decided from what the moves left
+    assert backend.ledger.pins == []
     view = await _settle(backend, "moving-1")
+    assert view.status.value == "SETTLED"  # type: ignore[attr-defined]
+    assert (await _member(url))["settlements"] == 1
+
+
+async def test_a_card_locked_by_checks_elsewhere_after_the_load_is_refused_locked(
+    moving: tuple[LedgerBackend, str],
+) -> None:
+    """Wrong PINs counted through other processes after the load: the checks past
+    the fifth find the card locked and count nothing; the Settle, decided again
+    from the locked card, is refused R_PIN_LOCKED."""
+    backend, url = moving
+    assert isinstance(backend.ledger, MovingLedger)
+    backend.ledger.pins = [False] * (alimits.pin_failures_max + 2)
+    view = await _settle(backend, "locked-1")
     assert view.status.value == "REJECTED"  # type: ignore[attr-defined]
     assert view.reasons == ("R_PIN_LOCKED",)  # type: ignore[attr-defined]
+    assert (await _member(url))["pin_failures"] == alimits.pin_failures_max
+
+
+@pytest.mark.parametrize("call", ["PreSettle", "GetMember"])
+async def test_a_right_pin_after_the_card_locked_elsewhere_finds_it_locked(
+    moving: tuple[LedgerBackend, str], call: str
+) -> None:
+    """PreSettle and GetMember judge a right PIN on the count stored when it is
+    checked, not when it was loaded: a card locked meanwhile through another
+    process stays locked and answers as locked."""
+    backend, url = moving
+    assert isinstance(backend.ledger, MovingLedger)
+    for _ in range(alimits.pin_failures_max - 1):
+        await backend.ledger.record_pin_check(
+            MEMBER, ok=False, failures_max=alimits.pin_failures_max
+        )
+    backend.ledger.pins = [False]  # the fifth wrong PIN, counted after the call's load
+    if call == "PreSettle":
+        request = pharmacy_request("preview-1", PHARMACY, CARD, PIN, "2026-06-02")
+        claim, _ = convert.claim_from_request(request)
+        assert claim is not None
+        view = await backend.pre_settle(claim, PIN)
+        assert view.reasons == ("R_PIN_LOCKED",)  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(SwitchError) as refused:
+            await backend.get_member(PHARMACY, CARD, PIN)
+        assert refused.value.reason is ErrorReason.PIN_LOCKED
+    assert backend.ledger.pins == []
+    assert (await _member(url))["pin_failures"] == alimits.pin_failures_max
