@@ -18,6 +18,7 @@ and operator tooling run as the connecting (owner) user.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Sequence
@@ -89,6 +90,40 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
         return await asyncpg.connect(dsn, **kwargs)
     except asyncpg.TargetServerAttributeNotMatched as exc:
         raise NoWritableHost(str(exc)) from exc
+
+
+class Probe:
+    """Whether the database answers now, asked on a connection of its own.
+
+    Not through the application pool: while every pooled connection is busy
+    (under load, or all stuck on a frozen server) the pool cannot tell a
+    busy database from one that stopped answering, and a probe waiting for
+    a pooled connection would wait behind the load. The connection is kept
+    from one check to the next and dropped after any failure (a timed-out
+    statement leaves it unusable); the next check connects again.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url  # multi-host: the primary is found as for the pool
+        self._conn: asyncpg.Connection | None = None
+
+    async def check(self, timeout_s: float) -> None:
+        """Returns once the database answered within `timeout_s`; raises
+        TimeoutError, or the connection's own error, if it did not."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await connect(self.url)
+                await self._conn.fetchval("SELECT 1")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Drops the connection at once, without a word to a server that may not answer."""
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
 
 
 class ConfigError(ValueError):
@@ -354,6 +389,7 @@ def redact_url(url: str) -> str:
 __all__: Sequence[str] = (
     "APP_ROLE",
     "NoWritableHost",
+    "Probe",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",

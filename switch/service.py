@@ -13,7 +13,6 @@ cannot be reached is UNAVAILABLE, never a guessed answer.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -136,17 +135,19 @@ async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
-    def __init__(self, writer: SettleWriter) -> None:
+    def __init__(self, writer: SettleWriter, probe: db.Probe) -> None:
         self.writer = writer
+        self.probe = probe
         self.ledger = writer.ledger
         self.policies = writer.policies
         self.catalogs = writer.catalogs
 
     @classmethod
     async def open(
-        cls, pool: asyncpg.Pool, ledger: Ledger, *, group_commit: bool = True
+        cls, pool: asyncpg.Pool, ledger: Ledger, *, probe: db.Probe, group_commit: bool = True
     ) -> LedgerBackend:
-        """The backend over an open pool.
+        """The backend over an open pool; `probe` (the same database, a connection
+        of its own) tells health checks whether the database answers.
 
         With `group_commit` (the default of `medswitch serve`) the Settle calls
         waiting at the same moment share one commit; without, each commits
@@ -158,12 +159,14 @@ class LedgerBackend:
         else:
             batch_max, records_max = 1, 1
         return cls(
-            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max)
+            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max),
+            probe,
         )
 
     async def close(self) -> None:
-        """After the server has drained: stops the settlement writer."""
+        """After the server has drained: stops the settlement writer and the probe."""
         await self.writer.close()
+        self.probe.close()
 
     # ------------------------------------------------------------ settlement
 
@@ -348,15 +351,10 @@ class LedgerBackend:
             previous = cat
 
     async def ping(self) -> bool:
-        pool = self.ledger.pool
-        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
-            # Every connection is busy: that is load, not an outage. Waiting for
-            # one would mark a busy switch NOT_SERVING exactly when it is needed;
-            # the calls in flight answer UNAVAILABLE themselves if it is down.
-            return True
+        """Whether the database answers within the probe's timeout, asked on the
+        probe's own connection (db.Probe), so also while every pooled one is busy."""
         try:
-            async with asyncio.timeout(limits.health_probe_timeout_s):
-                await self.ledger.pool.fetchval("SELECT 1")
+            await self.probe.check(limits.health_probe_timeout_s)
         except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
             return False
         return True

@@ -91,7 +91,10 @@ async def live_switch(
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
     backend = await LedgerBackend.open(
-        pool, Ledger(pool, DataKeys(cluster.data_key)), group_commit=group_commit
+        pool,
+        Ledger(pool, DataKeys(cluster.data_key)),
+        probe=db.Probe(url),
+        group_commit=group_commit,
     )
     running = await start(
         backend,

@@ -70,8 +70,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from ledger import db
     from ledger.store import Ledger
-    from switch.commands.db import open_ledger
+    from switch.commands.db import connect_url, open_ledger
     from switch.edge import EdgeLimits
     from switch.server import (
         ServerConfig,
@@ -108,7 +109,12 @@ async def _serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, limits.db_connect_retry_max_s)
     try:
-        backend = await LedgerBackend.open(pool, Ledger(pool, keys), group_commit=args.group_commit)
+        backend = await LedgerBackend.open(
+            pool,
+            Ledger(pool, keys),
+            probe=db.Probe(connect_url(settings)),  # the database is up: no start
+            group_commit=args.group_commit,
+        )
         try:
             return await serve_until_signal(backend, config)
         finally:

@@ -123,7 +123,9 @@ async def _switch_behind_proxy(
     await proxy.open()
     tcp_url = f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}"
     pool = await db.open_database(tcp_url, min_size=1, max_size=pool_max)
-    backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
+    backend = await LedgerBackend.open(
+        pool, Ledger(pool, DataKeys(switch_pg.data_key)), probe=db.Probe(tcp_url)
+    )
     config = ServerConfig(
         listen="127.0.0.1:0",
         tls_dir=switch_certs.tls_dir,

@@ -49,7 +49,9 @@ class MovingLedger(Ledger):
 async def moving(switch_pg: SwitchPg, data_key: bytes) -> AsyncIterator[tuple[LedgerBackend, str]]:
     url = await switch_pg.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=4)
-    backend = await LedgerBackend.open(pool, MovingLedger(pool, DataKeys(data_key)))
+    backend = await LedgerBackend.open(
+        pool, MovingLedger(pool, DataKeys(data_key)), probe=db.Probe(url)
+    )
     try:
         yield backend, url
     finally:
