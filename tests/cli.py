@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +39,22 @@ def serve_process(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+
+async def wait_serving(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    creds: grpc.ChannelCredentials,
+    timeout_s: float = 60,
+) -> None:
+    """Until `medswitch serve` (`proc`) accepts a mutual-TLS connection on `port`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "medswitch serve exited"
+        try:
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as ch:
+                await asyncio.wait_for(ch.channel_ready(), 2)
+                return
+        except (TimeoutError, grpc.aio.AioRpcError):
+            await asyncio.sleep(0.2)
+    raise TimeoutError("medswitch serve did not come up")

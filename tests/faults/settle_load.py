@@ -8,8 +8,10 @@ which no call was answered is the outage seen by the clients.
 
 `check_nothing_lost` then asks the switch itself: every acknowledged
 settlement is found by GetSettlement and a resend returns it unchanged, the
-database holds exactly one settlement per request id sent, and
-ReconcileTotals agrees with the sum of the acknowledged answers.
+database holds exactly one settlement per request id sent, ReconcileTotals
+agrees with the sum of the acknowledged answers, and every card's balance
+(GetMember) is its balance before the load less the acknowledged payments,
+each of which was decided on the balance the one before it left.
 
 Run by hand against a running switch (deploy/README.md):
     python -m tests.faults.settle_load --port 50051 --tls-dir var/tls --seconds 60 --check
@@ -70,6 +72,7 @@ class LoadRecord:
     unanswered: list[str] = field(default_factory=list)
     # the switch's totals for the institution's business day before the load
     baseline: pb.ReconcileTotalsResponse | None = None
+    balances_before: dict[str, int] = field(default_factory=dict)  # card -> fen (GetMember)
 
     def longest_gap_s(self, after: float) -> float:
         """The longest time without any answer, from `after` on (the clients' outage)."""
@@ -118,6 +121,7 @@ async def run_load(
     run_tag = f"{time.time_ns():x}"
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as ch:
         record.baseline = await _totals(ch, [])
+        record.balances_before = await balances(ch)
 
     async def worker(w: int, stub: pb_grpc.SettlementServiceStub) -> None:
         n = 0
@@ -153,6 +157,7 @@ async def check_nothing_lost(
             if found.settlement_id != answer.settlement_id or resent != answer:
                 problems.append(f"{request_id}: answered {answer.settlement_id}, now differs")
         problems += await _reconcile(ch, record)
+        problems += balance_problems(record, await balances(ch))
     rows = await conn.fetch(
         "SELECT request_id, count(*) AS n FROM settlements"
         " WHERE institution_code = $1 AND request_id = any($2::text[]) GROUP BY request_id",
@@ -163,6 +168,44 @@ async def check_nothing_lost(
     problems += [f"{rid}: {n} settlements" for rid, n in stored.items() if n != 1]
     lost = set(record.acknowledged) - set(stored)
     problems += [f"acknowledged but not stored: {rid}" for rid in sorted(lost)]
+    return problems
+
+
+async def balances(ch: grpc.aio.Channel) -> dict[str, int]:
+    """Every active card's individual account balance, as GetMember tells it."""
+    stub = pb_grpc.MemberServiceStub(ch)
+    found: dict[str, int] = {}
+    for card, pin in active_cards():
+        member = await stub.GetMember(
+            pb.GetMemberRequest(institution_code=PHARMACY, card_no=card, pin=pin),
+            timeout=CALL_TIMEOUT_S,
+        )
+        found[card] = int(member.balance_fen)
+    return found
+
+
+def balance_problems(record: LoadRecord, now: dict[str, int]) -> list[str]:
+    """Each card's acknowledged payments from its account, highest balance after
+    first, must each start from the balance the previous one left (none decided
+    twice on one balance, none missing), and end at the balance `now`."""
+    problems: list[str] = []
+    for card, before in record.balances_before.items():
+        paid = sorted(
+            (
+                answer
+                for request_id, answer in record.acknowledged.items()
+                if record.requests[request_id].card_no == card
+                and answer.split.individual_account_fen > 0
+            ),
+            key=lambda answer: -answer.balance_after_fen,
+        )
+        left = before
+        for answer in paid:
+            if answer.balance_after_fen + answer.split.individual_account_fen != left:
+                problems.append(f"{card}: {answer.settlement_id} was decided on another balance")
+            left = answer.balance_after_fen
+        if now[card] != left:
+            problems.append(f"{card}: balance {now[card]}, the acknowledged answers leave {left}")
     return problems
 
 

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from tests.cli import ROOT, medswitch, serve_process
+from tests.cli import ROOT, medswitch, serve_process, wait_serving
 from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
 from tests.switch_pg import SwitchPg, active_cards
 from tests.switch_pg import switch_certs as switch_certs
@@ -49,19 +49,6 @@ def serve_env(
     }
 
 
-async def _wait_serving(proc: subprocess.Popen[bytes], port: int, certs: Pki) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "medswitch serve exited early"
-        try:
-            async with channel(port, certs.creds(PHARMACY)) as ch:
-                await ch.channel_ready()
-                return
-        except Exception:
-            await asyncio.sleep(0.2)
-    raise TimeoutError("medswitch serve did not come up")
-
-
 @pytest.mark.parametrize("group_commit", ["0", "1"], ids=["per-call-commit", "group-commit"])
 async def test_sigterm_mid_load_drains_and_loses_nothing(
     switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path, group_commit: str
@@ -85,7 +72,7 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
     cards = active_cards()
     refused: list[grpc.StatusCode] = []
     try:
-        await _wait_serving(proc, port, switch_certs)
+        await wait_serving(proc, port, switch_certs.creds(PHARMACY))
         stop_sending = asyncio.Event()
 
         async def worker(w: int, stub: pb_grpc.SettlementServiceStub) -> None:
@@ -158,7 +145,7 @@ async def test_serve_processes_share_a_port_only_when_asked(
 
     procs = [start("a", "1")]
     try:
-        await _wait_serving(procs[0], port, switch_certs)
+        await wait_serving(procs[0], port, switch_certs.creds(PHARMACY))
         # without --reuse-port a second switch on a port in use fails at once
         intruder = start("intruder", "0")
         assert await asyncio.to_thread(intruder.wait, 60) != 0
