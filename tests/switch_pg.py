@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from ledger.store import Ledger
 from switch.edge import EdgeLimits
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
-from tests.grpc_harness import Pki, make_pki
+from tests.cli import ROOT
+from tests.grpc_harness import Pki, free_port, make_pki
 
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 TEMPLATE = "ms_reference"  # built by tests/integration/conftest.py
@@ -124,3 +126,20 @@ async def live(switch_pg: SwitchPg, switch_certs: Pki) -> AsyncIterator[LiveSwit
     switch = await live_switch(switch_pg, switch_certs)
     yield switch
     await stop_switch(switch)
+
+
+def serve_env(
+    switch_pg: SwitchPg, certs: Pki, data_dir: Path, db_url: str, port: int, **settings: str
+) -> dict[str, str]:
+    """The environment of a `medswitch serve` process over `db_url`, plus `settings`."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDSWITCH_DATA_DIR": str(data_dir),
+        "MEDSWITCH_DATABASE_URL": db_url,
+        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
+        "MEDSWITCH_TLS_DIR": str(certs.tls_dir),
+        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
+        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        **settings,
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,29 +23,12 @@ import pytest
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import ROOT, medswitch, serve_process, wait_serving
 from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
-from tests.switch_pg import SwitchPg, active_cards
+from tests.switch_pg import SwitchPg, active_cards, serve_env
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
 
 PHARMACY = "P33039900005"
 WORKERS = 16
-
-
-def serve_env(
-    switch_pg: SwitchPg, certs: Pki, data_dir: Path, db_url: str, port: int, **settings: str
-) -> dict[str, str]:
-    """The environment of a `medswitch serve` process over `db_url`, plus `settings`."""
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MEDSWITCH_DATA_DIR": str(data_dir),
-        "MEDSWITCH_DATABASE_URL": db_url,
-        "MEDSWITCH_DATA_KEY": switch_pg.data_key.hex(),
-        "MEDSWITCH_TLS_DIR": str(certs.tls_dir),
-        "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
-        "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-        **settings,
-    }
 
 
 @pytest.mark.parametrize("group_commit", ["0", "1"], ids=["per-call-commit", "group-commit"])
