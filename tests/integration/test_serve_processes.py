@@ -41,7 +41,7 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import medswitch, serve_process
 from tests.faults.settle_load import LoadRecord, settle_until_answered
-from tests.grpc_harness import Pki, error_details, free_port
+from tests.grpc_harness import Pki, error_details, free_port, pharmacy_request
 from tests.random_claims import ClaimMaker, answer_fields, model_answer
 from tests.switch_pg import REFERENCE, SwitchPg, serve_env
 from tests.switch_pg import switch_certs as switch_certs
@@ -265,3 +265,39 @@ async def test_wrong_pins_spread_over_the_processes_lock_the_card_at_the_fifth(
         await conn.close()
     after = [len(events) for events in processes.answered("GetMember")]
     assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+
+
+async def test_one_request_sent_to_every_process_at_once_settles_once(
+    processes: Processes, switch_certs: Pki
+) -> None:
+    """A resend that lands on another process while the first is still in flight
+    gets the same answer; the database holds one settlement, the account paid once."""
+    request = pharmacy_request("twice-1", PHARMACY, "C3303990012", "808080", "2026-01-05")
+    creds = switch_certs.creds(PHARMACY)
+
+    async def send() -> pb.SettleResponse:
+        async with _connection(processes.port, creds) as ch:
+            answer: pb.SettleResponse = await pb_grpc.SettlementServiceStub(ch).Settle(
+                request, timeout=30
+            )
+            return answer
+
+    before = [len(events) for events in processes.answered("Settle")]
+    answers = await asyncio.gather(*(send() for _ in range(3 * PROCESSES)))
+    after = [len(events) for events in processes.answered("Settle")]
+    assert sum(a > b for a, b in zip(after, before, strict=True)) >= 2, "one process took all"
+    assert all(answer == answers[0] for answer in answers)
+    assert answers[0].status == pb.SETTLEMENT_STATUS_SETTLED
+    conn = await asyncpg.connect(processes.db_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM settlements WHERE request_id = $1", request.request_id
+        )
+        balance = await conn.fetchval(
+            "SELECT b.balance_fen FROM members m JOIN account_balances b USING (account_id)"
+            " WHERE m.member_id = 'M0012'"
+        )
+    finally:
+        await conn.close()
+    assert stored == 1
+    assert balance == answers[0].balance_after_fen == 1_200_000 - 450
