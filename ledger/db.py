@@ -103,8 +103,9 @@ class Probe:
     statement leaves it unusable); the next check connects again.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, app_login: bool = False) -> None:
         self.url = url  # multi-host: the primary is found as for the pool
+        self._role = as_app_role_args(app_login=app_login)  # as the pool's connections
         self._conn: asyncpg.Connection | None = None
 
     async def check(self, timeout_s: float) -> None:
@@ -113,7 +114,7 @@ class Probe:
         try:
             async with asyncio.timeout(timeout_s):
                 if self._conn is None or self._conn.is_closed():
-                    self._conn = await connect(self.url)
+                    self._conn = await connect(self.url, **self._role)
                 await self._conn.fetchval("SELECT 1")
         except BaseException:
             self.close()
@@ -280,6 +281,14 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+def as_app_role_args(*, app_login: bool) -> dict[str, Any]:
+    """Connection arguments that make a connection act as the application role:
+    logging in as it (app_login), or taking it as a connection parameter."""
+    if app_login:
+        return {"user": APP_ROLE}
+    return {"server_settings": {"role": APP_ROLE}}
+
+
 async def create_pool(
     url: str,
     *,
@@ -296,18 +305,16 @@ async def create_pool(
     ROLE); otherwise they log in as the URL's user and take the role as a
     connection parameter.
     """
-    settings = {"role": APP_ROLE} if as_app_role and not app_login else {}
-    if app_login:
-        kwargs["user"] = APP_ROLE
+    role = as_app_role_args(app_login=app_login) if as_app_role or app_login else {}
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         reset=_keep_session,
-        server_settings=settings,
         command_timeout=COMMAND_TIMEOUT_S,
         connect=connect,
+        **role,
         **kwargs,
     )
     assert pool is not None

@@ -112,7 +112,7 @@ async def _serve(args: argparse.Namespace) -> int:
         backend = await LedgerBackend.open(
             pool,
             Ledger(pool, keys),
-            probe=db.Probe(connect_url(settings)),  # the database is up: no start
+            probe=db.Probe(connect_url(settings), app_login=settings.app_login),
             group_commit=args.group_commit,
         )
         try:

@@ -197,11 +197,13 @@ async def test_database_frozen_mid_load_is_not_serving_then_loses_nothing(
     await embedded.wait_serving()
     assert embedded.proc is not None
     switch_pid = embedded.proc.pid
-    seen: list[tuple[float, float, int]] = []  # (pool size, in use, health) while frozen
+    # (seconds frozen, pool size, connections in use, health), sampled while frozen
+    seen: list[tuple[float, float, float, int]] = []
 
     async def freeze() -> None:
         embedded.signal_postgres(signal.SIGSTOP)
-        thawed_at = time.monotonic() + FREEZE_S
+        frozen_at = time.monotonic()
+        thawed_at = frozen_at + FREEZE_S
         try:
             # calls that take whatever pooled connection the writer left idle
             async with grpc.aio.secure_channel(
@@ -212,7 +214,8 @@ async def test_database_frozen_mid_load_is_not_serving_then_loses_nothing(
                 while time.monotonic() < thawed_at - 0.5:
                     await asyncio.sleep(0.5)
                     size, in_use = await asyncio.to_thread(embedded.pool_figures)
-                    seen.append((size, in_use, await asyncio.to_thread(embedded.health)))
+                    health = await asyncio.to_thread(embedded.health)
+                    seen.append((time.monotonic() - frozen_at, size, in_use, health))
                 await asyncio.sleep(max(0.0, thawed_at - time.monotonic()))
                 embedded.signal_postgres(signal.SIGCONT)
                 await waiting
@@ -220,10 +223,11 @@ async def test_database_frozen_mid_load_is_not_serving_then_loses_nothing(
             embedded.signal_postgres(signal.SIGCONT)
 
     record, faulted_at = await load_through(embedded, freeze)
-    full = [health for size, in_use, health in seen if size == in_use == POOL_MAX]
+    full = [health for _, size, in_use, health in seen if size == in_use == POOL_MAX]
     assert full, f"the pool was never full while frozen: {seen}"
     assert NOT_SERVING in full, f"health while frozen and the pool full: {seen}"
-    assert seen[-1][2] == NOT_SERVING, seen
+    assert seen[-1][3] == NOT_SERVING, seen
+    print(f"\nNOT_SERVING {next(t for t, *_, h in seen if h == NOT_SERVING):.1f} s into the freeze")
     assert report("PostgreSQL frozen 10 s", record, faulted_at) < FREEZE_S + 20
     await check(embedded, record, {"UNAVAILABLE", "DEADLINE_EXCEEDED"})
     assert await asyncio.to_thread(embedded.health) == SERVING

@@ -668,6 +668,17 @@ async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role
                 await conn.execute("UPDATE account_balances SET balance_fen = balance_fen + 1")
             # and it still does its work
             assert await conn.fetchval("SELECT count(*) FROM members") > 0
+            # the health probe's connection, outside the pool, logs in the same way
+            probe = db.Probe(reference_db, app_login=True)
+            try:
+                await probe.check(10)
+                probing = await conn.fetch(
+                    "SELECT usename FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                probe.close()
+            assert [r["usename"] for r in probing] == [db.APP_ROLE]
     finally:
         await pool.close()
     # the operators' commands (day, payouts, recon) connect the same way
