@@ -10,11 +10,15 @@ and refuses a day whose records and entries disagree, changing nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 
-from ledger import db
+from ledger import accounts, db
+from ledger.endofday import EndOfDayError, close_day
 from ledger.store import Ledger
+from tests.cli import medswitch
 from tests.integration.ledger_helpers import DAY, INSTITUTION, OTHER_INSTITUTION, debit
 
 CARD = "C3303990001"
@@ -273,3 +277,110 @@ async def test_the_switchs_writers_check_what_they_are_asked(
         for ok in (False, False, True, False)
     ] == [1, 2, 0, 1]
     assert await app_pool.fetchval(member) == 1
+
+
+# --- day close against books that disagree -------------------------------------------------
+
+_PAYABLE = accounts.institution_payable(INSTITUTION)
+TAMPERS: list[tuple[str, str, str]] = [
+    (  # a settlement row no entry backs: what the application role could insert
+        "settlement_without_entry",
+        _FORGED_SETTLEMENT,
+        "settlement S20261120forged: its amounts are not what its entry posts",
+    ),
+    (  # and its mirror: money posted for no settlement
+        "entry_without_settlement",
+        "SELECT ms_post_set('SETTLEMENT', ARRAY['S20261120phantom'], ARRAY[1, 1],"
+        f" ARRAY['fund:pooled', '{_PAYABLE}'], ARRAY[700000, -700000]::bigint[])",
+        "entry for 'S20261120phantom' that no settlement or cancellation records",
+    ),
+    (
+        "amount_changed",
+        "UPDATE settlements SET individual_account_fen = individual_account_fen + 1"
+        " WHERE request_id = 't0'",
+        "its amounts are not what its entry posts (member:M0001: 101 stated, 100 posted)",
+    ),
+    (  # every entry matches its record; the day's clearing does not
+        "settled_entry_of_a_rejection",
+        "UPDATE settlements SET status = 'REJECTED' WHERE request_id = 't1'",
+        f"institution {INSTITUTION}: its records on {DAY} say 400 fen (pooled fund 0, serious"
+        " illness 0, individual accounts 400), the ledger posted 600 fen",
+    ),
+    (
+        "cancellation_without_entry",
+        "INSERT INTO cancellations (reversal_id, institution_code, request_id, fingerprint,"
+        " settlement_id, business_date) SELECT 'R-forged', institution_code, 'c-forged', '\\x00',"
+        " settlement_id, business_date FROM settlements WHERE request_id = 't0'",
+        "cancellation R-forged: its entry does not reverse the settlement's",
+    ),
+]
+
+
+async def _state(conn: asyncpg.Connection) -> list[Any]:
+    return [
+        await conn.fetch("SELECT * FROM business_days ORDER BY business_date"),
+        await conn.fetchval("SELECT count(*) FROM day_clearing"),
+        await conn.fetchval("SELECT count(*) FROM entries"),
+        await conn.fetchval("SELECT count(*) FROM accounts"),
+        await conn.fetch("SELECT lane, last_seq FROM chain_lanes ORDER BY lane"),
+    ]
+
+
+@pytest.mark.parametrize(("tamper", "sql", "expected"), TAMPERS, ids=[t for t, _, _ in TAMPERS])
+async def test_close_refuses_a_day_whose_records_and_entries_disagree(
+    ledger: Ledger, reference_db: str, tamper: str, sql: str, expected: str
+) -> None:
+    for n, fen in enumerate((100, 200, 300)):
+        await ledger.settle((INSTITUTION, f"t{n}"), b"f", CARD, 2026, DAY, debit(fen))
+    admin = await asyncpg.connect(reference_db)  # the database's owner (a superuser)
+    operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
+    try:
+        await admin.execute(sql)
+        before = await _state(admin)
+        with pytest.raises(EndOfDayError, match="records and its ledger entries disagree") as e:
+            await close_day(operator)
+        assert expected in str(e.value)
+        assert "nothing was changed" in str(e.value)
+        assert await _state(admin) == before
+    finally:
+        await operator.close()
+        await admin.close()
+
+
+async def test_the_close_command_refuses_loudly(
+    ledger: Ledger, reference_db: str, cli_env: dict[str, str]
+) -> None:
+    await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100))
+    admin = await asyncpg.connect(reference_db)
+    try:
+        await admin.execute(_FORGED_SETTLEMENT)
+    finally:
+        await admin.close()
+    env = {**cli_env, "MEDSWITCH_DATABASE_URL": reference_db}
+    run = medswitch("day", "close", "--date", str(DAY), env=env)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "S20261120forged" in run.stderr and "nothing was changed" in run.stderr
+    assert "Traceback" not in run.stderr
+    status = medswitch("day", "status", env=env)
+    assert status.stdout.splitlines()[1].split()[:2] == [str(DAY), "OPEN"]
+
+
+async def test_close_pays_what_the_ledger_posted(ledger: Ledger, reference_db: str) -> None:
+    # (with records and entries agreeing, the two are the same: the clearing's
+    # split by paying source comes from the entries' legs)
+    await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100, pooled_fen=900))
+    await ledger.settle((OTHER_INSTITUTION, "t1"), b"f", CARD, 2026, DAY, debit(0))  # pays nothing
+    operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
+    try:
+        closed = await close_day(operator)
+        rows = await operator.fetch(
+            "SELECT institution_code, pooled_fund_fen, individual_account_fen, settlement_count,"
+            " payout_fen FROM day_clearing ORDER BY institution_code"
+        )
+    finally:
+        await operator.close()
+    assert closed.payout_total_fen == 1000
+    assert [tuple(r) for r in rows] == [
+        (INSTITUTION, 900, 100, 1, 1000),
+        (OTHER_INSTITUTION, 0, 0, 1, 0),
+    ]
