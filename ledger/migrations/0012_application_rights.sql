@@ -131,9 +131,11 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM medswitch_app;
 -- functions among them, with which it could post any entry at all (a
 -- credit to a member's account from a fund). Now a function runs only for
 -- the roles it is granted to, new ones included (trigger functions need no
--- grant: the trigger runs them).
+-- grant: the trigger runs them). The default is the owner's in this
+-- database, for every schema (a schema's own default cannot take back what
+-- the global one gives).
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC, medswitch_app;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- The switch's entry points. Those that lock members' rows or take ids
 -- from a sequence (which a role may do only with UPDATE on the table, or

@@ -229,6 +229,20 @@ async def test_the_switch_calls_only_its_own_functions(app_pool: asyncpg.Pool) -
             await app_pool.execute(sql)
 
 
+async def test_a_function_made_later_runs_for_no_role_until_granted(reference_db: str) -> None:
+    owner = await asyncpg.connect(reference_db)  # who migrates
+    try:
+        await owner.execute(
+            "CREATE FUNCTION ms_made_later() RETURNS integer LANGUAGE sql AS 'SELECT 1'"
+        )
+        for role in db.ROLES:
+            assert not await owner.fetchval(
+                "SELECT has_function_privilege($1, 'ms_made_later()', 'EXECUTE')", role
+            ), role
+    finally:
+        await owner.close()
+
+
 async def test_a_forged_settlement_row_cannot_be_inserted(
     ledger: Ledger, app_pool: asyncpg.Pool
 ) -> None:
