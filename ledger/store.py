@@ -1,20 +1,19 @@
-"""The settle and cancel transactions the switch calls, and the reads around them.
+"""Settlement records and the reads around them, over an application-role pool.
 
-One `Ledger` over an asyncpg pool (application role). Every write is one
-short transaction of a few round trips: a server-side function loads the
-member's state under the member row lock (ms_load_batch), the caller's pure
-`decide` callback turns it into a Decision (the switch runs the engine
-there), and a second function records it all (ms_record_batch):
-settlement record, balanced entry, accumulators, stay, pharmacy count, PIN
-failures. Both take a batch, so a group commit of N settlements costs the
-same two round trips as one. Nothing about claims is known here: the engine's values travel as
-plain dicts keyed with the engine's own field names (YearAccumulators,
-InpatientStay, StateChanges.as_dict()), so the switch converts them with
-`YearAccumulators(**row)` and friends.
+Settling is two statements, neither holding a transaction open while the
+switch decides: `load_states` reads what the engine needs about a batch of
+claims (with each member's `state_seq`), and `record` writes the batch's
+settlement records, balanced entries and member-state changes in one
+statement that commits on its own, after re-checking, under the members'
+row locks, that every member is still at the version loaded (else
+StaleRows: nothing is written, the caller loads and decides again). The
+ledger knows accounts, entries and settlement records, not claims: what to
+record arrives as typed `SettlementRow`s and their postings.
 
-Idempotency is per (institution_code, request_id): the key is locked with a
-transaction-scoped advisory lock first, so two identical requests racing
-settle exactly once and the second gets the stored answer.
+Idempotency is per (institution_code, request_id): `record` locks the keys
+(advisory) and refuses a key settled or cancelled since the load, so two
+identical requests racing settle exactly once; the loser, loaded again,
+finds the stored answer.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
@@ -46,129 +45,157 @@ TRANSIENT_ERRORS = (
 
 
 class LedgerError(Exception):
-    reason = "LEDGER_ERROR"
+    """A refusal by the ledger (each kind is mapped to a gRPC status by the switch)."""
 
 
 class RequestIdReused(LedgerError):
     """Same (institution_code, request_id), different request."""
 
-    reason = "REQUEST_ID_REUSED"
 
-
-class LateOriginal(LedgerError):
+class RequestCancelled(LedgerError):
     """A Settle whose request id was cancelled (by original_request_id) before it arrived."""
-
-    reason = "CANCELLED_BEFORE_ARRIVAL"
 
 
 class SettlementNotFound(LedgerError):
-    reason = "SETTLEMENT_NOT_FOUND"
+    """No such settlement (or request id) for this institution."""
 
 
 class NotYourSettlement(LedgerError):
     """Only the institution that settled may cancel or read a settlement."""
 
-    reason = "NOT_SETTLING_INSTITUTION"
-
 
 class DayClosed(LedgerError):
     """The settlement's business day is closed: correct by an adjustment."""
-
-    reason = "BUSINESS_DAY_CLOSED"
 
 
 class NotCancellable(LedgerError):
     """A rejected settlement has nothing to cancel."""
 
-    reason = "NOT_CANCELLABLE"
-
 
 class NoOpenDay(LedgerError):
-    reason = "NO_OPEN_BUSINESS_DAY"
-
-
-class InsufficientBalance(LedgerError):
-    """The member's balance row refused the debit (CHECK balance_fen >= 0)."""
-
-    reason = "INSUFFICIENT_BALANCE"
+    """No business day is open."""
 
 
 class Busy(LedgerError):
     """Transient conflicts persisted past the retry limit: retry later."""
 
-    reason = "LEDGER_BUSY"
+
+class StaleRows(LedgerError):
+    """Rows decided on state that has moved since it was loaded; nothing was recorded."""
+
+    def __init__(self, positions: list[int]) -> None:
+        super().__init__(f"{len(positions)} rows were decided on stale state")
+        self.positions = positions  # 0-based, into the rows given to `record`
 
 
 # --------------------------------------------------------------------------
 # Values
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimInputs:
-    """The member's state as stored, for the engine.
+class LoadRequest(NamedTuple):
+    """One claim's keys for ms_load_states (request_id None: a read, no settlement id)."""
 
-    `institution`: dict with code, name, kind, level, region, status (the
-    fields of adjudication.model.Institution) or None when unknown.
-    `member`: dict with member_id, category, status, card_status, birth_date
-    (date), region, name_masked, balance_fen, pin_hash (bytes), pin_failures,
-    special_diseases (list of {code, valid_from, valid_to} with dates) or None
-    when no member holds the card.
-    `year`: the YearAccumulators fields (year included) -- zeros when none.
-    `stays`: InpatientStay fields (dates as date) of stays discharged in the
-    look-back window, oldest first.
-    `settlement_id`: the id this settlement will get (Settle only, else "").
+    institution_code: str
+    card_hmac: bytes
+    benefit_year: int
+    service_date: date
+    request_id: str | None
+
+
+class StateRow(NamedTuple):
+    """One row of ms_load_states, its columns in order (a test holds them equal).
+
+    The state of the member holding a card as stored, with the institution,
+    the open day and the idempotency facts of the request: institution and
+    member fields are None when unknown, accumulators None when the member
+    has no row for the year. `special_diseases` and `stays` are lists of
+    dicts (jsonb, dates as ISO text) or None. `state_seq` is the version a
+    record must still find (ms_record_checked).
     """
 
     business_date: date | None
-    institution: dict[str, Any] | None
-    member: dict[str, Any] | None
-    year: dict[str, Any]
-    stays: list[dict[str, Any]]
+    settlement_id: str | None  # the id this settlement will get (Settle only)
+    existing_settlement_id: str | None
+    existing_fingerprint: bytes | None
+    tombstoned: bool
+    institution_code: str | None
+    institution_name: str | None
+    institution_kind: str | None
+    institution_level: str | None
+    institution_region: str | None
+    institution_status: str | None
+    member_id: str | None
+    state_seq: int | None
+    category: str | None
+    status: str | None
+    card_status: str | None
+    birth_date: date | None
+    region: str | None
+    balance_fen: int | None
+    pin_hash: bytes | None
+    pin_failures: int | None
+    special_diseases: list[dict[str, Any]] | None
+    outpatient_deductible_used_fen: int | None
+    outpatient_pooled_fen: int | None
+    basic_pooled_fen: int | None
+    inpatient_above_deductible_fen: int | None
+    new_admissions: int | None
+    serious_illness_base_fen: int | None
+    serious_illness_paid_fen: int | None
+    stays: list[dict[str, Any]] | None
     pharmacy_purchases_today: int
-    settlement_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What `decide` returns: the ledger records exactly this.
+class SettlementRow(NamedTuple):
+    """One ms_settle_row, field for field (a test holds them equal).
 
-    status: "SETTLED" or "REJECTED". answer: the full response as JSON-able
-    dict, returned verbatim to retries (include settlement_id in it).
-    postings: [(account_key, signed_fen)] summing to zero (see
-    accounts.settlement_postings), empty for a rejection. changes:
-    StateChanges.as_dict() or None. pin_failures_after: new PIN failure count
-    or None when unchanged.
+    A settlement record and the member-state changes it makes (the fields of
+    adjudication's StateChanges; change_year None when it changes no state).
+    `entry_no` is set by Ledger.record; `answer` is the response as JSON
+    text, returned verbatim to retries; `pin_failures` None leaves the count.
     """
 
-    status: str
-    answer: dict[str, Any]
-    member_id: str | None = None
-    service_date: date | None = None
-    benefit_year: int | None = None
-    policy_version: str = ""
-    catalog_version: int = 0
-    total_fen: int = 0
-    pooled_fund_fen: int = 0
-    serious_illness_fen: int = 0
-    individual_account_fen: int = 0
-    postings: list[tuple[str, int]] = field(default_factory=list)
-    changes: dict[str, Any] | None = None
-    pin_failures_after: int | None = None
+    settlement_id: str
+    institution_code: str
+    request_id: str
+    fingerprint: bytes
+    status: str  # SETTLED or REJECTED
+    member_id: str | None
+    service_date: date
+    benefit_year: int
+    policy_version: str
+    catalog_version: int
+    total_fen: int
+    pooled_fund_fen: int
+    serious_illness_fen: int
+    individual_account_fen: int
+    answer: str
+    pin_failures: int | None
+    entry_no: int | None
+    change_year: int | None
+    outpatient_deductible_used_fen: int | None
+    outpatient_pooled_fen: int | None
+    basic_pooled_fen: int | None
+    inpatient_above_deductible_fen: int | None
+    new_admissions: int | None
+    serious_illness_base_fen: int | None
+    serious_illness_paid_fen: int | None
+    pharmacy_date: date | None
+    account_debit_fen: int | None
+    stay_settlement_id: str | None
+    stay_primary_diagnosis: str | None
+    stay_admission_date: date | None
+    stay_discharge_date: date | None
+    stay_new_admission: bool | None
+    state_seq: int | None  # the member's version as loaded
 
 
 @dataclass(frozen=True, slots=True)
-class SettleItem:
-    """One request for Ledger.settle_batch (the arguments of Ledger.settle)."""
+class Recorded:
+    """What Ledger.record wrote: each row's entry id (None: it posted nothing)."""
 
-    key: tuple[str, str]
-    fingerprint: bytes
-    card_no: str
-    benefit_year: int
-    service_date: date
-    decide: Callable[[ClaimInputs], Decision]
-    # A stored fingerprint also taken as this request's (the form an earlier
-    # version computed), so a retry across an upgrade gets its stored answer.
-    legacy_fingerprint: bytes = b""
+    entry_ids: list[int | None]
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,75 +261,9 @@ class DetailRow:
     status: str  # SETTLED, REJECTED, CANCELLED
 
 
-_YEAR_FIELDS = (
-    "outpatient_deductible_used_fen",
-    "outpatient_pooled_fen",
-    "basic_pooled_fen",
-    "inpatient_above_deductible_fen",
-    "new_admissions",
-    "serious_illness_base_fen",
-    "serious_illness_paid_fen",
-)
-
-
-def _d(value: Any) -> date | None:
-    """A date from its ISO text (as jsonb carries it), a date as is, else None."""
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(value) if isinstance(value, str) else None
-
-
-# One claim's state, one typed row per claim (see ms_load_batch).
-_LOAD_BATCH = "SELECT * FROM ms_load_batch($1, $2, $3, $4, $5, $6, $7)"
-_INSTITUTION_FIELDS = ("code", "name", "kind", "level", "region", "status")
-_MEMBER_FIELDS = (
-    "member_id",
-    "category",
-    "status",
-    "card_status",
-    "birth_date",
-    "region",
-    "name_masked",
-    "balance_fen",
-    "pin_hash",
-    "pin_failures",
-)
-
-
-def _inputs(row: asyncpg.Record, year: int) -> ClaimInputs:
-    """ClaimInputs from one row of ms_load_batch."""
-    member: dict[str, Any] | None = None
-    if row["member_id"] is not None:
-        member = {name: row[name] for name in _MEMBER_FIELDS}
-        member["special_diseases"] = [
-            {"code": d["code"], "valid_from": _d(d["valid_from"]), "valid_to": _d(d["valid_to"])}
-            for d in row["special_diseases"] or ()
-        ]
-    institution: dict[str, Any] | None = None
-    if row["institution_code"] is not None:
-        institution = {name: row[f"institution_{name}"] for name in _INSTITUTION_FIELDS}
-    year_values: dict[str, Any] = {"year": year}
-    year_values.update({name: row[name] or 0 for name in _YEAR_FIELDS})
-    stays = [
-        {
-            "settlement_id": s["settlement_id"],
-            "primary_diagnosis": s["primary_diagnosis"],
-            "admission_date": _d(s["admission_date"]),
-            "discharge_date": _d(s["discharge_date"]),
-            "new_admission": bool(s["new_admission"]),
-        }
-        for s in row["stays"] or ()
-    ]
-    return ClaimInputs(
-        business_date=row["business_date"],
-        institution=institution,
-        member=member,
-        year=year_values,
-        stays=stays,
-        pharmacy_purchases_today=row["pharmacy_purchases_today"],
-        settlement_id=row["settlement_id"] or "",
-    )
-
+_LOAD_STATES = "SELECT * FROM ms_load_states($1, $2, $3, $4, $5, $6)"
+_RECORD_CHECKED = "SELECT * FROM ms_record_checked($1, $2, $3, $4, $5)"
+STALE_SQLSTATE = "MS001"  # ms_record_checked: rows decided on stale state
 
 _SETTLEMENT_COLUMNS = (
     "s.settlement_id, s.institution_code, s.request_id, s.status, s.member_id, s.business_date,"
@@ -345,111 +306,90 @@ def _cancellation(raw: dict[str, Any], *, replayed: bool) -> StoredCancellation:
     )
 
 
+def prior_outcome(state: StateRow, fingerprint: bytes) -> str | LedgerError | None:
+    """What the stored facts say of a Settle before anything is decided.
+
+    None: a new request on an open day, to be decided. A settlement id: a
+    retry of that settlement (same fingerprint), answered from its record.
+    A LedgerError: the request id was used for another request, cancelled
+    before it arrived, or no business day is open.
+    """
+    if state.existing_settlement_id is not None:
+        if state.existing_fingerprint == fingerprint:
+            return state.existing_settlement_id
+        return RequestIdReused("this request id was used for another request")
+    if state.tombstoned:
+        return RequestCancelled("this request id was cancelled before the settlement arrived")
+    if state.business_date is None:
+        return NoOpenDay("no business day is open")
+    return None
+
+
 class MalformedDecision(ValueError):
-    """A programming error in the caller's `decide`: nothing is written."""
+    """A programming error in what the caller asked to record: nothing is written."""
 
 
-def _check_decision(decision: Decision, inputs: ClaimInputs) -> None:
-    """Programming errors in the caller, caught before anything is written.
+def _check_row(row: SettlementRow, legs: Sequence[tuple[str, int]]) -> None:
+    """The ledger's own checks of one settlement before anything is written.
 
     On the hot path of every settlement: each check is a plain test, and its
     message is only made when it fails.
     """
-    if decision.status not in ("SETTLED", "REJECTED"):
-        raise MalformedDecision(f"status {decision.status!r}")
-    postings = decision.postings
+    if row.status not in ("SETTLED", "REJECTED"):
+        raise MalformedDecision(f"status {row.status!r}")
     total = 0
-    for _, amount in postings:
+    member_leg = 0
+    own = accounts.member_account(str(row.member_id))
+    for key, amount in legs:
         if type(amount) is not int or amount == 0:
             raise MalformedDecision("postings are non-zero int fen")
         total += amount
-    if total != 0:
+        if key == own:
+            member_leg += amount
+    if total != 0 or len(legs) == 1:
         raise MalformedDecision("postings must balance")
-    changes = decision.changes
-    if decision.status == "REJECTED" and (postings or changes is not None):
+    changes = row.change_year is not None
+    if row.status == "REJECTED" and (legs or changes):
         raise MalformedDecision("a rejection changes no money")
-    if postings or changes:
-        member = inputs.member
-        if member is None or decision.member_id != member["member_id"]:
-            raise MalformedDecision("money moves only for the card's member")
-    if changes is not None:
-        own = accounts.member_account(str(decision.member_id))
-        member_leg = 0
-        for key, amount in postings:
-            if key == own:
-                member_leg += amount
-        if member_leg != int(changes.get("account_debit_fen", 0)):
-            raise MalformedDecision("the member's posting must equal changes.account_debit_fen")
-        if changes.get("member_id") != decision.member_id:
-            raise MalformedDecision("changes name the member")
-        if not isinstance(changes.get("benefit_year"), int):
-            raise MalformedDecision("changes name the benefit year")
-        if not changes.keys() <= _CHANGES_KEYS:
-            raise MalformedDecision(f"unknown changes {changes.keys() - _CHANGES_KEYS}")
+    if (legs or changes) and row.member_id is None:
+        raise MalformedDecision("money moves only for the card's member")
+    if member_leg != (row.account_debit_fen or 0):
+        raise MalformedDecision("the member's posting must equal account_debit_fen")
+    if legs and not changes:
+        raise MalformedDecision("a settlement that moves money changes the member's state")
 
 
-def _settle_row(
-    item: SettleItem, inputs: ClaimInputs, decision: Decision, entry_no: int | None
-) -> tuple[Any, ...]:
-    """One ms_settle_row (migration 0006), its fields in the type's order.
-
-    The stored `changes` jsonb is made from the typed fields
-    (ms_changes_json), so they must be all there is to the changes.
-    """
-    changes = decision.changes
-    if changes is None:
-        state: tuple[Any, ...] = _NO_CHANGES
-    else:  # checked by _check_decision
-        get = changes.get
-        stay = get("stay")
-        state = (
-            int(changes["benefit_year"]),
-            *[int(get(name) or 0) for name in _YEAR_FIELDS],
-            _d(get("pharmacy_date")),
-            int(get("account_debit_fen") or 0),
-            *(
-                _NO_STAY
-                if stay is None
-                else (
-                    stay["settlement_id"],
-                    stay["primary_diagnosis"],
-                    _d(stay["admission_date"]),
-                    _d(stay["discharge_date"]),
-                    bool(stay["new_admission"]),
-                )
-            ),
-        )
-    return (
-        inputs.settlement_id,
-        item.key[0],
-        item.key[1],
-        item.fingerprint,
-        decision.status,
-        decision.member_id,
-        decision.service_date or item.service_date,
-        decision.benefit_year or item.benefit_year,
-        decision.policy_version,
-        decision.catalog_version,
-        decision.total_fen,
-        decision.pooled_fund_fen,
-        decision.serious_illness_fen,
-        decision.individual_account_fen,
-        json.dumps(decision.answer),
-        decision.pin_failures_after,
-        entry_no,
-        *state,
-    )
+def _record_arrays(
+    rows: Sequence[SettlementRow], legs: Sequence[Sequence[tuple[str, int]]]
+) -> tuple[list[SettlementRow], list[int], list[str], list[int]]:
+    """ms_record_checked's arguments: rows numbered by entry, postings flattened."""
+    if len(rows) != len(legs):
+        raise MalformedDecision("one list of postings per row")
+    numbered: list[SettlementRow] = []
+    entry_of: list[int] = []
+    keys: list[str] = []
+    amounts: list[int] = []
+    entry_no = 0
+    for row, row_legs in zip(rows, legs, strict=True):
+        _check_row(row, row_legs)
+        if row_legs:
+            entry_no += 1
+            row = row._replace(entry_no=entry_no)
+            for key, amount in row_legs:
+                entry_of.append(entry_no)
+                keys.append(key)
+                amounts.append(amount)
+        elif row.entry_no is not None:
+            row = row._replace(entry_no=None)
+        numbered.append(row)
+    return numbered, entry_of, keys, amounts
 
 
-# change_year, the accumulator deltas, pharmacy_date and account_debit_fen, in ms_settle_row,
-# then the stay's five fields.
-_CHANGE_FIELDS = ("change_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen")
-_NO_STAY = (None,) * 5
-_NO_CHANGES = (None,) * (len(_CHANGE_FIELDS) + len(_NO_STAY))
-# StateChanges.as_dict()'s keys: what ms_changes_json stores.
-_CHANGES_KEYS = frozenset(
-    ("member_id", "benefit_year", *_YEAR_FIELDS, "pharmacy_date", "account_debit_fen", "stay")
-)
+def _stale_positions(detail: str | None, count: int) -> list[int]:
+    """0-based positions of ms_record_checked's DETAIL (`day`: all of them)."""
+    if not detail or detail == "day":
+        return list(range(count))
+    return [int(p) - 1 for p in detail.split(",")]
 
 
 class Ledger:
@@ -466,40 +406,30 @@ class Ledger:
                 async with self.pool.acquire() as conn, conn.transaction():
                     return await work(conn)
             except (*TRANSIENT_ERRORS, asyncpg.UniqueViolationError) as exc:
-                # A unique violation here is a lost race on an idempotency key or
-                # id; the retry sees the winner's committed row.
-                if attempt == TRANSIENT_RETRIES_MAX - 1:
+                # A unique violation is transient only as a lost race on a
+                # cancellation's key (the retry sees the winner's row); any
+                # other is a bug, and retrying it cannot succeed.
+                lost_race = getattr(exc, "table_name", None) == "cancellations"
+                if attempt == TRANSIENT_RETRIES_MAX - 1 or not (
+                    lost_race or isinstance(exc, TRANSIENT_ERRORS)
+                ):
+                    if isinstance(exc, asyncpg.UniqueViolationError) and not lost_race:
+                        raise
                     raise Busy(f"gave up after {TRANSIENT_RETRIES_MAX} attempts") from exc
                 await asyncio.sleep(0.002 * (attempt + 1))
-            except asyncpg.CheckViolationError as exc:
-                if "account_balances" in str(exc) or "balance_fen" in str(exc):
-                    raise InsufficientBalance(
-                        "the member's balance does not cover the debit"
-                    ) from exc
-                raise
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- reads
 
     async def load_for_claim(
-        self,
-        institution_code: str,
-        card_no: str,
-        benefit_year: int,
-        service_date: date,
-    ) -> ClaimInputs:
-        """The engine's inputs, one round trip, no lock (PreSettle, GetMember)."""
-        row = await self.pool.fetchrow(
-            _LOAD_BATCH,
-            [institution_code],
-            [self.keys.card_lookup(card_no)],
-            [benefit_year],
-            [service_date],
-            STAYS_LOOKBACK_DAYS,
-            False,
-            [None],
+        self, institution_code: str, card_no: str, benefit_year: int, service_date: date
+    ) -> StateRow:
+        """The engine's inputs for one card, one round trip, no lock (PreSettle, GetMember)."""
+        request = LoadRequest(
+            institution_code, self.keys.card_lookup(card_no), benefit_year, service_date, None
         )
-        return _inputs(row, benefit_year)
+        (state,) = await self.load_states([request])
+        return state
 
     async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
         """Count a PIN check made outside a settlement (PreSettle, GetMember).
@@ -521,9 +451,11 @@ class Ledger:
             raise LedgerError(f"no member {member_id}")
         return mask_name(self.keys.decrypt(bytes(sealed), f"{member_id}:name"))
 
-    def pin_matches(self, member: dict[str, Any], pin: str) -> bool:
-        """Constant-time check of a PIN against a member dict from ClaimInputs."""
-        return self.keys.pin_matches(member["member_id"], pin, member["pin_hash"])
+    def pin_matches(self, state: StateRow, pin: str) -> bool:
+        """Constant-time check of a PIN against the member of a loaded state."""
+        if state.member_id is None or state.pin_hash is None:
+            return False
+        return self.keys.pin_matches(state.member_id, pin, state.pin_hash)
 
     async def get_settlement(
         self,
@@ -641,175 +573,56 @@ class Ledger:
 
     # ---------------------------------------------------------------- settle
 
-    async def settle(
-        self,
-        key: tuple[str, str],
-        fingerprint: bytes,
-        card_no: str,
-        benefit_year: int,
-        service_date: date,
-        decide: Callable[[ClaimInputs], Decision],
-    ) -> StoredSettlement:
-        """Settle (or record the rejection of) one claim, exactly once per key.
+    async def load_states(self, requests: Sequence[LoadRequest]) -> list[StateRow]:
+        """The stored state behind each request, one statement, no transaction, no lock.
 
-        `decide` must be pure and quick: it runs while the member row is locked
-        and may run more than once (a transient conflict is retried).
-        Raises RequestIdReused, LateOriginal, NoOpenDay, InsufficientBalance, Busy.
+        Each row carries its member's `state_seq`: `record` refuses rows whose
+        member has moved on since (StaleRows), so the caller decides from
+        this state without holding anything while it does.
         """
-        return await self.settle_item(
-            SettleItem(key, fingerprint, card_no, benefit_year, service_date, decide)
+        institutions, cards, years, days, request_ids = zip(*requests, strict=True)
+        rows = await self.pool.fetch(
+            _LOAD_STATES, institutions, cards, years, days, STAYS_LOOKBACK_DAYS, request_ids
+        )
+        return [StateRow(*row) for row in rows]
+
+    async def record(
+        self,
+        business_date: date,
+        rows: Sequence[SettlementRow],
+        legs: Sequence[Sequence[tuple[str, int]]],
+    ) -> Recorded:
+        """Record settlements decided from `load_states`, in one statement and one commit.
+
+        `legs[i]` are the postings of rows[i] (account key, signed fen; empty
+        for none). Durable when it returns. Raises StaleRows, naming the rows
+        whose member, request key or business day moved since they were
+        loaded; then nothing is recorded. Raises MalformedDecision before
+        writing anything if a row's postings or changes are not a settlement's.
+        """
+        numbered, entry_of, keys, amounts = _record_arrays(rows, legs)
+        try:
+            written = await self.pool.fetchrow(
+                _RECORD_CHECKED, business_date, numbered, entry_of, keys, amounts
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == STALE_SQLSTATE:
+                raise StaleRows(_stale_positions(exc.detail, len(rows))) from exc
+            raise
+        entry_ids = written["entry_ids"]
+        return Recorded(
+            [None if row.entry_no is None else entry_ids[row.entry_no - 1] for row in numbered],
+            written["created_at"],
         )
 
-    async def settle_item(self, item: SettleItem) -> StoredSettlement:
-        """`settle` for a SettleItem (its legacy fingerprint included)."""
-        hashes = [self.keys.card_lookup(item.card_no)]
-
-        async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
-            return await self._settle_rounds(conn, [item], hashes)
-
-        (result,) = await self._retrying(work)
-        if isinstance(result, LedgerError):
-            raise result
-        return result
-
-    async def _settle_rounds(
-        self, conn: asyncpg.Connection, items: Sequence[SettleItem], hashes: Sequence[bytes]
-    ) -> list[StoredSettlement | LedgerError]:
-        """Settle `items` inside the caller's transaction, two round trips per round.
-
-        A round loads every claim in it (ms_load_batch, member locks taken in
-        card-hash order), runs each `decide`, and records them all
-        (ms_record_batch). A member or request key seen twice goes to a
-        later round, so each decision sees the state the earlier one left.
-        RequestIdReused, LateOriginal and NoOpenDay are answers for their item;
-        any other error fails the transaction.
-        """
-        results: list[StoredSettlement | LedgerError | None] = [None] * len(items)
-        rounds: list[list[int]] = []
-        depth: dict[object, int] = {}
-        for i in sorted(range(len(items)), key=lambda i: (hashes[i], items[i].key)):
-            n = max(depth.get(hashes[i], 0), depth.get(items[i].key, 0))
-            depth[hashes[i]] = depth[items[i].key] = n + 1
-            if n == len(rounds):
-                rounds.append([])
-            rounds[n].append(i)
-        if len(rounds) > 1:  # every request key first, in one sorted pass (lock order)
-            await conn.execute(
-                "SELECT ms_lock_keys($1, $2)",
-                [item.key[0] for item in items],
-                [item.key[1] for item in items],
-            )
-        replays: dict[str, list[int]] = {}
-        for members in rounds:
-            rows = await conn.fetch(
-                _LOAD_BATCH,
-                [items[i].key[0] for i in members],
-                [hashes[i] for i in members],
-                [items[i].benefit_year for i in members],
-                [items[i].service_date for i in members],
-                STAYS_LOOKBACK_DAYS,
-                True,
-                [items[i].key[1] for i in members],
-            )
-            recorded: list[tuple[int, ClaimInputs, Decision, int | None]] = []
-            settle_rows: list[tuple[Any, ...]] = []
-            entry_of: list[int] = []
-            keys: list[str] = []
-            amounts: list[int] = []
-            for i, row in zip(members, rows, strict=True):
-                item = items[i]
-                if row["existing_settlement_id"] is not None:
-                    stored = row["existing_fingerprint"]
-                    if stored not in (item.fingerprint, item.legacy_fingerprint or None):
-                        results[i] = RequestIdReused("this request id was used for another request")
-                    else:
-                        replays.setdefault(row["existing_settlement_id"], []).append(i)
-                    continue
-                if row["tombstoned"]:
-                    results[i] = LateOriginal(
-                        "this request id was cancelled before the settlement arrived"
-                    )
-                    continue
-                if row["business_date"] is None:
-                    results[i] = NoOpenDay("no business day is open")
-                    continue
-                inputs = _inputs(row, item.benefit_year)
-                decision = item.decide(inputs)
-                _check_decision(decision, inputs)
-                entry_no = None
-                if decision.postings:
-                    entry_no = 1 + (entry_of[-1] if entry_of else 0)
-                    for key, amount in decision.postings:
-                        entry_of.append(entry_no)
-                        keys.append(key)
-                        amounts.append(amount)
-                recorded.append((i, inputs, decision, entry_no))
-                settle_rows.append(_settle_row(item, inputs, decision, entry_no))
-            if not recorded:
-                continue
-            written = await conn.fetchrow(
-                "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
-                settle_rows,
-                entry_of,
-                keys,
-                amounts,
-            )
-            created_at = written["created_at"]
-            entry_ids = written["entry_ids"]
-            for i, inputs, decision, entry_no in recorded:
-                assert inputs.business_date is not None
-                results[i] = StoredSettlement(
-                    settlement_id=inputs.settlement_id,
-                    institution_code=items[i].key[0],
-                    request_id=items[i].key[1],
-                    status=decision.status,
-                    member_id=decision.member_id,
-                    business_date=inputs.business_date,
-                    answer=decision.answer,
-                    changes=decision.changes,
-                    entry_id=None if entry_no is None else entry_ids[entry_no - 1],
-                    policy_version=decision.policy_version,
-                    catalog_version=decision.catalog_version,
-                    created_at=created_at,
-                )
-        if replays:
-            for row in await conn.fetch(
-                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s"
-                " WHERE s.settlement_id = ANY($1::text[])",
-                list(replays),
-            ):
-                for i in replays[row["settlement_id"]]:
-                    results[i] = _stored(row, replayed=True)
-        assert all(r is not None for r in results), "every item is answered"
-        return [r for r in results if r is not None]
-
-    async def settle_batch(
-        self, items: Sequence[SettleItem]
-    ) -> list[StoredSettlement | LedgerError]:
-        """Several settlements in one transaction and one durable commit (group commit).
-
-        For a batching writer in front of the ledger: each item gets what
-        `settle` would give it (a StoredSettlement, or the LedgerError it
-        would raise). The whole batch costs two round trips (more only when a
-        member or request key repeats in it). If the database refuses the
-        batch (say an item overdraws), every item is settled on its own
-        instead, so one bad item never fails the others.
-        """
-        hashes = [self.keys.card_lookup(item.card_no) for item in items]
-
-        async def work(conn: asyncpg.Connection) -> list[StoredSettlement | LedgerError]:
-            return await self._settle_rounds(conn, items, hashes)
-
-        try:
-            return await self._retrying(work)
-        except (LedgerError, asyncpg.PostgresError):
-            alone: list[StoredSettlement | LedgerError] = []
-            for item in items:
-                try:
-                    alone.append(await self.settle_item(item))
-                except LedgerError as exc:
-                    alone.append(exc)
-            return alone
+    async def stored_settlements(self, settlement_ids: Sequence[str]) -> list[StoredSettlement]:
+        """The stored records of settlements (answers for retries), in no particular order."""
+        rows = await self.pool.fetch(
+            f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements s"
+            " WHERE s.settlement_id = ANY($1::text[])",
+            list(settlement_ids),
+        )
+        return [_stored(row, replayed=True) for row in rows]
 
     # ---------------------------------------------------------------- cancel
 
@@ -827,7 +640,7 @@ class Ledger:
         Idempotent per key; a second cancellation of the same settlement under
         another key returns the first. By original_request_id with no such
         Settle: records a tombstone (settlement_id None) so a later Settle
-        with that id raises LateOriginal.
+        with that id raises RequestCancelled.
         Raises RequestIdReused, SettlementNotFound, NotYourSettlement,
         NotCancellable, DayClosed, NoOpenDay, Busy.
         """

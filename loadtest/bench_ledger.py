@@ -4,7 +4,7 @@ Why: issue 3 asks for settlement-shaped transactions (settlement record, one
 entry of 3-5 postings, accumulator update, member lock, idempotency key,
 chain lane) with durable commits at no less than twice the transactions per
 second pgbench gets from the same embedded PostgreSQL. The lever is group
-commit: `Ledger.settle_batch` puts several settlements in one transaction,
+commit: `Ledger.record` puts several settlements in one statement and commit,
 so one WAL flush makes many of them durable.
 
 Run: .venv/bin/python loadtest/bench_ledger.py [--seconds 10] [--writers 4]
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ledger import db, importer
 from ledger.accounts import settlement_postings
 from ledger.crypto import DataKeys
-from ledger.store import ClaimInputs, Decision, Ledger, SettleItem
+from ledger.store import Ledger, LoadRequest, SettlementRow, StaleRows, StateRow
 
 INSTITUTIONS = [f"H{n:011d}" for n in range(1, 21)]
 DAY = date(2026, 11, 20)
@@ -113,50 +114,30 @@ def run_pgbench(url: str, seconds: int, clients: int) -> float:
     return tps
 
 
-def decide_for(institution: str, rnd: random.Random):  # type: ignore[no-untyped-def]
+def bench_record(
+    state: StateRow, institution: str, rnd: random.Random
+) -> tuple[SettlementRow, list[tuple[str, int]]]:
+    """A settlement as the switch would record it: a row and its postings."""
+    assert state.member_id is not None and state.balance_fen is not None
+    assert state.settlement_id is not None
     pooled = rnd.randrange(1_000, 50_000)
     serious = rnd.choice((0, 0, rnd.randrange(100, 5_000)))
-    account = rnd.randrange(1, 2_000)
-
-    def decide(inputs: ClaimInputs) -> Decision:
-        member = inputs.member
-        assert member is not None
-        debit = min(account, member["balance_fen"])
-        changes = {
-            "member_id": member["member_id"],
-            "benefit_year": 2026,
-            "outpatient_deductible_used_fen": 100,
-            "outpatient_pooled_fen": pooled,
-            "basic_pooled_fen": 0,
-            "inpatient_above_deductible_fen": 0,
-            "new_admissions": 0,
-            "serious_illness_base_fen": 0,
-            "serious_illness_paid_fen": serious,
-            "pharmacy_date": None,
-            "account_debit_fen": debit,
-            "stay": None,
-        }
-        return Decision(
-            status="SETTLED",
-            answer={"settlement_id": inputs.settlement_id, "balance_after_fen": 0},
-            member_id=member["member_id"],
-            total_fen=pooled + serious + debit + 500,
-            pooled_fund_fen=pooled,
-            serious_illness_fen=serious,
-            individual_account_fen=debit,
-            policy_version="2026.1",
-            catalog_version=1,
-            postings=settlement_postings(
-                member["member_id"],
-                institution,
-                pooled_fund_fen=pooled,
-                serious_illness_fen=serious,
-                individual_account_fen=debit,
-            ),
-            changes=changes,
-        )
-
-    return decide
+    debit = min(rnd.randrange(1, 2_000), state.balance_fen)
+    answer = json.dumps({"settlement_id": state.settlement_id, "balance_after_fen": 0})
+    row = SettlementRow(
+        state.settlement_id, institution, "", b"fp", "SETTLED", state.member_id, DAY, 2026,
+        "2026.1", 1, pooled + serious + debit + 500, pooled, serious, debit, answer, None, None,
+        2026, 100, pooled, 0, 0, 0, 0, serious, None, debit, None, None, None, None, None,
+        state.state_seq,
+    )  # fmt: skip
+    legs = settlement_postings(
+        state.member_id,
+        institution,
+        pooled_fund_fen=pooled,
+        serious_illness_fen=serious,
+        individual_account_fen=debit,
+    )
+    return row, legs
 
 
 async def prepare(url: str, keys_raw: bytes, members: int) -> None:
@@ -217,29 +198,25 @@ async def run_ledger(
         rnd = random.Random(w)
         n = 0
         while time.monotonic() < deadline:
-            items = []
+            requests: dict[bytes, LoadRequest] = {}  # one per card, as the switch takes them
             for _ in range(batch):
                 n += 1
+                card = keys.card_lookup(f"C{rnd.randrange(members):010d}")
                 inst = rnd.choice(INSTITUTIONS)
-                items.append(
-                    SettleItem(
-                        (inst, f"{tag}-{w}-{n}"),
-                        b"fp",
-                        f"C{rnd.randrange(members):010d}",
-                        2026,
-                        DAY,
-                        decide_for(inst, rnd),
-                    )
-                )
-            if batch == 1:
-                i = items[0]
-                await ledger.settle(
-                    i.key, i.fingerprint, i.card_no, i.benefit_year, i.service_date, i.decide
-                )
-                done += 1
-            else:
-                results = await ledger.settle_batch(items)
-                done += sum(1 for r in results if getattr(r, "status", "") == "SETTLED")
+                requests[card] = LoadRequest(inst, card, 2026, DAY, f"{tag}-{w}-{n}")
+            loaded = list(requests.values())
+            states = await ledger.load_states(loaded)
+            records = [
+                bench_record(state, req.institution_code, rnd)
+                for req, state in zip(loaded, states, strict=True)
+            ]
+            rows = [row._replace(request_id=req.request_id or "") for req, (row, _) in
+                    zip(loaded, records, strict=True)]  # fmt: skip
+            try:
+                await ledger.record(DAY, rows, [legs for _, legs in records])
+            except StaleRows:
+                continue  # another writer moved one of these members first
+            done += len(rows)
 
     started = time.monotonic()
     machine0, own0 = cpu_seconds()

@@ -177,12 +177,14 @@ class SettlementBackend(Protocol):
         """Adjudicates without recording anything but a PIN failure count."""
         ...
 
-    async def settle(self, claim: model.Claim, pin: str) -> SettlementView:
+    async def settle(self, claim: model.Claim, pin: str, request_digest: bytes) -> SettlementView:
         """Adjudicates and records exactly once per (institution, request id).
 
-        A retry of the same request returns the first answer; the same request
-        id with a different claim raises REQUEST_ID_REUSED; a request id that
-        was cancelled before it arrived raises REQUEST_CANCELLED.
+        `request_digest` identifies the request without its PIN
+        (convert.request_digest). A retry of the same request with the same
+        PIN returns the first answer; the same request id with a different
+        request or PIN raises REQUEST_ID_REUSED; a request id that was
+        cancelled before it arrived raises REQUEST_CANCELLED.
         """
         ...
 

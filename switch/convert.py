@@ -12,6 +12,7 @@ the ledger and only the verdict reaches the engine.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -167,6 +168,21 @@ def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[
     return claim, []
 
 
+def request_digest(req: pb.SettleRequest) -> bytes:
+    """SHA-256 of the request's deterministic serialisation, its PIN left out.
+
+    What a retry must repeat to be the same request (the PIN is compared
+    separately, through its keyed hash). Computed once per Settle, over the
+    bytes protobuf already knows how to make.
+    """
+    pin = req.pin
+    req.pin = ""
+    try:
+        return hashlib.sha256(req.SerializeToString(deterministic=True)).digest()
+    finally:
+        req.pin = pin
+
+
 def claim_total_fen(claim: model.Claim) -> int:
     return sum(line.amount_fen for line in claim.lines)
 
@@ -205,11 +221,6 @@ def settle_response(view: SettlementView) -> pb.SettleResponse:
         lines=[line_to_pb(line) for line in view.lines],
         balance_after_fen=view.balance_after_fen,
     )
-
-
-def mask_name(name: str) -> str:
-    """First character then one `*` per further character (api.md name_masked)."""
-    return name[:1] + "*" * (len(name) - 1) if name else ""
 
 
 def mask_card(card_no: str) -> str:

@@ -26,5 +26,5 @@ db_pool_max = 20  # database connections of one server process
 health_probe_interval_s = 2.0  # how often the database is probed for grpc.health
 health_probe_timeout_s = 1.0
 db_connect_retry_max_s = 10.0  # backoff cap while waiting for the database at start
-settle_batch_max = 16  # group commit: Settle calls committed in one transaction at most
-db_pool_reserved_for_reads = 4  # group commit: connections its workers leave to other calls
+settle_batch_max = 64  # group commit: Settle calls recorded in one statement at most
+settle_loads_max = 8  # a Settle whose member keeps moving under it: CONFLICT_RETRIES_EXHAUSTED

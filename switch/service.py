@@ -1,11 +1,10 @@
 """The switch's backend: the pure engine joined to the PostgreSQL ledger.
 
-This is the composition behind every RPC (switch.backend.SettlementBackend):
-the ledger loads the member's state under the member's row lock, the engine
-decides inside that transaction, switch/postings.py says what to record, and
-the ledger records it all in the same transaction, so two pharmacies charging
-one card at once are serialised and neither can overdraw it or double-count
-an accumulator. The answer is returned only after the commit.
+This is the composition behind every RPC (switch.backend.SettlementBackend).
+Settle goes through the process's one writer (switch/settle.py: take a
+batch, load, adjudicate, record, answer); PreSettle and the member reads
+load the card's state, run the engine or the PIN check, and count PIN
+failures. The answer is returned only after the commit.
 
 Ledger and database failures become SwitchError here, through one table, so
 the edge maps them to gRPC like any other domain error; a database that
@@ -20,7 +19,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, replace
 from datetime import date, datetime
-from typing import Any
 
 import asyncpg
 
@@ -35,26 +33,13 @@ from adjudication.catalog import (
     Rx,
 )
 from adjudication.engine import adjudicate, benefit_date
-from adjudication.model import (
-    ApprovedDisease,
-    CardStatus,
-    Claim,
-    Context,
-    InpatientStay,
-    Institution,
-    InstitutionKind,
-    InstitutionStatus,
-    MemberCategory,
-    MemberState,
-    MemberStatus,
-    YearAccumulators,
-)
+from adjudication.model import CardStatus, Claim, Context, MemberCategory, MemberStatus
 from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
 from ledger import store as ls
 from ledger.reference_rows import load_reference_rows
-from ledger.store import ClaimInputs, Ledger, SettleItem, canonical_json
+from ledger.store import Ledger, StateRow, canonical_json
 from switch import limits
 from switch.backend import (
     AccountEntryView,
@@ -71,20 +56,20 @@ from switch.backend import (
     settlement_view,
     view_from_dict,
 )
-from switch.batching import SettleBatcher
 from switch.errors import ErrorReason, FieldViolation, SwitchError, invalid
-from switch.postings import settlement_decision
+from switch.settle import SettleWriter
+from switch.state import engine_context, special_diseases
 
 # Ledger errors -> the switch's reasons (the gRPC code follows from the reason).
 LEDGER_REASONS: dict[type[ls.LedgerError], ErrorReason] = {
     ls.RequestIdReused: ErrorReason.REQUEST_ID_REUSED,
-    ls.LateOriginal: ErrorReason.REQUEST_CANCELLED,
+    ls.RequestCancelled: ErrorReason.REQUEST_CANCELLED,
     ls.SettlementNotFound: ErrorReason.SETTLEMENT_NOT_FOUND,
     ls.NotYourSettlement: ErrorReason.NOT_SETTLING_INSTITUTION,
     ls.DayClosed: ErrorReason.BUSINESS_DAY_CLOSED,
     ls.NotCancellable: ErrorReason.NOT_CANCELLABLE,
     ls.NoOpenDay: ErrorReason.NO_OPEN_BUSINESS_DAY,
-    ls.InsufficientBalance: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
+    ls.StaleRows: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
     ls.Busy: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
 }
 
@@ -116,73 +101,6 @@ def domain_errors() -> Iterator[None]:
         raise SwitchError(
             ErrorReason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later"
         ) from exc
-
-
-def claim_fingerprint(claim: Claim, pin_tag: bytes) -> bytes:
-    """SHA-256 of the canonical claim and a keyed hash of its PIN (`pin_tag`).
-
-    A retry must match it to get the stored answer: a resend of the same
-    request does, while the same request id with another PIN is another
-    request (ALREADY_EXISTS), so a stored answer is never handed to someone
-    who did not give the PIN it was settled with. The PIN itself is never
-    stored; its tag is an HMAC under the server's PIN pepper.
-    """
-    data = asdict(claim)
-    return hashlib.sha256(canonical_json(data_jsonable(data)) + pin_tag).digest()
-
-
-def legacy_claim_fingerprint(claim: Claim) -> bytes:
-    """The fingerprint of versions before the PIN tag, for settlements stored by them."""
-    return claim_fingerprint(claim, b"")
-
-
-def data_jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: data_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [data_jsonable(v) for v in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-def _institution(raw: dict[str, Any] | None) -> Institution | None:
-    if raw is None:
-        return None
-    return Institution(
-        code=raw["code"],
-        kind=InstitutionKind(raw["kind"]),
-        level=raw["level"],
-        status=InstitutionStatus(raw["status"]),
-        name=raw.get("name", ""),
-        region=raw.get("region", ""),
-    )
-
-
-def _diseases(member: dict[str, Any]) -> tuple[ApprovedDisease, ...]:
-    return tuple(
-        ApprovedDisease(d["code"], d["valid_from"], d["valid_to"])
-        for d in member["special_diseases"]
-    )
-
-
-def member_state(inputs: ClaimInputs) -> MemberState | None:
-    member = inputs.member
-    if member is None:
-        return None
-    return MemberState(
-        member_id=member["member_id"],
-        category=MemberCategory(member["category"]),
-        status=MemberStatus(member["status"]),
-        card_status=CardStatus(member["card_status"]),
-        birth_date=member["birth_date"],
-        balance_fen=int(member["balance_fen"]),
-        year=YearAccumulators(**inputs.year),
-        pin_failures=int(member["pin_failures"]),
-        special_diseases=_diseases(member),
-        stays=tuple(InpatientStay(**s) for s in inputs.stays),
-        pharmacy_purchases_today=inputs.pharmacy_purchases_today,
-    )
 
 
 async def load_reference(pool: asyncpg.Pool) -> tuple[PolicyBook, CatalogBook]:
@@ -232,54 +150,41 @@ class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        policies: PolicyBook,
-        catalogs: CatalogBook,
-        batcher: SettleBatcher | None = None,
+        self, ledger: Ledger, policies: PolicyBook, catalogs: CatalogBook, *, batch_max: int
     ) -> None:
         self.ledger = ledger
-        self.batcher = batcher  # None: each Settle commits on its own
         self.policies = policies
         self.catalogs = catalogs
-        # A PIN check reads the failure count and writes it back. Settle does
-        # that under the member's row lock; the other PIN checks (PreSettle,
-        # GetMember, ListAccountActivity) take this per-card lock, and Settle
-        # too, so parallel guesses at one card are counted one by one and the
-        # sixth finds the card locked.
+        self.writer = SettleWriter(ledger, policies, catalogs, batch_max=batch_max)
+        # The PIN checks outside Settle (PreSettle, GetMember,
+        # ListAccountActivity) read the failure count and write it back: this
+        # per-card lock counts parallel guesses at one card one by one, so the
+        # sixth finds the card locked. Settle needs none: its record refuses
+        # a member whose state moved since it was loaded.
         self._card_locks = KeyedLocks()
 
     @classmethod
     async def open(
-        cls, pool: asyncpg.Pool, ledger: Ledger, *, group_commit: bool = False
+        cls, pool: asyncpg.Pool, ledger: Ledger, *, group_commit: bool = True
     ) -> LedgerBackend:
-        """The backend over an open pool; `group_commit` batches concurrent Settles.
+        """The backend over an open pool.
 
-        `medswitch serve` turns group commit on by default: since the ledger
-        records a batch set-wise, it measured 8-15 % more settlements per
-        second than a transaction per Settle, with the same p99 (BENCHMARKS.md).
+        With `group_commit` (the default of `medswitch serve`) the Settle calls
+        waiting at the same moment share one commit; without, each commits
+        alone (batches of one).
         """
         policies, catalogs = await load_reference(pool)
-        batcher = None
-        if group_commit:
-            workers = max(1, pool.get_max_size() - limits.db_pool_reserved_for_reads)
-            batcher = SettleBatcher(ledger, batch_max=limits.settle_batch_max, workers=workers)
-        return cls(ledger, policies, catalogs, batcher)
+        batch_max = limits.settle_batch_max if group_commit else 1
+        return cls(ledger, policies, catalogs, batch_max=batch_max)
 
     async def close(self) -> None:
-        """After the server has drained: stops the group-commit workers."""
-        if self.batcher is not None:
-            await self.batcher.close()
+        """After the server has drained: stops the settlement writer."""
+        await self.writer.close()
 
     # ------------------------------------------------------------ settlement
 
-    def _context(self, inputs: ClaimInputs, pin: str) -> Context:
-        member = inputs.member
-        return Context(
-            institution=_institution(inputs.institution),
-            member=member_state(inputs),
-            pin_ok=member is not None and self.ledger.pin_matches(member, pin),
-        )
+    def _context(self, state: StateRow, year: int, pin: str) -> Context:
+        return engine_context(state, year, pin_ok=self.ledger.pin_matches(state, pin))
 
     async def pre_settle(self, claim: Claim, pin: str) -> SettlementView:
         async with self._card_locks.hold(claim.card_no):
@@ -288,57 +193,31 @@ class LedgerBackend:
     async def _pre_settle(self, claim: Claim, pin: str) -> SettlementView:
         with domain_errors():
             day = benefit_date(claim)
-            inputs = await self.ledger.load_for_claim(
+            state = await self.ledger.load_for_claim(
                 claim.institution_code, claim.card_no, day.year, day
             )
-            result = adjudicate(claim, self._context(inputs, pin), self.policies, self.catalogs)
-            member = inputs.member
+            context = self._context(state, day.year, pin)
+            result = adjudicate(claim, context, self.policies, self.catalogs)
             after = result.pin_failures_after
-            if member is not None and after is not None and after != member["pin_failures"]:
-                ok = after < int(member["pin_failures"])  # the engine resets on a right PIN
-                await self.ledger.record_pin_check(member["member_id"], ok=ok)
+            if state.member_id is not None and after is not None and after != state.pin_failures:
+                ok = after < (state.pin_failures or 0)  # the engine resets on a right PIN
+                await self.ledger.record_pin_check(state.member_id, ok=ok)
         return settlement_view(
             result,
             settlement_id="",
             request_id=claim.request_id,
             institution_code=claim.institution_code,
-            business_date=inputs.business_date,
+            business_date=state.business_date,
             preview=True,
         )
 
-    async def settle(self, claim: Claim, pin: str) -> SettlementView:
-        day = benefit_date(claim)
-
-        def decide(inputs: ClaimInputs) -> ls.Decision:
-            result = adjudicate(claim, self._context(inputs, pin), self.policies, self.catalogs)
-            view = settlement_view(
-                result,
-                settlement_id=inputs.settlement_id,
-                request_id=claim.request_id,
-                institution_code=claim.institution_code,
-                business_date=inputs.business_date,
-                preview=False,
-            )
-            return settlement_decision(claim, result, view)
-
+    async def settle(self, claim: Claim, pin: str, request_digest: bytes) -> SettlementView:
+        # A retry must match both to get the stored answer: the same request
+        # (its digest, PIN left out) and the same PIN (a keyed hash of it;
+        # the PIN itself is never stored).
+        fingerprint = request_digest + self.ledger.keys.pin_hash(f"request:{claim.card_no}", pin)
         with domain_errors():
-            async with self._card_locks.hold(claim.card_no):
-                item = SettleItem(
-                    key=(claim.institution_code, claim.request_id),
-                    fingerprint=claim_fingerprint(
-                        claim, self.ledger.keys.pin_hash(f"request:{claim.card_no}", pin)
-                    ),
-                    legacy_fingerprint=legacy_claim_fingerprint(claim),
-                    card_no=claim.card_no,
-                    benefit_year=day.year,
-                    service_date=day,
-                    decide=decide,
-                )
-                if self.batcher is not None:
-                    stored = await self.batcher.settle(item)
-                else:
-                    stored = await self.ledger.settle_item(item)
-        return view_from_dict(stored.answer)
+            return await self.writer.settle(claim, pin, fingerprint)
 
     async def cancel(self, command: CancelCommand) -> CancelView:
         fingerprint = hashlib.sha256(canonical_json(asdict(command))).digest()
@@ -370,51 +249,50 @@ class LedgerBackend:
 
     # ---------------------------------------------------------------- member
 
-    async def _member_checked(
-        self, institution_code: str, card_no: str, pin: str
-    ) -> dict[str, Any]:
+    async def _member_checked(self, institution_code: str, card_no: str, pin: str) -> StateRow:
         """The member holding the card, after the PIN check (which counts failures)."""
         async with self._card_locks.hold(card_no):
             return await self._member_checked_locked(institution_code, card_no, pin)
 
     async def _member_checked_locked(
         self, institution_code: str, card_no: str, pin: str
-    ) -> dict[str, Any]:
+    ) -> StateRow:
         today = datetime.now(db.REGION_TZ).date()
-        inputs = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
-        member = inputs.member
-        if member is None or member["card_status"] != CardStatus.ACTIVE.value:
+        state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
+        if state.member_id is None or state.card_status != CardStatus.ACTIVE.value:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
-        failures = int(member["pin_failures"])
+        failures = state.pin_failures or 0
         if failures >= alimits.pin_failures_max:
             raise SwitchError(ErrorReason.PIN_LOCKED, "the card is locked (too many wrong PINs)")
-        if not self.ledger.pin_matches(member, pin):
-            await self.ledger.record_pin_check(member["member_id"], ok=False)
+        if not self.ledger.pin_matches(state, pin):
+            await self.ledger.record_pin_check(state.member_id, ok=False)
             raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
         if failures:
-            await self.ledger.record_pin_check(member["member_id"], ok=True)
-        return member
+            await self.ledger.record_pin_check(state.member_id, ok=True)
+        return state
 
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:
         with domain_errors():
-            member = await self._member_checked(institution_code, card_no, pin)
-            name_masked = await self.ledger.member_name_masked(member["member_id"])
+            state = await self._member_checked(institution_code, card_no, pin)
+            assert state.member_id is not None
+            name_masked = await self.ledger.member_name_masked(state.member_id)
         return MemberView(
-            member_id=member["member_id"],
+            member_id=state.member_id,
             name_masked=name_masked,
-            category=MemberCategory(member["category"]),
-            status=MemberStatus(member["status"]),
-            region_code=member["region"],
-            balance_fen=int(member["balance_fen"]),
-            special_diseases=_diseases(member),
+            category=MemberCategory(state.category or ""),
+            status=MemberStatus(state.status or ""),
+            region_code=state.region or "",
+            balance_fen=state.balance_fen or 0,
+            special_diseases=special_diseases(state),
         )
 
     async def account_activity(
         self, card_no: str, pin: str, from_date: date | None, to_date: date | None
     ) -> Sequence[AccountEntryView]:
         with domain_errors():
-            member = await self._member_checked("", card_no, pin)
-            rows = await self.ledger.account_activity(member["member_id"], from_date, to_date)
+            state = await self._member_checked("", card_no, pin)
+            assert state.member_id is not None
+            rows = await self.ledger.account_activity(state.member_id, from_date, to_date)
         kinds = {k.value: k for k in EntryKind}
         return [
             AccountEntryView(

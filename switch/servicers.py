@@ -66,7 +66,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             claim, violations = convert.claim_from_request(request)
             if claim is None:
                 raise invalid(violations)
-            view = await self.backend.settle(claim, request.pin)
+            view = await self.backend.settle(claim, request.pin, convert.request_digest(request))
             metrics.SETTLEMENTS.labels(outcome=view.status.value).inc()
             return convert.settle_response(view)
 

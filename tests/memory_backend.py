@@ -36,7 +36,7 @@ BUSINESS_DATE = date(2026, 5, 10)
 class MemoryBackend:
     def __init__(self, region: InMemoryRegion | None = None) -> None:
         self.region = region or load_region(REFERENCE)
-        self.by_request: dict[tuple[str, str], tuple[Claim, SettlementView]] = {}
+        self.by_request: dict[tuple[str, str], tuple[bytes, SettlementView]] = {}
         self.gate: asyncio.Event | None = None  # when set: calls wait for it
         self.entered = 0
 
@@ -57,12 +57,13 @@ class MemoryBackend:
             preview=True,
         )
 
-    async def settle(self, claim: Claim, pin: str) -> SettlementView:
+    async def settle(self, claim: Claim, pin: str, request_digest: bytes) -> SettlementView:
         await self._hold()
         key = (claim.institution_code, claim.request_id)
+        fingerprint = request_digest + pin.encode()
         if key in self.by_request:
             first, view = self.by_request[key]
-            if first != claim:
+            if first != fingerprint:
                 raise SwitchError(ErrorReason.REQUEST_ID_REUSED, "request id used before")
             return view
         settlement_id, result = self.region.adjudicate(claim, pin, apply=True)
@@ -74,7 +75,7 @@ class MemoryBackend:
             business_date=BUSINESS_DATE,
             preview=False,
         )
-        self.by_request[key] = (claim, view)
+        self.by_request[key] = (fingerprint, view)
         return view
 
     async def cancel(self, command: CancelCommand) -> CancelView:

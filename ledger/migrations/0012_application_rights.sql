@@ -8,16 +8,15 @@
 -- directly: every write it makes goes through one of the owner's functions
 -- below (SECURITY DEFINER), each doing one narrow thing:
 --
---   settle          ms_record_batch (and its single-settlement form): the
---                   settlement rows, their entries, accumulators, stays,
---                   pharmacy counts and PIN counts, in one call;
+--   settle          ms_record_checked: the settlement rows, their entries,
+--                   accumulators, stays, pharmacy counts and PIN counts, in
+--                   one call, if the members' state is still the one loaded;
 --   cancel          ms_record_cancellation (the exact reversal of a settled
 --                   settlement of the calling institution) and
 --                   ms_record_tombstone (a cancellation that arrived before
 --                   its Settle, for a request id nothing was settled under);
 --   PIN checks      ms_pin_check(member, ok): one more failure, or back to 0;
---   reads that lock ms_load_batch / ms_load_cancel (member rows FOR UPDATE,
---                   settlement ids from their sequence).
+--   a read that locks ms_load_cancel (member rows FOR UPDATE).
 --
 -- The operator's commands (import-reference, day close, payouts export,
 -- recon bank, day status) work as a role of their own, medswitch_operator,
@@ -137,38 +136,22 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM medswitch_app;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC, medswitch_app;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
--- The switch's entry points. Those that lock members' rows or take ids
--- from a sequence (which a role may do only with UPDATE on the table, or
--- USAGE on the sequence) run as the owner, like those that write. The
--- settle path is being reshaped alongside this migration (0011), so each is
--- named here by signature and treated if it exists: ms_load_batch and
--- ms_record_batch now; ms_load_states and ms_record_checked once 0011 makes
--- them.
-DO $$
-DECLARE
-    f text;
-BEGIN
-    FOREACH f IN ARRAY ARRAY[
-        'ms_load_batch(text[], bytea[], integer[], date[], integer, boolean, text[])',
-        'ms_load_states(text[], bytea[], integer[], date[], integer, text[])',
-        'ms_record_batch(ms_settle_row[], integer[], text[], bigint[])',
-        'ms_record_checked(date, ms_settle_row[], integer[], text[], bigint[])',
-        'ms_record_settlement(text, text, text, bytea, text, text, date, integer, text, integer,'
-            ' bigint, bigint, bigint, bigint, jsonb, jsonb, text[], bigint[], integer)',
-        'ms_load_cancel(text, text, text, text)'
-    ] LOOP
-        IF to_regprocedure(f) IS NOT NULL THEN
-            EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = public, pg_temp',
-                           f);
-            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO medswitch_app', f);
-        END IF;
-    END LOOP;
-END
-$$;
-GRANT EXECUTE ON FUNCTION ms_lock_keys(text[], text[]),
+-- The switch's entry points, and nothing else: what `serve` calls. Those
+-- that write, or lock members' rows (which a role may do only with UPDATE
+-- on the table), run as the owner. ms_load_states reads, and takes
+-- settlement ids (nextval); ms_record_batch and ms_record_settlement, the
+-- unchecked forms, are the owner's (fixtures), as is ms_record_rows.
+ALTER FUNCTION ms_record_checked(date, ms_settle_row[], integer[], text[], bigint[])
+    SECURITY DEFINER SET search_path = public, pg_temp;
+ALTER FUNCTION ms_load_cancel(text, text, text, text)
+    SECURITY DEFINER SET search_path = public, pg_temp;
+GRANT EXECUTE ON FUNCTION ms_load_states(text[], bytea[], integer[], date[], integer, text[]),
+    ms_record_checked(date, ms_settle_row[], integer[], text[], bigint[]),
+    ms_load_cancel(text, text, text, text),
     ms_record_cancellation(text, text, text, bytea, text, text, text),
     ms_record_tombstone(text, text, text, bytea, text, text),
     ms_pin_check(text, boolean) TO medswitch_app;
+GRANT USAGE ON SEQUENCE settlement_seq TO medswitch_app;
 
 -- ---------------------------------------------------------------------------
 -- The operator's commands: what import-reference, day close, payouts export

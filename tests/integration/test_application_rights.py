@@ -19,7 +19,7 @@ from ledger import accounts, db
 from ledger.endofday import EndOfDayError, close_day
 from ledger.store import Ledger
 from tests.cli import medswitch
-from tests.integration.ledger_helpers import DAY, INSTITUTION, OTHER_INSTITUTION, debit
+from tests.integration.ledger_helpers import DAY, INSTITUTION, OTHER_INSTITUTION, debit, settle
 
 CARD = "C3303990001"
 APP, OPERATOR = "app", "operator"
@@ -189,15 +189,11 @@ async def test_every_table_is_covered_and_the_switch_may_write_none(
     assert [r["relname"] for r in tables if r["writes"]] == []
 
 
-# What the switch may call, and which of it runs as the owner (all that
-# writes, locks members' rows or takes ids from a sequence).
+# What the switch calls, all it may call, and which of it runs as the owner
+# (all that writes or locks members' rows).
 SWITCH_FUNCTIONS = {
-    "ms_load_batch": True,
-    "ms_load_states": True,  # (0011)
-    "ms_lock_keys": False,
-    "ms_record_batch": True,
-    "ms_record_checked": True,  # (0011)
-    "ms_record_settlement": True,
+    "ms_load_states": False,
+    "ms_record_checked": True,
     "ms_load_cancel": True,
     "ms_record_cancellation": True,
     "ms_record_tombstone": True,
@@ -213,7 +209,7 @@ async def test_the_switch_calls_only_its_own_functions(app_pool: asyncpg.Pool) -
         " WHERE n.nspname = 'public' AND has_function_privilege($1, p.oid, 'EXECUTE')",
         db.APP_ROLE,
     )
-    assert {r["proname"] for r in callable_} <= SWITCH_FUNCTIONS.keys()
+    assert {r["proname"] for r in callable_} == SWITCH_FUNCTIONS.keys()
     for r in callable_:
         assert r["prosecdef"] == SWITCH_FUNCTIONS[r["proname"]], r["proname"]
         assert r["pinned"] or not r["prosecdef"], r["proname"]  # no caller's object in its way
@@ -224,6 +220,9 @@ async def test_the_switch_calls_only_its_own_functions(app_pool: asyncpg.Pool) -
         " ARRAY[100, -100]::bigint[])",
         "SELECT ms_append_entries('ADJUSTMENT', ARRAY['x'], ARRAY[1::bigint], ARRAY[''])",
         "SELECT ms_close_day()",
+        # the unchecked recording forms (fixtures): records without the state check
+        "SELECT ms_record_batch('{}', '{}', '{}', '{}')",
+        "SELECT ms_record_rows(current_date, '{}', '{}', '{}', '{}')",
     ):
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
             await app_pool.execute(sql)
@@ -246,7 +245,7 @@ async def test_a_function_made_later_runs_for_no_role_until_granted(reference_db
 async def test_a_forged_settlement_row_cannot_be_inserted(
     ledger: Ledger, app_pool: asyncpg.Pool
 ) -> None:
-    await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100))
+    await settle(ledger, (INSTITUTION, "t0"), b"f", CARD, debit(100))
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
         await app_pool.execute(_FORGED_SETTLEMENT)
     async with app_pool.acquire() as conn:
@@ -268,8 +267,8 @@ async def test_a_forged_settlement_row_cannot_be_inserted(
 async def test_the_switchs_writers_check_what_they_are_asked(
     ledger: Ledger, app_pool: asyncpg.Pool
 ) -> None:
-    settled = await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100))
-    rejected = await ledger.settle((INSTITUTION, "t1"), b"f", CARD, 2026, DAY, debit(10**9))
+    settled = await settle(ledger, (INSTITUTION, "t0"), b"f", CARD, debit(100))
+    rejected = await settle(ledger, (INSTITUTION, "t1"), b"f", CARD, debit(10**9))
     assert rejected.status == "REJECTED"
     cancel = "SELECT ms_record_cancellation($1, $2, $3, '\\x00', $4, NULL, '')"
     for reversal, institution, target in (
@@ -345,7 +344,7 @@ async def test_close_refuses_a_day_whose_records_and_entries_disagree(
     ledger: Ledger, reference_db: str, tamper: str, sql: str, expected: str
 ) -> None:
     for n, fen in enumerate((100, 200, 300)):
-        await ledger.settle((INSTITUTION, f"t{n}"), b"f", CARD, 2026, DAY, debit(fen))
+        await settle(ledger, (INSTITUTION, f"t{n}"), b"f", CARD, debit(fen))
     admin = await asyncpg.connect(reference_db)  # the database's owner (a superuser)
     operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
     try:
@@ -364,7 +363,7 @@ async def test_close_refuses_a_day_whose_records_and_entries_disagree(
 async def test_the_close_command_refuses_loudly(
     ledger: Ledger, reference_db: str, cli_env: dict[str, str]
 ) -> None:
-    await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100))
+    await settle(ledger, (INSTITUTION, "t0"), b"f", CARD, debit(100))
     admin = await asyncpg.connect(reference_db)
     try:
         await admin.execute(_FORGED_SETTLEMENT)
@@ -382,8 +381,8 @@ async def test_the_close_command_refuses_loudly(
 async def test_close_pays_what_the_ledger_posted(ledger: Ledger, reference_db: str) -> None:
     # (with records and entries agreeing, the two are the same: the clearing's
     # split by paying source comes from the entries' legs)
-    await ledger.settle((INSTITUTION, "t0"), b"f", CARD, 2026, DAY, debit(100, pooled_fen=900))
-    await ledger.settle((OTHER_INSTITUTION, "t1"), b"f", CARD, 2026, DAY, debit(0))  # pays nothing
+    await settle(ledger, (INSTITUTION, "t0"), b"f", CARD, debit(100, pooled_fen=900))
+    await settle(ledger, (OTHER_INSTITUTION, "t1"), b"f", CARD, debit(0))  # pays nothing
     operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
     try:
         closed = await close_day(operator)

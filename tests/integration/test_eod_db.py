@@ -1,9 +1,10 @@
 """End of day against a real PostgreSQL: close, clear, export, reconcile.
 
-Settlements and cancellations are written with the ledger's own database
-functions (`ms_record_settlement`, `ms_record_cancellation`), the same calls
-the settle path makes, as the application role, so these tests need no gRPC
-server; end of day runs as the operator's role, as the commands do.
+Settlements are written with the ledger's own database function for
+fixtures (`ms_record_settlement`, as the owner), cancellations with the one
+the switch calls (`ms_record_cancellation`, as the application role), so
+these tests need no gRPC server; end of day runs as the operator's role, as
+the commands do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -51,10 +52,10 @@ async def conn(reference_db: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @asynccontextmanager
-async def as_switch(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """In a transaction on `conn`, the application role, whatever role `conn` has."""
+async def as_role(conn: asyncpg.Connection, role: str) -> AsyncIterator[None]:
+    """In a transaction on `conn`, `role` (NONE: the owner), whatever role `conn` has."""
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET LOCAL ROLE {role}")
         yield
 
 
@@ -74,7 +75,7 @@ async def settle(
         serious_illness_fen=serious,
         individual_account_fen=account,
     )
-    async with as_switch(conn):
+    async with as_role(conn, "NONE"):
         await conn.fetchval(
             "SELECT ms_record_settlement($1, $2, $3, $4, 'SETTLED', $5, $6, 2026, '', 0, $7, $8,"
             " $9, $10, '{}'::jsonb, NULL, $11::text[], $12::bigint[], NULL)",
@@ -96,7 +97,7 @@ async def settle(
 
 async def cancel(conn: asyncpg.Connection, institution: str, settlement_id: str) -> None:
     rid = f"R{next(_ids):012d}"
-    async with as_switch(conn):
+    async with as_role(conn, db.APP_ROLE):
         await conn.fetchval(
             "SELECT ms_record_cancellation($1, $2, $3, $4, $5, NULL, 'test')",
             rid,
@@ -583,31 +584,9 @@ async def test_a_closed_day_never_changes_cancelling_into_it_is_refused(conn, le
 
 
 async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) -> None:
-    """The same guarantee with `Ledger.settle` (member locked, engine callback in
-    between), several members and institutions at once."""
-    from ledger.store import ClaimInputs, Decision
-
-    def decide(pooled_fen: int, institution: str) -> Callable[[ClaimInputs], Decision]:
-        def run(inputs: ClaimInputs) -> Decision:
-            assert inputs.member is not None
-            return Decision(
-                status="SETTLED",
-                answer={"settlement_id": inputs.settlement_id},
-                member_id=inputs.member["member_id"],
-                service_date=FIRST_DAY,
-                benefit_year=2026,
-                total_fen=pooled_fen,
-                pooled_fund_fen=pooled_fen,
-                postings=accounts.settlement_postings(
-                    inputs.member["member_id"],
-                    institution,
-                    pooled_fund_fen=pooled_fen,
-                    serious_illness_fen=0,
-                    individual_account_fen=0,
-                ),
-            )
-
-        return run
+    """The same guarantee through the ledger's settle path (load, decide, record
+    checked against the state loaded), several members and institutions at once."""
+    from tests.integration.ledger_helpers import debit, settle
 
     acknowledged: list[str] = []
     failures: list[str] = []
@@ -619,13 +598,12 @@ async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) ->
             if stop.is_set():
                 return
             try:
-                stored = await ledger.settle(
+                stored = await settle(
+                    ledger,
                     (institution, f"w{n}-{k}"),
                     b"fp",
                     f"C33039900{n + 1:02d}",
-                    2026,
-                    FIRST_DAY,
-                    decide(100 + n, institution),
+                    debit(0, pooled_fen=100 + n),
                 )
             except Exception as exc:  # every refusal is a finding here
                 failures.append(repr(exc))

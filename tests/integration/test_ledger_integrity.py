@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from ledger import chain, db
 from ledger.store import Ledger
 from tests.cli import medswitch
-from tests.integration.ledger_helpers import DAY, INSTITUTION, debit
+from tests.integration.ledger_helpers import DAY, INSTITUTION, debit, settle
 
 CARD = "C3303990001"
 
@@ -20,7 +21,7 @@ CARD = "C3303990001"
 async def _settle_some(ledger: Ledger, n: int = 4) -> list[int]:
     out = []
     for i in range(n):
-        s = await ledger.settle((INSTITUTION, f"t{i}"), b"f", CARD, 2026, DAY, debit(100 + i))
+        s = await settle(ledger, (INSTITUTION, f"t{i}"), b"f", CARD, debit(100 + i))
         assert s.entry_id is not None
         out.append(s.entry_id)
     return out
@@ -605,7 +606,7 @@ def _settle_row(settlement_id: str, request_id: str, entry_no: int | None) -> tu
     """An ms_settle_row of a settlement without state changes (fields in the type's order)."""
     head = (settlement_id, INSTITUTION, request_id, b"\x00", "SETTLED", "M0001", DAY, 2026, "", 0)
     amounts = (100, 0, 0, 100)
-    return (*head, *amounts, "{}", None, entry_no, *(None,) * 15)
+    return (*head, *amounts, "{}", None, entry_no, *(None,) * 16)
 
 
 @pytest.mark.parametrize(
@@ -614,19 +615,23 @@ def _settle_row(settlement_id: str, request_id: str, entry_no: int | None) -> tu
     ids=["repeated", "one_missing", "not_from_1"],
 )
 async def test_each_settlement_of_a_batch_owns_its_own_entry(
-    app_pool: asyncpg.Pool, entry_nos: list[int | None], entry_of: list[int]
+    reference_db: str, entry_nos: list[int | None], entry_of: list[int]
 ) -> None:
     rows = [_settle_row(f"SX{i}", f"x{i}", n) for i, n in enumerate(entry_nos)]
     keys = ["member:M0001", f"institution:{INSTITUTION}:payable"] * 2
-    with pytest.raises(asyncpg.CheckViolationError, match="entry numbers"):
-        await app_pool.fetchrow(
-            "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
-            rows,
-            entry_of,
-            keys,
-            [100, -100, 100, -100],
-        )
-    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    owner = await asyncpg.connect(reference_db)  # the unchecked form is the owner's (fixtures)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="entry numbers"):
+            await owner.fetchrow(
+                "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
+                rows,
+                entry_of,
+                keys,
+                [100, -100, 100, -100],
+            )
+        assert await owner.fetchval("SELECT count(*) FROM settlements") == 0
+    finally:
+        await owner.close()
 
 
 @pytest.mark.parametrize(
@@ -635,19 +640,23 @@ async def test_each_settlement_of_a_batch_owns_its_own_entry(
     ids=["no_benefit_year", "another_member"],
 )
 async def test_the_single_settlement_form_refuses_changes_it_cannot_file(
-    app_pool: asyncpg.Pool, changes: dict[str, Any]
+    reference_db: str, changes: dict[str, Any]
 ) -> None:
-    with pytest.raises(asyncpg.CheckViolationError, match="changes must name"):
-        await app_pool.fetchval(
-            "SELECT ms_record_settlement('SY1', $1, 'y1', '\\x00', 'SETTLED', 'M0001', $2, 2026,"
-            " '', 0, 100, 0, 0, 100, '{}'::jsonb, $3::jsonb,"
-            " ARRAY['member:M0001', $4], ARRAY[100, -100]::bigint[], NULL)",
-            INSTITUTION,
-            DAY,
-            changes,
-            f"institution:{INSTITUTION}:payable",
-        )
-    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    owner = await asyncpg.connect(reference_db)  # the unchecked form is the owner's (fixtures)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="changes must name"):
+            await owner.fetchval(
+                "SELECT ms_record_settlement('SY1', $1, 'y1', '\\x00', 'SETTLED', 'M0001', $2,"
+                " 2026, '', 0, 100, 0, 0, 100, '{}'::jsonb, $3::jsonb,"
+                " ARRAY['member:M0001', $4], ARRAY[100, -100]::bigint[], NULL)",
+                INSTITUTION,
+                DAY,
+                json.dumps(changes),
+                f"institution:{INSTITUTION}:payable",
+            )
+        assert await owner.fetchval("SELECT count(*) FROM settlements") == 0
+    finally:
+        await owner.close()
 
 
 async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, reference_db: str) -> None:
@@ -657,7 +666,7 @@ async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, referenc
     async def settle_until_stopped(w: int) -> int:
         n = 0
         while not stop.is_set():
-            await ledger.settle((INSTITUTION, f"live-{w}-{n}"), b"f", CARD, 2026, DAY, debit(1))
+            await settle(ledger, (INSTITUTION, f"live-{w}-{n}"), b"f", CARD, debit(1))
             n += 1
         return n
 

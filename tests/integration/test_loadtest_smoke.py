@@ -42,9 +42,9 @@ LOCUST_S = 4
 class ForgetfulBackend(MemoryBackend):
     """A broken switch: it settles a retried request a second time."""
 
-    async def settle(self, claim: Claim, pin: str) -> SettlementView:
+    async def settle(self, claim: Claim, pin: str, request_digest: bytes) -> SettlementView:
         self.by_request.pop((claim.institution_code, claim.request_id), None)
-        return await super().settle(claim, pin)
+        return await super().settle(claim, pin, request_digest)
 
 
 @pytest.fixture(scope="module")

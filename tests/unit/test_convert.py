@@ -10,7 +10,7 @@ import pytest
 from adjudication import limits as alimits
 from adjudication import model
 from switch.backend import settlement_view
-from switch.convert import claim_from_request, mask_card, mask_name, settle_response
+from switch.convert import claim_from_request, mask_card, request_digest, settle_response
 from switch.proto import medswitch_pb2 as pb
 
 
@@ -233,6 +233,27 @@ def test_rejected_response_is_total_as_cash_and_no_lines() -> None:
 
 
 def test_masks() -> None:
-    assert mask_name("王秀英") == "王**"
     assert mask_card("C3303990015") == "*******0015"
     assert "3303990" not in mask_card("C3303990015")
+
+
+def test_request_digest_leaves_out_the_pin_and_nothing_else() -> None:
+    req = pb.SettleRequest(
+        request_id="r-1",
+        institution_code="P1",
+        card_no="C1",
+        pin="123456",
+        service_date="2026-05-10",
+    )
+    first = request_digest(req)
+    assert req.pin == "123456", "the request is given back as it came"
+    assert request_digest(pb.SettleRequest(**{**_fields(req), "pin": "654321"})) == first
+    for name, value in (("request_id", "r-2"), ("card_no", "C2"), ("service_date", "2026-05-11")):
+        assert request_digest(pb.SettleRequest(**{**_fields(req), name: value})) != first, name
+    longer = pb.SettleRequest(**_fields(req))
+    longer.lines.add(line_no=1, item_code="X", quantity=1, unit_price_fen=1, amount_fen=1)
+    assert request_digest(longer) != first
+
+
+def _fields(req: pb.SettleRequest) -> dict[str, object]:
+    return {f.name: v for f, v in req.ListFields()}

@@ -1,0 +1,299 @@
+"""Settle, as one unit of work: take a batch, load, adjudicate, record, answer.
+
+Every Settle must be durable before it is answered, and a durable commit
+costs a disk flush, so the Settle calls waiting at the same moment share
+one. One writer per serve process does, in a straight line (`_run`):
+
+1. take the calls queued now (at most `batch_max`, one per card);
+2. load every claim's state in one statement (`Ledger.load_states`: no
+   transaction, no lock);
+3. adjudicate each claim (the pure engine), answering at once the ones that
+   need no record: a retry gets its stored answer, a reused or cancelled
+   request id or a missing business day its error;
+4. record them all in one statement, committed on its own
+   (`Ledger.record`), and answer each from the view it was decided with.
+
+Steps 1-3 of the next batch run while step 4 of this one waits for its
+commit, so batches fill from the queue and the database's flush and the
+engine's work overlap. No connection is ever idle in a transaction while
+Python runs. A card being recorded is not taken into the next batch, so a
+process never decides twice on one member's state; another process, a
+cancellation or a PIN check may still move a member between load and
+record: `record` then refuses the stale rows (StaleRows), which go back to
+the front of the queue to be loaded and decided again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import asyncpg
+import structlog
+
+from adjudication.catalog import CatalogBook
+from adjudication.engine import adjudicate, benefit_date
+from adjudication.model import Claim
+from adjudication.policy import PolicyBook
+from ledger.store import (
+    Ledger,
+    LedgerError,
+    LoadRequest,
+    SettlementRow,
+    StaleRows,
+    StateRow,
+    StoredSettlement,
+    prior_outcome,
+)
+from switch import limits, metrics
+from switch.backend import SettlementView, settlement_view, view_from_dict
+from switch.postings import settlement_record
+from switch.state import engine_context
+
+log = structlog.get_logger("medswitch.settle")
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """One Settle call waiting for its answer."""
+
+    claim: Claim
+    pin: str
+    fingerprint: bytes
+    load: LoadRequest
+    future: asyncio.Future[SettlementView]
+    loads: int = 0  # how many times its state was loaded (stale rows load again)
+
+    def answer(self, view: SettlementView) -> None:
+        if not self.future.done():  # the caller may have gone (deadline)
+            self.future.set_result(view)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass(slots=True)
+class Decided:
+    """A claim adjudicated from its loaded state, ready to record."""
+
+    pending: Pending
+    view: SettlementView
+    row: SettlementRow
+    legs: list[tuple[str, int]]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one load decided: the claims to record on the day they were loaded in."""
+
+    business_date: date | None = None
+    decided: list[Decided] = field(default_factory=list)
+
+
+class SettleWriter:
+    """The process's one writer of settlements (see the module's docstring)."""
+
+    def __init__(
+        self, ledger: Ledger, policies: PolicyBook, catalogs: CatalogBook, *, batch_max: int
+    ) -> None:
+        assert batch_max >= 1
+        self.ledger = ledger
+        self.policies = policies
+        self.catalogs = catalogs
+        self.batch_max = batch_max
+        self._queue: deque[Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._recording: asyncio.Task[None] | None = None
+        self._recording_cards: frozenset[bytes] = frozenset()
+        self.failure: BaseException | None = None  # set if the writer itself died
+
+    async def settle(self, claim: Claim, pin: str, fingerprint: bytes) -> SettlementView:
+        """The claim settled (or refused) and durable; raises what the ledger refuses."""
+        if self.failure is not None:
+            raise RuntimeError("the settlement writer has stopped") from self.failure
+        self._start()
+        day = benefit_date(claim)
+        card_hmac = self.ledger.keys.card_lookup(claim.card_no)
+        load = LoadRequest(claim.institution_code, card_hmac, day.year, day, claim.request_id)
+        future: asyncio.Future[SettlementView] = asyncio.get_running_loop().create_future()
+        self._queue.append(Pending(claim, pin, fingerprint, load, future))
+        self._arrived.set()
+        # If the caller goes away (deadline), the claim may still be recorded;
+        # a retry with the same request id then gets the stored answer.
+        return await future
+
+    # ------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._take()
+            metrics.SETTLE_BATCH_SIZE.observe(len(batch))
+            try:
+                decided = await self._load_and_decide(batch)
+            except Exception as exc:  # the database went away: each call learns
+                for pending in batch:
+                    pending.fail(exc)
+                continue
+            if self._recording is not None:
+                await asyncio.wait([self._recording])  # one record in flight
+            if decided.decided:
+                self._recording_cards = frozenset(d.pending.load.card_hmac for d in decided.decided)
+                self._recording = asyncio.create_task(self._record(decided))
+
+    async def _take(self) -> list[Pending]:
+        """The calls queued now, at most batch_max, one per card, none being recorded."""
+        while True:
+            busy = self._recording_cards if self._recording_is_running() else frozenset()
+            batch: list[Pending] = []
+            held: list[Pending] = []
+            cards: set[bytes] = set()
+            while self._queue and len(batch) < self.batch_max:
+                pending = self._queue.popleft()
+                card = pending.load.card_hmac
+                if card in cards or card in busy:
+                    held.append(pending)
+                else:
+                    cards.add(card)
+                    batch.append(pending)
+            self._queue.extendleft(reversed(held))
+            if batch:
+                return batch
+            self._arrived.clear()
+            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._arrived.wait())]
+            if self._recording_is_running():
+                assert self._recording is not None
+                waits.append(self._recording)  # type: ignore[arg-type]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            waits[0].cancel()
+
+    async def _load_and_decide(self, batch: list[Pending]) -> Batch:
+        """Load the batch's state in one statement and adjudicate each claim."""
+        states = await self.ledger.load_states([p.load for p in batch])
+        out = Batch()
+        replays: dict[str, list[Pending]] = {}
+        for pending, state in zip(batch, states, strict=True):
+            pending.loads += 1
+            prior = prior_outcome(state, pending.fingerprint)
+            if isinstance(prior, str):
+                replays.setdefault(prior, []).append(pending)
+            elif prior is not None:
+                pending.fail(prior)
+            else:
+                out.business_date = state.business_date
+                try:
+                    out.decided.append(self._decide(pending, state))
+                except Exception as exc:  # invalid claim, or a bug: this call alone learns
+                    pending.fail(exc)
+        if replays:
+            for stored in await self.ledger.stored_settlements(list(replays)):
+                for pending in replays[stored.settlement_id]:
+                    pending.answer(_replayed(stored))
+        return out
+
+    def _decide(self, pending: Pending, state: StateRow) -> Decided:
+        claim = pending.claim
+        context = engine_context(
+            state, pending.load.benefit_year, pin_ok=self.ledger.pin_matches(state, pending.pin)
+        )
+        result = adjudicate(claim, context, self.policies, self.catalogs)
+        assert state.settlement_id is not None, "a Settle's state carries its new id"
+        view = settlement_view(
+            result,
+            settlement_id=state.settlement_id,
+            request_id=claim.request_id,
+            institution_code=claim.institution_code,
+            business_date=state.business_date,
+            preview=False,
+        )
+        row, legs = settlement_record(claim, result, view, state, pending.fingerprint)
+        return Decided(pending, view, row, legs)
+
+    async def _record(self, batch: Batch) -> None:
+        """Record the batch in one statement; stale rows go back to the queue."""
+        decided = batch.decided
+        business_date = batch.business_date
+        assert business_date is not None, "a decided claim was loaded on an open day"
+        try:
+            while decided:
+                try:
+                    await self.ledger.record(
+                        business_date,
+                        [d.row for d in decided],
+                        [d.legs for d in decided],
+                    )
+                except StaleRows as stale:
+                    again = set(stale.positions)
+                    self._load_again([d.pending for i, d in enumerate(decided) if i in again])
+                    decided = [d for i, d in enumerate(decided) if i not in again]
+                    continue
+                except (LedgerError, asyncpg.PostgresError, ValueError) as exc:
+                    if len(decided) == 1:
+                        raise
+                    log.warning("settle_batch_refused", size=len(decided), error=str(exc))
+                    await self._record_alone(batch, decided)
+                    return
+                for d in decided:
+                    d.pending.answer(d.view)
+                return
+        except asyncio.CancelledError:
+            for d in decided:
+                d.pending.fail(ConnectionError("the switch is shutting down"))
+            raise
+        except Exception as exc:  # the database went away, or a bug: each call learns
+            for d in decided:
+                d.pending.fail(exc)
+
+    async def _record_alone(self, batch: Batch, decided: Sequence[Decided]) -> None:
+        """A refused batch, one settlement at a time, so one bad row fails only itself."""
+        for d in decided:
+            alone = Batch(batch.business_date, [d])
+            await self._record(alone)
+
+    def _load_again(self, stale: list[Pending]) -> None:
+        for pending in reversed(stale):
+            if pending.loads >= limits.settle_loads_max:
+                pending.fail(LedgerError(f"the member's state kept moving ({pending.loads} loads)"))
+            else:
+                self._queue.appendleft(pending)
+        self._arrived.set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _recording_is_running(self) -> bool:
+        return self._recording is not None and not self._recording.done()
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="settle-writer")
+            self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        self.failure = task.exception() or RuntimeError("the settlement writer returned")
+        log.error("settle_writer_died", error=repr(self.failure))
+        self._fail_queued(self.failure)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while self._queue:
+            self._queue.popleft().fail(exc)
+
+    async def close(self) -> None:
+        """Stops the writer (after the server has drained its calls)."""
+        for task in (self._task, self._recording):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._recording = None
+        self._fail_queued(ConnectionError("the switch is shutting down"))
+
+
+def _replayed(stored: StoredSettlement) -> SettlementView:
+    return view_from_dict(stored.answer)
