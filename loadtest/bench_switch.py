@@ -1,30 +1,35 @@
-"""One-run benchmark of the switch against pgbench on the same PostgreSQL.
+"""One run, one command: the switch against its own edge, closed and open loop.
 
-A figure of settlements per second means little alone; next to what the
-same PostgreSQL does for pgbench's tpcb-like transaction on the same machine
-it says how much of the database's commit capacity the switch turns into
-settlements. One run does everything (issue 6):
+A figure of settlements per second means little alone. This script measures,
+in one run on one machine, the ceilings the switch is judged against and the
+switch itself:
 
-1. starts the embedded PostgreSQL of a fresh data dir (or uses --data-dir),
-   prints fsync and synchronous_commit (they must be on: durable commits);
-2. pgbench: initialises a small scale in its own database `pgbench` and
-   runs `pgbench -b tpcb-like` for --pgbench-seconds;
-3. writes a population (loadtest/population.py), issues the institutions'
-   certificates, `medswitch import-reference`;
-4. starts `medswitch serve` (--serve-procs processes on one port, with
-   `--reuse-port`), waits until health answers SERVING;
-5. for each mix (pharmacy, full) drives it from --client-procs grpc.aio
-   client processes with --inflight requests in flight in total, warm-up
-   first, then prints settlements/s, p50 and p99 latency, errors, wrong
-   answers (loadtest/workload.py judges every answer), the ratio to
-   pgbench, and CPU seconds used by the switch, PostgreSQL and the clients;
-6. stops the switch (SIGTERM) and runs `medswitch ledger verify`.
+1. the embedded PostgreSQL of a fresh data dir (or --data-dir), fsync and
+   synchronous_commit checked on (durable commits);
+2. pgbench tpcb-like on the same server, a reference only (--skip-pgbench);
+3. the ledger alone (bench_ledger's writers, batches of 128, a database of
+   its own): PostgreSQL CPU per settlement when nothing else runs
+   (--skip-ledger);
+4. the edge alone (--no-edge skips it): the real gRPC server (mTLS,
+   protobuf, validation, engine, logs, metrics) over the in-memory region,
+   no database, closed loop, each mix;
+5. the full switch (`medswitch serve`, --serve-procs processes): each mix in
+   closed loop (--inflight calls always in flight), then the pharmacy mix in
+   open loop at --open-loop-share of the edge's figure: calls start on a
+   schedule whether or not earlier ones were answered, and latency counts
+   from the scheduled start, so slow answers are not hidden;
+6. `medswitch ledger verify` over the result, and a SUMMARY: the switch as a
+   share of the edge (throughput and switch-process CPU a call), PostgreSQL
+   CPU a settlement against the ledger alone, open-loop percentiles, and
+   capacity per core, to size a province.
 
-    python loadtest/bench_switch.py                        # everything, defaults
-    python loadtest/bench_switch.py --members 1000000 --seconds 30 --serve-procs 2
-    python loadtest/bench_switch.py --edge-only            # no database: the gRPC
-        # edge and engine over the in-memory region (tests/memory_backend.py),
-        # the ceiling the Python server reaches without any storage
+Every answer is judged (loadtest/workload.py): errors and wrong answers are
+counted, never dropped. CPU is read from /proc for the serve processes, the
+PostgreSQL processes and the load clients.
+
+    python loadtest/bench_switch.py                  # everything, defaults
+    python loadtest/bench_switch.py --seconds 30 --members 1000000
+    python loadtest/bench_switch.py --edge-only      # the edge alone
 
 With --profile-s N, py-spy (`pip install py-spy`) samples the first serve
 process for N seconds of the full mix and the top frames are printed.
@@ -269,15 +274,17 @@ def start_servers(
                    "--tls-dir", str(data_dir / "tls"), "--listen", listen]  # fmt: skip
         else:
             cmd = [sys.executable, "-m", "switch.cli", "serve"]
+        metrics_port = free_port()
         env = medswitch_env(
             data_dir,
             MEDSWITCH_LISTEN=listen,
-            MEDSWITCH_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+            MEDSWITCH_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
             MEDSWITCH_GROUP_COMMIT="1" if group_commit else "0",
             MEDSWITCH_REUSE_PORT="1" if procs > 1 else "0",
         )
         log = (log_dir / f"serve-{i}.log").open("wb")
         servers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+        METRICS_PORTS[servers[-1].pid] = metrics_port
     return servers
 
 
@@ -363,32 +370,70 @@ async def client_main(args: argparse.Namespace) -> None:
     start_at, stop_at = args.start_at, args.start_at + args.seconds
     cpu_start = 0.0
 
+    async def call(session: Session, scheduled: float | None) -> None:
+        """One call; its latency counts from `scheduled` (open loop) or from its start."""
+        now = time.time()
+        action = session.action(pick_kind(session.rng, mix))
+        t0 = time.perf_counter() if scheduled is None else scheduled
+        try:
+            method = getattr(stubs[action.institution], action.method)
+            resp = await method(action.request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            if now >= start_at:
+                name = exc.code().name
+                report.errors[name] = report.errors.get(name, 0) + 1
+                report.calls += 1
+            return
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        problem = action.check(resp)
+        if now < start_at or time.time() > stop_at:
+            return  # warm-up, or answered after the window
+        report.calls += 1
+        report.latencies_ms.append(elapsed_ms)
+        report.by_kind[action.kind] = report.by_kind.get(action.kind, 0) + 1
+        if problem is not None:
+            report.wrong[problem] = report.wrong.get(problem, 0) + 1
+        elif action.method == "Settle" and action.kind != "retry":
+            report.settle_latencies_ms.append(elapsed_ms)
+            report.settled += resp.status == pb.SETTLEMENT_STATUS_SETTLED
+
+    def session(slot: int) -> Session:
+        return Session(manifest, slot=slot, slots=args.slots, fresh_day=not args.prior_load)
+
     async def worker(slot: int) -> None:
-        session = Session(manifest, slot=slot, slots=args.slots, fresh_day=not args.prior_load)
-        while (now := time.time()) < stop_at:
-            action = session.action(pick_kind(session.rng, mix))
-            t0 = time.perf_counter()
+        """Closed loop: the next call when the last is answered."""
+        mine = session(slot)
+        while time.time() < stop_at:
+            await call(mine, None)
+
+    async def open_loop() -> None:
+        """Open loop: calls start on a fixed schedule, whether or not earlier ones answered.
+
+        Latency counts from the scheduled start, so a call that waits for a
+        free session (all `inflight` busy) is charged for the wait too.
+        """
+        free: asyncio.Queue[Session] = asyncio.Queue()
+        for i in range(args.inflight):
+            free.put_nowait(session(args.slot_base + i))
+        interval = 1.0 / args.rate
+        due = time.perf_counter()
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(mine: Session, scheduled: float) -> None:
             try:
-                method = getattr(stubs[action.institution], action.method)
-                resp = await method(action.request, timeout=CALL_TIMEOUT_S)
-            except grpc.aio.AioRpcError as exc:
-                if now >= start_at:
-                    name = exc.code().name
-                    report.errors[name] = report.errors.get(name, 0) + 1
-                    report.calls += 1
-                continue
-            elapsed_ms = (time.perf_counter() - t0) * 1000
-            problem = action.check(resp)
-            if now < start_at or time.time() > stop_at:
-                continue  # warm-up, or answered after the window
-            report.calls += 1
-            report.latencies_ms.append(elapsed_ms)
-            report.by_kind[action.kind] = report.by_kind.get(action.kind, 0) + 1
-            if problem is not None:
-                report.wrong[problem] = report.wrong.get(problem, 0) + 1
-            elif action.method == "Settle" and action.kind != "retry":
-                report.settle_latencies_ms.append(elapsed_ms)
-                report.settled += resp.status == pb.SETTLEMENT_STATUS_SETTLED
+                await call(mine, scheduled)
+            finally:
+                free.put_nowait(mine)
+
+        while time.time() < stop_at:
+            mine = await free.get()
+            task = asyncio.create_task(one(mine, due))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            due += interval
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if running:
+            await asyncio.wait(running)
 
     async def cpu_mark() -> None:
         nonlocal cpu_start
@@ -396,7 +441,12 @@ async def client_main(args: argparse.Namespace) -> None:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_start = ru.ru_utime + ru.ru_stime
 
-    await asyncio.gather(cpu_mark(), *(worker(args.slot_base + i) for i in range(args.inflight)))
+    if args.rate:
+        await asyncio.gather(cpu_mark(), open_loop())
+    else:
+        await asyncio.gather(
+            cpu_mark(), *(worker(args.slot_base + i) for i in range(args.inflight))
+        )
     ru = resource.getrusage(resource.RUSAGE_SELF)
     report.cpu_s = ru.ru_utime + ru.ru_stime - cpu_start
     for ch in channels.values():
@@ -407,8 +457,14 @@ async def client_main(args: argparse.Namespace) -> None:
 def run_clients(
     target: str, pop: Path, tls_dir: Path, mix: str, inflight: int, procs: int,
     warmup_s: float, seconds: float, on_window: Any = None, prior_load: bool = True,
+    rate: float = 0.0,
 ) -> tuple[ClientReport, float, float]:  # fmt: skip
-    """Drives the switch from `procs` processes; (merged report, window start, end)."""
+    """Drives the switch from `procs` processes; (merged report, window start, end).
+
+    rate > 0: open loop, `rate` calls started per second in all (each process
+    its share), `inflight` sessions at most; else closed loop, `inflight` calls
+    always in flight.
+    """
     start_at = time.time() + warmup_s + 1.0  # + process start-up
     per = [inflight // procs + (i < inflight % procs) for i in range(procs)]
     cmds = []
@@ -420,6 +476,7 @@ def run_clients(
              "--inflight", str(n), "--slot-base", str(base), "--slots", str(inflight),
              "--start-at", repr(start_at), "--seconds", repr(seconds)]
             + (["--prior-load"] if prior_load else [])
+            + (["--rate", repr(rate * n / inflight)] if rate else [])
         )  # fmt: skip
         base += n
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -534,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     client.add_argument("--start-at", type=float, required=True)
     client.add_argument("--seconds", type=float, required=True)
     client.add_argument("--prior-load", action="store_true", help="cards used before today")
+    client.add_argument("--rate", type=float, default=0.0, help="open loop: calls/s started")
     memserve = sub.add_parser("_memserve")
     for name in ("--pop", "--tls-dir", "--listen"):
         memserve.add_argument(name, required=True)
@@ -564,7 +622,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-db", action="store_true", help="leave the embedded PostgreSQL running"
     )
-    parser.add_argument("--edge-only", action="store_true", help="in-memory backend, no DB")
+    parser.add_argument("--edge-only", action="store_true", help="only the edge: no database")
+    parser.add_argument("--no-edge", action="store_true", help="skip the edge-only phase")
+    parser.add_argument(
+        "--open-loop-share", type=float, default=0.6,
+        help="open loop at this share of the edge's pharmacy calls/s (0: none)",
+    )  # fmt: skip
+    parser.add_argument("--skip-ledger", action="store_true", help="no ledger-alone reference")
+    parser.add_argument("--ledger-seconds", type=float, default=8.0)
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
     parser.add_argument(
@@ -594,89 +659,69 @@ def bench(args: argparse.Namespace) -> int:
     log_dir.mkdir(exist_ok=True)
     figures: dict[str, Any] = {"data_dir": str(data_dir), "cores": os.cpu_count()}
     print(f"data dir {data_dir}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    mixes = args.mixes.split(",")
 
     pgbench: PgbenchResult | None = None
     if not args.edge_only:
         url = embedded_url(data_dir)
-        if args.pg_set:
-            for setting in args.pg_set:
-                name, _, value = setting.partition("=")
-                psql(url, f"ALTER SYSTEM SET {name} = '{value}'")
-            psql(url, "SELECT pg_reload_conf()")
-            print("PostgreSQL settings: " + ", ".join(args.pg_set))
-        figures["pg_set"] = args.pg_set
-        dur = durability(url)
-        figures["durability"] = dur
-        print("durability: " + ", ".join(f"{k}={v}" for k, v in dur.items()))
-        if any(v != "on" for v in dur.values()):
-            print("WARNING: commits are not durable; the figures would not count")
+        figures["durability"] = check_durable(url, args.pg_set)
         if not args.skip_pgbench:
             pgbench = run_pgbench(
                 url, args.pgbench_scale, args.pgbench_clients, 2, args.pgbench_seconds
             )
             figures["pgbench"] = pgbench.__dict__
             print(
-                f"pgbench tpcb-like: {pgbench.tps:,.0f} tps (scale {pgbench.scale}, "
-                f"{pgbench.clients} clients, {pgbench.threads} threads, {pgbench.seconds} s, "
-                f"latency avg {pgbench.latency_ms:.1f} ms)"
+                f"pgbench tpcb-like (a reference, not a target): {pgbench.tps:,.0f} tps "
+                f"(scale {pgbench.scale}, {pgbench.clients} clients, {pgbench.seconds} s)"
             )
+        if not args.skip_ledger:
+            figures["ledger_us"] = ledger_reference(data_dir, url, args.ledger_seconds)
 
-    pop = data_dir / "pop"
-    tls = data_dir / "tls"
-    if args.reuse and (pop / "manifest.json").exists():
-        manifest = json.loads((pop / "manifest.json").read_text())
-        print(f"population: reusing {pop} ({manifest['members_total']:,} members, imported)")
-    else:
-        t0 = time.perf_counter()
-        manifest = population.write_population(
-            population.PopulationSpec(
-                members=args.members, institutions=args.institutions, out=pop,
-                sample_max=max(20_000, args.members // 5),
-            )
-        )  # fmt: skip
-        population.issue_certificates(manifest, tls)
-        print(f"population: {args.members:,} members in {time.perf_counter() - t0:.1f} s")
-        if not args.edge_only:
-            t0 = time.perf_counter()
-            imported = medswitch(data_dir, "import-reference", str(pop), check=False)
-            if imported.returncode != 0:
-                print(imported.stdout + imported.stderr)
-                return 1
-            print(f"import-reference: {time.perf_counter() - t0:.1f} s")
-
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    servers = start_servers(
-        data_dir, pop, target, args.serve_procs, args.edge_only, log_dir, args.group_commit,
-    )  # fmt: skip
+    manifest = prepare_population(args, data_dir, population)
+    if manifest is None:
+        return 1
+    pop, tls = data_dir / "pop", data_dir / "tls"
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
-    try:
-        wait_serving(target, tls, first_code, servers)
-        time.sleep(1.0)  # every process up, not only the first to answer
-        for s in servers:
-            if s.poll() is not None:
-                raise RuntimeError(
-                    f"serve process {s.pid} exited ({s.returncode}): with several "
-                    "processes the server must set SO_REUSEPORT"
-                )
-        print(
-            f"switch: {args.serve_procs} process(es) on {target}"
-            + (" (edge only: in-memory backend)" if args.edge_only else "")
-            + (" (group commit)" if args.group_commit else " (no group commit)")
+
+    def phase(edge_only: bool, runs: list[tuple[str, float]]) -> dict[str, Any]:
+        """Starts the server(s), measures each (mix, open-loop rate), stops them."""
+        target = f"127.0.0.1:{free_port()}"
+        servers = start_servers(
+            data_dir, pop, target, args.serve_procs, edge_only, log_dir, args.group_commit
         )
-        figures["mixes"] = {}
-        for mix in args.mixes.split(","):
-            figures["mixes"][mix] = measure(args, data_dir, tls, pop, target, mix, servers,
-                                            pgbench, log_dir)  # fmt: skip
-        figures["switch_rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
-        print("switch RSS per process (MB): " + ", ".join(map(str, figures["switch_rss_mb"])))
-    finally:
-        stop_servers(servers)
+        out: dict[str, Any] = {}
+        try:
+            wait_serving(target, tls, first_code, servers)
+            time.sleep(1.0)  # every process up, not only the first to answer
+            for s in servers:
+                if s.poll() is not None:
+                    raise RuntimeError(f"serve process {s.pid} exited ({s.returncode})")
+            kind = "edge only (in-memory backend, no database)" if edge_only else "full switch"
+            print(f"\n== {kind}: {args.serve_procs} process(es) on {target}")
+            for mix, rate in runs:
+                name = f"{mix}@{rate:.0f}/s" if rate else mix
+                out[name] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
+                                    edge_only=edge_only, rate=rate)  # fmt: skip
+            out["rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
+            print("  RSS per serve process (MB): " + ", ".join(map(str, out["rss_mb"])))
+        finally:
+            stop_servers(servers)
+        return out
+
+    edge: dict[str, Any] = {}
+    if not args.no_edge:
+        edge = phase(True, [(mix, 0.0) for mix in mixes])
+        figures["edge"] = edge
     if not args.edge_only:
+        runs = [(mix, 0.0) for mix in mixes]
+        if "pharmacy" in edge and args.open_loop_share > 0:
+            runs.append(("pharmacy", args.open_loop_share * edge["pharmacy"]["calls_per_s"]))
+        figures["full"] = phase(False, runs)
         verify = medswitch(data_dir, "ledger", "verify", check=False)
         figures["ledger_verify"] = verify.returncode
-        print(f"medswitch ledger verify: exit {verify.returncode}")
-        print((verify.stdout + verify.stderr).strip()[-2000:])
+        print(f"\nmedswitch ledger verify: exit {verify.returncode}")
+        print((verify.stdout + verify.stderr).strip()[-600:])
+    print("\n" + summary(figures, pgbench))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     if not args.edge_only and not args.keep_db:
@@ -684,70 +729,189 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_durable(url: str, pg_set: list[str]) -> dict[str, str]:
+    """Applies --pg-set, then prints (and returns) fsync and synchronous_commit."""
+    for setting in pg_set:
+        name, _, value = setting.partition("=")
+        psql(url, f"ALTER SYSTEM SET {name} = '{value}'")
+    if pg_set:
+        psql(url, "SELECT pg_reload_conf()")
+        print("PostgreSQL settings: " + ", ".join(pg_set))
+    dur = durability(url)
+    print("durability: " + ", ".join(f"{k}={v}" for k, v in dur.items()))
+    if any(v != "on" for v in dur.values()):
+        print("WARNING: commits are not durable; the figures would not count")
+    return dur
+
+
+def prepare_population(
+    args: argparse.Namespace, data_dir: Path, population: Any
+) -> dict[str, Any] | None:
+    pop, tls = data_dir / "pop", data_dir / "tls"
+    if args.reuse and (pop / "manifest.json").exists():
+        manifest: dict[str, Any] = json.loads((pop / "manifest.json").read_text())
+        print(f"population: reusing {pop} ({manifest['members_total']:,} members, imported)")
+        return manifest
+    t0 = time.perf_counter()
+    manifest = population.write_population(
+        population.PopulationSpec(
+            members=args.members, institutions=args.institutions, out=pop,
+            sample_max=max(20_000, args.members // 5),
+        )
+    )  # fmt: skip
+    population.issue_certificates(manifest, tls)
+    print(f"population: {args.members:,} members in {time.perf_counter() - t0:.1f} s")
+    if not args.edge_only:
+        t0 = time.perf_counter()
+        imported = medswitch(data_dir, "import-reference", str(pop), check=False)
+        if imported.returncode != 0:
+            print(imported.stdout + imported.stderr)
+            return None
+        print(f"import-reference: {time.perf_counter() - t0:.1f} s")
+    return manifest
+
+
+def ledger_reference(data_dir: Path, url: str, seconds: float) -> float:
+    """PostgreSQL CPU per settlement of the ledger alone (bench_ledger's writers).
+
+    Batches of 128 from 4 writers into a database of its own on the same
+    server: the cost of recording a settlement when nothing else runs.
+    """
+    from ledger.crypto import DataKeys
+    from loadtest import bench_ledger
+
+    psql(url, "DROP DATABASE IF EXISTS ledgerbench")
+    psql(url, "CREATE DATABASE ledgerbench")
+    bench_url = with_database(url, "ledgerbench")
+    keys_raw = bytes(range(32))
+    members = 50_000
+
+    async def run() -> tuple[float, float, float]:
+        await bench_ledger.prepare(bench_url, keys_raw, members)
+        before = cpu_seconds(postgres_pids(data_dir))
+        t0 = time.monotonic()
+        rate = await bench_ledger.run_ledger(
+            bench_url, DataKeys(keys_raw), seconds, 4, 128, members, "ref"
+        )
+        return rate, cpu_seconds(postgres_pids(data_dir)) - before, time.monotonic() - t0
+
+    rate, pg_cpu, elapsed = asyncio.run(run())
+    psql(url, "DROP DATABASE ledgerbench")
+    us = 1e6 * pg_cpu / max(1.0, rate * elapsed)
+    print(f"ledger alone (bench_ledger, 4 writers of 128): {rate:,.0f} settlements/s, "
+          f"PostgreSQL {us:.0f} us a settlement")  # fmt: skip
+    return us
+
+
+def summary(figures: dict[str, Any], pgbench: PgbenchResult | None) -> str:
+    """The run in a few lines: the ratios issue 13 sets, and capacity per core."""
+    edge, full = figures.get("edge", {}), figures.get("full", {})
+    lines = ["SUMMARY"]
+    for mix in ("pharmacy", "full"):
+        if mix in edge and mix in full:
+            e, f = edge[mix], full[mix]
+            rate, edge_rate = f["settlements_per_s"], e["settlements_per_s"]
+            cpu, edge_cpu = f["us_per_settlement"]["switch"], e["us_per_settlement"]["switch"]
+            lines.append(
+                f"  {mix} mix: switch {rate:,.0f}/s = {rate / max(1e-9, edge_rate):.2f}x the edge"
+                f" alone ({edge_rate:,.0f}/s); switch process {cpu:.0f} us a call ="
+                f" {cpu / max(1e-9, edge_cpu):.2f}x the edge's {edge_cpu:.0f} us;"
+                f" mean batch {f['batch_mean']}"
+            )
+    for name, f in full.items():
+        if "@" in name:
+            lines.append(
+                f"  open loop, {name}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
+                f"p99.9 {f['p999_ms']} ms; errors {sum(f['errors'].values())}, "
+                f"wrong answers {sum(f['wrong_answers'].values())}"
+            )
+    if "pharmacy" in full:
+        us = full["pharmacy"]["us_per_settlement"]
+        ref = figures.get("ledger_us")
+        line = f"  PostgreSQL {us['postgres']:.0f} us a settlement (pharmacy mix)"
+        if ref:
+            line += f" = {us['postgres'] / ref:.2f}x the ledger alone ({ref:.0f} us)"
+        lines.append(line)
+        lines.append(
+            f"  capacity per core (pharmacy mix): a switch core "
+            f"{1e6 / max(1e-9, us['switch']):,.0f} settlements/s, a PostgreSQL core "
+            f"{1e6 / max(1e-9, us['postgres']):,.0f}/s"
+        )
+    if "ledger_verify" in figures:
+        lines.append(
+            f"  ledger verify: {'sound' if figures['ledger_verify'] == 0 else 'NOT SOUND'}"
+        )
+    if pgbench is not None:
+        lines.append(f"  pgbench tpcb-like on the same server (reference): {pgbench.tps:,.0f} tps")
+    return "\n".join(lines)
+
+
 def measure(
     args: argparse.Namespace, data_dir: Path, tls: Path, pop: Path, target: str, mix: str,
-    servers: list[subprocess.Popen[bytes]], pgbench: PgbenchResult | None, log_dir: Path,
+    servers: list[subprocess.Popen[bytes]], log_dir: Path, *, edge_only: bool, rate: float,
 ) -> dict[str, Any]:  # fmt: skip
+    """One mix against running servers: closed loop, or open loop at `rate` calls/s."""
     server_pids = [s.pid for s in servers]
     marks: dict[str, float] = {}
     profile_text: list[str] = []
-
-    sampler = None if args.edge_only else WaitSampler(embedded_url(data_dir))
+    sampler = None if edge_only else WaitSampler(embedded_url(data_dir))
 
     def on_window(start_at: float, seconds: float) -> None:
         time.sleep(max(0.0, start_at - time.time()))
         marks["switch"] = cpu_seconds(server_pids)
-        marks["pg"] = cpu_seconds(postgres_pids(data_dir))
+        marks["pg"] = 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir))
+        marks["batches"], marks["batched"] = batch_counts(servers)
+        marks.update({f"metric {k}": v for k, v in scrape(servers).items()})
         if sampler is not None:
             sampler.start()
-        if args.profile_s and mix == "full":
-            profile_text.append(
-                profile(
-                    server_pids[0],
-                    min(args.profile_s, int(seconds)),
-                    log_dir / "profile",
-                    native=args.profile_native,
-                )
-            )
+        if args.profile_s and mix == "full" and not rate:
+            spied = profile(server_pids[0], min(args.profile_s, int(seconds)),
+                            log_dir / "profile", native=args.profile_native)  # fmt: skip
+            profile_text.append(spied)
 
     report, start, end = run_clients(
         target, pop, tls, mix, args.inflight, args.client_procs, args.warmup_s, args.seconds,
-        on_window, prior_load=args.reuse or mix != args.mixes.split(",")[0],
+        on_window, prior_load=True, rate=rate,
     )  # fmt: skip
     window = end - start
     waits = sampler.stop() if sampler is not None else {}
-    switch_cpu = cpu_seconds(server_pids) - marks["switch"]
-    pg_cpu = cpu_seconds(postgres_pids(data_dir)) - marks["pg"]
-    settled_per_s = report.settled / window
-    result = {
-        "settlements_per_s": round(settled_per_s, 1),
+    cpu = {
+        "switch": cpu_seconds(server_pids) - marks["switch"],
+        "postgres": 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir)) - marks["pg"],
+        "clients": report.cpu_s,
+    }
+    batches, batched = batch_counts(servers)
+    calls = max(1, report.calls)
+    stages = stage_means(scrape(servers), marks)
+    result: dict[str, Any] = {
+        "settlements_per_s": round(report.settled / window, 1),
         "calls_per_s": round(report.calls / window, 1),
         "p50_ms": round(percentile(report.settle_latencies_ms, 0.50), 2),
         "p99_ms": round(percentile(report.settle_latencies_ms, 0.99), 2),
-        "p99_all_calls_ms": round(percentile(report.latencies_ms, 0.99), 2),
+        "p999_ms": round(percentile(report.settle_latencies_ms, 0.999), 2),
         "errors": report.errors,
         "wrong_answers": report.wrong,
         "by_kind": report.by_kind,
-        "cpu_cores": {
-            "switch": round(switch_cpu / window, 2),
-            "postgres": round(pg_cpu / window, 2),
-            "clients": round(report.cpu_s / window, 2),
-        },
+        "cpu_cores": {k: round(v / window, 2) for k, v in cpu.items()},
+        "us_per_settlement": {k: round(1e6 * v / calls, 1) for k, v in cpu.items()},
+        "batch_mean": round((batched - marks["batched"]) / max(1.0, batches - marks["batches"]), 1),
+        "stage_ms": stages,
     }
-    if pgbench is not None:
-        result["ratio_to_pgbench"] = round(settled_per_s / pgbench.tps, 3)
-    print(f"\nmix {mix}: {args.inflight} in flight from {args.client_procs} client processes, "
-          f"{window:.0f} s")  # fmt: skip
-    print(f"  settlements/s {settled_per_s:,.0f}   all calls/s {report.calls / window:,.0f}")
-    print(f"  Settle latency p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms "
-          f"(all calls p99 {result['p99_all_calls_ms']} ms)")  # fmt: skip
+    loop = f"open loop, {rate:,.0f} calls/s offered" if rate else f"{args.inflight} in flight"
+    print(f"\nmix {mix}: {loop}, {args.client_procs} client processes, {window:.0f} s")
+    print(f"  settlements/s {result['settlements_per_s']:,.0f}   all calls/s "
+          f"{result['calls_per_s']:,.0f}   mean batch {result['batch_mean']}")  # fmt: skip
+    print(f"  Settle latency p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
+          f"p99.9 {result['p999_ms']} ms")  # fmt: skip
+    if stages:
+        print("  a batch's stages, mean ms: "
+              + ", ".join(f"{k} {v}" for k, v in stages.items()))  # fmt: skip
     print(f"  errors {sum(report.errors.values())} {report.errors or ''}   "
           f"wrong answers {sum(report.wrong.values())} {report.wrong or ''}")  # fmt: skip
-    if pgbench is not None:
-        print(f"  ratio to pgbench tpcb-like: {result['ratio_to_pgbench']:.2f}x")
-    c = result["cpu_cores"]
-    print(f"  CPU (cores busy): switch {c['switch']}, postgres {c['postgres']}, "
-          f"load clients {c['clients']}")  # fmt: skip
+    c, u = result["cpu_cores"], result["us_per_settlement"]
+    print(f"  CPU, cores busy: switch {c['switch']}, postgres {c['postgres']}, "
+          f"load clients {c['clients']}; us a call: switch {u['switch']:.0f}, "
+          f"postgres {u['postgres']:.0f}, clients {u['clients']:.0f}")  # fmt: skip
     if waits:
         result["db_sessions"] = waits
         print("  database sessions (average number in each state): "
@@ -757,6 +921,50 @@ def measure(
         print("  py-spy profile of serve process 1 (full mix):")
         print("    " + profile_text[0].replace("\n", "\n    "))
     return result
+
+
+def stage_means(now: dict[str, float], marks: dict[str, float]) -> dict[str, float]:
+    """Mean ms of each settlement stage (load, decide, record) in the window."""
+    out = {}
+    for stage in ("load", "decide", "record"):
+        key = f'medswitch_settle_stage_ms_{{}}{{{{stage="{stage}"}}}}'
+        total = now.get(key.format("sum"), 0.0) - marks.get("metric " + key.format("sum"), 0.0)
+        count = now.get(key.format("count"), 0.0) - marks.get("metric " + key.format("count"), 0.0)
+        if count:
+            out[stage] = round(total / count, 2)
+    return out
+
+
+METRICS_PORTS: dict[int, int] = {}  # serve process pid -> its metrics port
+
+
+def batch_counts(servers: list[subprocess.Popen[bytes]]) -> tuple[float, float]:
+    """(batches, settlements in them) recorded so far by the servers' writers."""
+    sums = scrape(servers)
+    return sums.get("medswitch_settle_batch_size_count", 0.0), sums.get(
+        "medswitch_settle_batch_size_sum", 0.0
+    )
+
+
+def scrape(servers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Every sample of the servers' /metrics, summed over the servers."""
+    import urllib.request
+
+    sums: dict[str, float] = {}
+    for s in servers:
+        port = METRICS_PORTS.get(s.pid)
+        if port is None:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("medswitch_"):
+                name, _, value = line.rpartition(" ")
+                sums[name] = sums.get(name, 0.0) + float(value)
+    return sums
 
 
 if __name__ == "__main__":

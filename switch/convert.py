@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from adjudication import limits as alimits
 from adjudication import model
 from adjudication.validation import validate_claim
+from ledger.db import REGION_TZ
 from switch import limits
 from switch.backend import AccountEntryView, CatalogEntry, MemberView, SettlementView
 from switch.errors import FieldViolation
@@ -69,10 +70,14 @@ class Checker:
         self.text("card_no", value, alimits.card_no_len_max, required=True)
 
     def printable(self, field: str, value: str) -> None:
-        if any(ch < " " or ch == "\x7f" for ch in value):
+        """No control characters (C0, DEL, C1) and no Unicode line breaks, which
+        would end a line in a log, a CSV report or a bank file."""
+        if any(ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029" for ch in value):
             self.add(field, "contains control characters")
 
-    def date(self, field: str, value: str, *, required: bool = False) -> date | None:
+    def date(
+        self, field: str, value: str, *, required: bool = False, latest: date | None = None
+    ) -> date | None:
         if not value:
             if required:
                 self.add(field, "required (YYYY-MM-DD)")
@@ -81,10 +86,14 @@ class Checker:
             self.add(field, "not a date in the form YYYY-MM-DD")
             return None
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             self.add(field, "not a valid calendar date")
             return None
+        if latest is not None and day > latest:
+            self.add(field, f"in the future: {latest.isoformat()} at the latest")
+            return None
+        return day
 
     def enum(self, field: str, value: int, known: Iterable[int], *, required: bool = False) -> bool:
         if value not in set(known):
@@ -102,20 +111,29 @@ class Checker:
         return True
 
 
-def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[FieldViolation]]:
+def latest_service_date() -> date:
+    """The latest service date a claim may have now (today in the region, plus slack)."""
+    today = datetime.now(REGION_TZ).date()
+    return today + timedelta(days=limits.service_date_ahead_days_max)
+
+
+def claim_from_request(
+    req: pb.SettleRequest, *, latest_date: date | None = None
+) -> tuple[model.Claim | None, list[FieldViolation]]:
     """The claim a SettleRequest stands for, or None with every field violation.
 
-    Wire-only rules (enum values, date syntax, the PIN, control characters)
-    are checked here; the rest of section 1 is the engine's `validate_claim`,
-    run on a best-effort claim so that one answer names every problem.
+    Wire-only rules (enum values, date syntax, the PIN, control characters,
+    no date after `latest_date` when given) are checked here; the rest of
+    section 1 is the engine's `validate_claim`, run on a best-effort claim so
+    that one answer names every problem.
     """
     ck = Checker()
     ck.text("pin", req.pin, limits.pin_len_max)
     visit_ok = ck.enum("visit_type", req.visit_type, VISIT_TYPE_FROM_PB.keys() | {0}, required=True)
     ck.enum("injury_cause", req.injury_cause, INJURY_CAUSE_FROM_PB.keys())
-    service_date = ck.date("service_date", req.service_date)
-    admission = ck.date("admission_date", req.admission_date)
-    discharge = ck.date("discharge_date", req.discharge_date)
+    service_date = ck.date("service_date", req.service_date, latest=latest_date)
+    admission = ck.date("admission_date", req.admission_date, latest=latest_date)
+    discharge = ck.date("discharge_date", req.discharge_date, latest=latest_date)
     for name in (
         "request_id",
         "institution_code",
@@ -124,8 +142,10 @@ def claim_from_request(req: pb.SettleRequest) -> tuple[model.Claim | None, list[
         "prescription_ref",
     ):
         ck.printable(name, getattr(req, name))
-    for i, code in enumerate(req.diagnoses):
+    for i, code in enumerate(req.diagnoses[: alimits.diagnoses_max + 1]):
         ck.printable(f"diagnoses[{i}]", code)
+    for i, line in enumerate(req.lines[: alimits.claim_lines_max + 1]):
+        ck.printable(f"lines[{i}].item_code", line.item_code)
 
     claim = model.Claim(
         request_id=req.request_id,

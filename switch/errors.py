@@ -38,6 +38,7 @@ class ErrorReason(StrEnum):
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
     NO_OPEN_BUSINESS_DAY = "NO_OPEN_BUSINESS_DAY"  # operators must open a day first
+    STREAM_TIMEOUT = "STREAM_TIMEOUT"  # a client stream paused or lasted too long
 
 
 # The one table: domain reason -> gRPC status code.
@@ -60,6 +61,7 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.NOT_IMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     ErrorReason.INTERNAL: grpc.StatusCode.INTERNAL,
     ErrorReason.NO_OPEN_BUSINESS_DAY: grpc.StatusCode.UNAVAILABLE,
+    ErrorReason.STREAM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 

@@ -39,3 +39,10 @@ SETTLE_BATCH_SIZE = Histogram(
     "Settle calls committed together in one transaction (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
+SETTLE_STAGE_MS = Histogram(
+    "medswitch_settle_stage_ms",
+    "One settlement batch's stages in milliseconds: load (one statement), decide (the"
+    " engine, every claim of the batch), record (one statement and its durable commit)",
+    ["stage"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)

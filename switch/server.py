@@ -13,20 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
 from switch import limits, metrics, servicers
 from switch.backend import SettlementBackend
 from switch.config import Settings
-from switch.edge import Edge
+from switch.edge import Edge, EdgeLimits
 from switch.pki import TlsPaths
 
 
@@ -35,7 +36,7 @@ class ServerConfig:
     listen: str
     tls_dir: Path
     metrics_listen: str | None = None  # None: no metrics endpoint (tests)
-    inflight_max: int = limits.inflight_requests_max
+    edge_limits: EdgeLimits = field(default_factory=EdgeLimits)  # calls in flight, streams
     drain_grace_s: float = limits.drain_grace_s
     health_probe_interval_s: float = limits.health_probe_interval_s
     # SO_REUSEPORT: several serve processes share the port (the kernel spreads
@@ -141,12 +142,29 @@ class RunningServer:
         await self.server.wait_for_termination()
 
 
+class _Admitted:
+    """Where health and reflection register their services: on the server, with
+    their streams admitted by the edge (Edge.admitting)."""
+
+    def __init__(self, server: grpc.aio.Server, edge: Edge) -> None:
+        self.server = server
+        self.edge = edge
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """Ignored: each library registers the same handlers below as well."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        admitted = {name: self.edge.admitting(h) for name, h in handlers.items()}
+        servicers.register(self.server, service, admitted)
+
+
 async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServer:
-    edge = Edge(config.inflight_max)
+    edge = Edge(config.edge_limits)
     # grpc's own bound sits above ours, so ours answers with ErrorInfo first;
     # it stops anything that slips past (e.g. health checks) from piling up.
+    bounds = config.edge_limits
     server = grpc.aio.server(
-        maximum_concurrent_rpcs=config.inflight_max * 2 + 16,
+        maximum_concurrent_rpcs=bounds.inflight_max * 2 + bounds.health_reflection_streams_max + 16,
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -154,9 +172,12 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     )
     names = servicers.add_all(server, backend, edge)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    admitted = _Admitted(server, edge)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, admitted)
     service_names = [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(service_names, server)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(service_names), admitted
+    )
     try:
         port = server.add_secure_port(config.listen, server_credentials(config.tls_dir))
     except RuntimeError as exc:  # grpcio reports a busy or bad address this way

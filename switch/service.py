@@ -78,6 +78,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # the protocol state a dying server's FATAL leaves behind
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
@@ -150,12 +151,20 @@ class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
     def __init__(
-        self, ledger: Ledger, policies: PolicyBook, catalogs: CatalogBook, *, batch_max: int
+        self,
+        ledger: Ledger,
+        policies: PolicyBook,
+        catalogs: CatalogBook,
+        *,
+        batch_max: int,
+        records_max: int = 1,
     ) -> None:
         self.ledger = ledger
         self.policies = policies
         self.catalogs = catalogs
-        self.writer = SettleWriter(ledger, policies, catalogs, batch_max=batch_max)
+        self.writer = SettleWriter(
+            ledger, policies, catalogs, batch_max=batch_max, records_max=records_max
+        )
         # The PIN checks outside Settle (PreSettle, GetMember,
         # ListAccountActivity) read the failure count and write it back: this
         # per-card lock counts parallel guesses at one card one by one, so the
@@ -174,8 +183,15 @@ class LedgerBackend:
         alone (batches of one).
         """
         policies, catalogs = await load_reference(pool)
-        batch_max = limits.settle_batch_max if group_commit else 1
-        return cls(ledger, policies, catalogs, batch_max=batch_max)
+        if group_commit:
+            return cls(
+                ledger,
+                policies,
+                catalogs,
+                batch_max=limits.settle_batch_max,
+                records_max=limits.settle_records_inflight_max,
+            )
+        return cls(ledger, policies, catalogs, batch_max=1)
 
     async def close(self) -> None:
         """After the server has drained: stops the settlement writer."""

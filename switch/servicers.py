@@ -8,13 +8,14 @@ maps errors. No business rule lives here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any, TypeAlias
 
 import grpc
 
 from adjudication import limits as alimits
+from adjudication.model import Claim
 from switch import convert, limits, metrics
 from switch.backend import (
     CancelCommand,
@@ -23,7 +24,7 @@ from switch.backend import (
     SettlementStatus,
 )
 from switch.convert import Checker
-from switch.edge import Edge, peer_institution
+from switch.edge import Edge, Undecodable, peer_institution
 from switch.errors import FieldViolation, invalid
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -40,6 +41,16 @@ def _status_from_pb(value: int, field: str, ck: Checker) -> SettlementStatus | N
     return SettlementStatus(name.removeprefix("SETTLEMENT_STATUS_"))
 
 
+def _claim(request: pb.SettleRequest) -> Claim:
+    """The request's claim, if well formed and not dated in the future."""
+    claim, violations = convert.claim_from_request(
+        request, latest_date=convert.latest_service_date()
+    )
+    if claim is None:
+        raise invalid(violations)
+    return claim
+
+
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
     def __init__(self, backend: SettlementBackend, edge: Edge) -> None:
         self.backend = backend
@@ -47,9 +58,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
 
     async def PreSettle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
-            claim, violations = convert.claim_from_request(request)
-            if claim is None:
-                raise invalid(violations)
+            claim = _claim(request)
             return convert.settle_response(await self.backend.pre_settle(claim, request.pin))
 
         return await self.edge.unary(
@@ -63,9 +72,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
 
     async def Settle(self, request: pb.SettleRequest, context: Ctx) -> pb.SettleResponse:
         async def work() -> pb.SettleResponse:
-            claim, violations = convert.claim_from_request(request)
-            if claim is None:
-                raise invalid(violations)
+            claim = _claim(request)
             view = await self.backend.settle(claim, request.pin, convert.request_digest(request))
             metrics.SETTLEMENTS.labels(outcome=view.status.value).inc()
             return convert.settle_response(view)
@@ -235,22 +242,16 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
         )
 
     async def ReconcileDetails(
-        self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord], context: Ctx
+        self, request_iterator: AsyncIterator[pb.ReconcileDetailRecord | Undecodable], context: Ctx
     ) -> pb.ReconcileDetailsResponse:
-        async def work() -> pb.ReconcileDetailsResponse:
+        async def work(
+            records: AsyncIterator[pb.ReconcileDetailRecord],
+        ) -> pb.ReconcileDetailsResponse:
             theirs: list[DetailRecord] = []
             day: date | None = None
-            async for i, rec in _aenumerate(request_iterator):
+            async for i, rec in _aenumerate(records):
                 ck = Checker()
                 at = f"records[{i}]"
-                if i >= limits.reconcile_records_max:
-                    raise invalid(
-                        [
-                            FieldViolation(
-                                "records", f"more than {limits.reconcile_records_max} records"
-                            )
-                        ]
-                    )
                 self.edge.bind(context, rec.institution_code)
                 rec_day = ck.date(f"{at}.business_date", rec.business_date, required=True)
                 if day is not None and rec_day is not None and rec_day != day:
@@ -258,6 +259,8 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
                 day = day or rec_day
                 if not rec.settlement_id and not rec.request_id:
                     ck.add(f"{at}.settlement_id", "settlement_id or request_id required")
+                ck.text(f"{at}.settlement_id", rec.settlement_id, limits.settlement_id_len_max)
+                ck.text(f"{at}.request_id", rec.request_id, alimits.request_id_len_max)
                 status = _status_from_pb(rec.status, f"{at}.status", ck)
                 if ck.violations or status is None:
                     raise invalid(ck.violations)
@@ -278,7 +281,14 @@ class ReconciliationServicer(pb_grpc.ReconciliationServiceServicer):
             )
 
         # Each record names its institution; the edge binds them one by one in work().
-        return await self.edge.unary("ReconcileDetails", context, work)
+        return await self.edge.client_stream(
+            "ReconcileDetails",
+            context,
+            request_iterator,
+            work,
+            field="records",
+            count_max=limits.reconcile_records_max,
+        )
 
 
 async def _aenumerate(
@@ -309,17 +319,31 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
 
 def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> list[str]:
-    """Registers every medswitch.v1 service; returns their full names."""
-    # grpc_tools generates the *_grpc module without type hints.
-    registrations: list[tuple[Callable[[Any, Any], None], Any]] = [
-        (pb_grpc.add_SettlementServiceServicer_to_server, SettlementServicer(backend, edge)),
-        (pb_grpc.add_MemberServiceServicer_to_server, MemberServicer(backend, edge)),
-        (
-            pb_grpc.add_ReconciliationServiceServicer_to_server,
-            ReconciliationServicer(backend, edge),
-        ),
-        (pb_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(backend, edge)),
-    ]
-    for register, servicer in registrations:
-        register(servicer, server)
-    return [svc.full_name for svc in pb.DESCRIPTOR.services_by_name.values()]
+    """Registers every medswitch.v1 service; returns their full names.
+
+    The handlers are built here rather than by grpc_tools' add_*_to_server, so
+    that the edge decodes requests (Edge.method_handler).
+    """
+    servicers = {
+        "SettlementService": SettlementServicer(backend, edge),
+        "MemberService": MemberServicer(backend, edge),
+        "ReconciliationService": ReconciliationServicer(backend, edge),
+        "CatalogService": CatalogServicer(backend, edge),
+    }
+    names = []
+    for name, servicer in servicers.items():
+        service = pb.DESCRIPTOR.services_by_name[name]
+        handlers = {
+            method.name: edge.method_handler(method, getattr(servicer, method.name))
+            for method in service.methods
+        }
+        register(server, service.full_name, handlers)
+        names.append(service.full_name)
+    return names
+
+
+def register(server: grpc.aio.Server, service: str, handlers: dict[str, Any]) -> None:
+    """Serves `service` by `handlers` (method name -> grpc.RpcMethodHandler), as
+    grpc_tools' add_*_to_server does."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)

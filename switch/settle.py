@@ -14,10 +14,11 @@ one. One writer per serve process does, in a straight line (`_run`):
    (`Ledger.record`), and answer each from the view it was decided with.
 
 Steps 1-3 of the next batch run while step 4 of this one waits for its
-commit, so batches fill from the queue and the database's flush and the
-engine's work overlap. No connection is ever idle in a transaction while
-Python runs. A card being recorded is not taken into the next batch, so a
-process never decides twice on one member's state; another process, a
+commit (up to `records_max` records in flight), so batches fill from the
+queue and the database's flush and the engine's work overlap. No
+connection is ever idle in a transaction while Python runs. A card being
+recorded is not taken into another batch, so a process never decides twice
+on one member's state; another process, a
 cancellation or a PIN check may still move a member between load and
 record: `record` then refuses the stale rows (StaleRows), which go back to
 the front of the queue to be loaded and decided again.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,9 +101,15 @@ class SettleWriter:
     """The process's one writer of settlements (see the module's docstring)."""
 
     def __init__(
-        self, ledger: Ledger, policies: PolicyBook, catalogs: CatalogBook, *, batch_max: int
+        self,
+        ledger: Ledger,
+        policies: PolicyBook,
+        catalogs: CatalogBook,
+        *,
+        batch_max: int,
+        records_max: int = 1,
     ) -> None:
-        assert batch_max >= 1
+        assert batch_max >= 1 and records_max >= 1
         self.ledger = ledger
         self.policies = policies
         self.catalogs = catalogs
@@ -109,8 +117,9 @@ class SettleWriter:
         self._queue: deque[Pending] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._recording: asyncio.Task[None] | None = None
-        self._recording_cards: frozenset[bytes] = frozenset()
+        self.records_max = records_max
+        # the records in flight, each with the cards it holds
+        self._recording: dict[asyncio.Task[None], frozenset[bytes]] = {}
         self.failure: BaseException | None = None  # set if the writer itself died
 
     async def settle(self, claim: Claim, pin: str, fingerprint: bytes) -> SettlementView:
@@ -140,16 +149,17 @@ class SettleWriter:
                 for pending in batch:
                     pending.fail(exc)
                 continue
-            if self._recording is not None:
-                await asyncio.wait([self._recording])  # one record in flight
+            while len(self._recording) >= self.records_max:
+                await asyncio.wait(self._recording, return_when=asyncio.FIRST_COMPLETED)
             if decided.decided:
-                self._recording_cards = frozenset(d.pending.load.card_hmac for d in decided.decided)
-                self._recording = asyncio.create_task(self._record(decided))
+                task = asyncio.create_task(self._record(decided))
+                self._recording[task] = frozenset(d.pending.load.card_hmac for d in decided.decided)
+                task.add_done_callback(self._recorded)
 
     async def _take(self) -> list[Pending]:
         """The calls queued now, at most batch_max, one per card, none being recorded."""
         while True:
-            busy = self._recording_cards if self._recording_is_running() else frozenset()
+            busy: set[bytes] = set().union(*self._recording.values())
             batch: list[Pending] = []
             held: list[Pending] = []
             cards: set[bytes] = set()
@@ -165,16 +175,16 @@ class SettleWriter:
             if batch:
                 return batch
             self._arrived.clear()
-            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._arrived.wait())]
-            if self._recording_is_running():
-                assert self._recording is not None
-                waits.append(self._recording)  # type: ignore[arg-type]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            waits[0].cancel()
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
+            arrival.cancel()
 
     async def _load_and_decide(self, batch: list[Pending]) -> Batch:
         """Load the batch's state in one statement and adjudicate each claim."""
+        started = time.perf_counter()
         states = await self.ledger.load_states([p.load for p in batch])
+        loaded = time.perf_counter()
+        metrics.SETTLE_STAGE_MS.labels(stage="load").observe(1000 * (loaded - started))
         out = Batch()
         replays: dict[str, list[Pending]] = {}
         for pending, state in zip(batch, states, strict=True):
@@ -190,6 +200,9 @@ class SettleWriter:
                     out.decided.append(self._decide(pending, state))
                 except Exception as exc:  # invalid claim, or a bug: this call alone learns
                     pending.fail(exc)
+        metrics.SETTLE_STAGE_MS.labels(stage="decide").observe(
+            1000 * (time.perf_counter() - loaded)
+        )
         if replays:
             for stored in await self.ledger.stored_settlements(list(replays)):
                 for pending in replays[stored.settlement_id]:
@@ -222,10 +235,14 @@ class SettleWriter:
         try:
             while decided:
                 try:
+                    started = time.perf_counter()
                     await self.ledger.record(
                         business_date,
                         [d.row for d in decided],
                         [d.legs for d in decided],
+                    )
+                    metrics.SETTLE_STAGE_MS.labels(stage="record").observe(
+                        1000 * (time.perf_counter() - started)
                     )
                 except StaleRows as stale:
                     again = set(stale.positions)
@@ -265,8 +282,9 @@ class SettleWriter:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _recording_is_running(self) -> bool:
-        return self._recording is not None and not self._recording.done()
+    def _recorded(self, task: asyncio.Task[None]) -> None:
+        self._recording.pop(task, None)
+        self._arrived.set()  # the cards it held may be taken now
 
     def _start(self) -> None:
         if self._task is None:
@@ -286,12 +304,13 @@ class SettleWriter:
 
     async def close(self) -> None:
         """Stops the writer (after the server has drained its calls)."""
-        for task in (self._task, self._recording):
+        for task in (self._task, *self._recording):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._recording = None
+        self._task = None
+        self._recording.clear()
         self._fail_queued(ConnectionError("the switch is shutting down"))
 
 

@@ -63,6 +63,8 @@ class ErrorDetails:
     reason: str
     domain: str
     violations: dict[str, str]  # field -> description
+    metadata: dict[str, str]  # ErrorInfo.metadata
+    message: str  # the status message
 
 
 def error_details(err: grpc.aio.AioRpcError) -> ErrorDetails:
@@ -73,16 +75,18 @@ def error_details(err: grpc.aio.AioRpcError) -> ErrorDetails:
     assert st.code == err.code().value[0]
     reason = domain = ""
     violations: dict[str, str] = {}
+    metadata: dict[str, str] = {}
     for detail in st.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason, domain = info.reason, info.domain
+            metadata = dict(info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             violations.update({v.field: v.description for v in bad.field_violations})
-    return ErrorDetails(err.code(), reason, domain, violations)
+    return ErrorDetails(err.code(), reason, domain, violations, metadata, st.message)
 
 
 def pharmacy_request(

@@ -22,6 +22,7 @@ import pytest
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
+from switch.edge import EdgeLimits
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
 from tests.grpc_harness import Pki, make_pki
@@ -82,7 +83,11 @@ async def live_switch(
     )
     running = await start(
         backend,
-        ServerConfig(listen="127.0.0.1:0", tls_dir=certs.tls_dir, inflight_max=inflight_max),
+        ServerConfig(
+            listen="127.0.0.1:0",
+            tls_dir=certs.tls_dir,
+            edge_limits=EdgeLimits.for_inflight_max(inflight_max),
+        ),
     )
     return LiveSwitch(running, backend, pool, url, certs)
 

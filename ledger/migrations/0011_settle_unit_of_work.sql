@@ -138,15 +138,17 @@ BEGIN
     END IF;
     PERFORM ms_lock_keys(ARRAY(SELECT r.institution_code FROM unnest(p_rows) r),
                          ARRAY(SELECT r.request_id FROM unnest(p_rows) r));
+    -- probes, not EXISTS: EXISTS may become a hashed subplan that reads every
+    -- settlement on each call
     v_stale := ARRAY(
         SELECT i FROM generate_subscripts(p_rows, 1) i
-        WHERE EXISTS (SELECT 1 FROM settlements s
-                      WHERE s.institution_code = (p_rows[i]).institution_code
-                      AND s.request_id = (p_rows[i]).request_id)
-           OR EXISTS (SELECT 1 FROM cancellations c
-                      WHERE c.institution_code = (p_rows[i]).institution_code
-                      AND c.original_request_id = (p_rows[i]).request_id
-                      AND c.settlement_id IS NULL));
+        WHERE (SELECT true FROM settlements s
+               WHERE s.institution_code = (p_rows[i]).institution_code
+               AND s.request_id = (p_rows[i]).request_id LIMIT 1) IS NOT NULL
+           OR (SELECT true FROM cancellations c
+               WHERE c.institution_code = (p_rows[i]).institution_code
+               AND c.original_request_id = (p_rows[i]).request_id
+               AND c.settlement_id IS NULL LIMIT 1) IS NOT NULL);
     IF cardinality(v_stale) = 0 THEN
         WITH moved AS (
             UPDATE members m SET state_seq = m.state_seq + 1,

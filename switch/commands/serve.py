@@ -67,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     from ledger.store import Ledger
     from switch.commands.db import open_ledger
+    from switch.edge import EdgeLimits
     from switch.server import (
         ServerConfig,
         configure_logging,
@@ -81,7 +82,7 @@ async def _serve(args: argparse.Namespace) -> int:
         listen=args.listen or settings.listen,
         tls_dir=args.tls_dir or settings.tls_dir,
         metrics_listen=args.metrics_listen or settings.metrics_listen,
-        inflight_max=args.inflight_max,
+        edge_limits=EdgeLimits.for_inflight_max(args.inflight_max),
         drain_grace_s=args.drain_grace_s,
         reuse_port=args.reuse_port,
     )

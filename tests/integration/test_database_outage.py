@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import grpc
@@ -44,6 +46,7 @@ class CuttableProxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.clients: set[asyncio.StreamWriter] = set()  # the switch's side
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(
@@ -57,11 +60,18 @@ class CuttableProxy:
         for writer in list(self.writers):
             writer.transport.abort()
         self.writers.clear()
+        self.clients.clear()
         self.server = None
+
+    def tell_clients(self, data: bytes) -> None:
+        """Sends `data` to every connection of the switch as if the server had sent it."""
+        for writer in self.clients:
+            writer.write(data)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
         self.writers |= {writer, up_writer}
+        self.clients.add(writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, OSError):
@@ -91,59 +101,79 @@ def purchase(request_id: str) -> pb.SettleRequest:
     return request
 
 
-async def test_unreachable_database_is_unavailable_then_service_resumes(
-    switch_pg: SwitchPg, switch_certs: Pki
-) -> None:
+async def _settle_retrying(stub: Any, request: pb.SettleRequest) -> pb.SettleResponse:
+    """Settle as a client following the README: UNAVAILABLE is retried with the same request."""
+    for _ in range(20):
+        try:
+            answer: pb.SettleResponse = await stub.Settle(request, timeout=10)
+            return answer
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE, err
+            await asyncio.sleep(0.1)
+    raise AssertionError("still UNAVAILABLE after 20 retries")
+
+
+@contextlib.asynccontextmanager
+async def _switch_behind_proxy(
+    switch_pg: SwitchPg, switch_certs: Pki, *, pool_max: int, probe_interval_s: float = 2.0
+) -> AsyncIterator[tuple[CuttableProxy, grpc.aio.Channel]]:
+    """A switch whose database connections all pass through a CuttableProxy, and a
+    channel to it as pharmacy P1."""
     url = urlparse(await switch_pg.fresh_db())
     socket_dir = parse_qs(url.query)["host"][0]
     proxy = CuttableProxy(f"{socket_dir}/.s.PGSQL.5432")
     await proxy.open()
     tcp_url = f"postgresql://{url.username}@127.0.0.1:{proxy.port}{url.path}"
-    pool = await db.open_database(tcp_url, min_size=1, max_size=4)
+    pool = await db.open_database(tcp_url, min_size=1, max_size=pool_max)
     backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
-    running = await start(backend, ServerConfig(listen="127.0.0.1:0", tls_dir=switch_certs.tls_dir))
+    config = ServerConfig(
+        listen="127.0.0.1:0",
+        tls_dir=switch_certs.tls_dir,
+        health_probe_interval_s=probe_interval_s,
+    )
+    running = await start(backend, config)
     try:
         async with channel(running.port, switch_certs.creds(P1)) as ch:
-            stub = pb_grpc.SettlementServiceStub(ch)
-            first = await stub.Settle(purchase("out-1"))
-            assert first.status == pb.SETTLEMENT_STATUS_SETTLED
-
-            await proxy.cut()
-            await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
-            for n in range(3):
-                try:
-                    await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
-                except grpc.aio.AioRpcError as err:
-                    details = error_details(err)
-                    assert details.code == grpc.StatusCode.UNAVAILABLE, details
-                    assert details.reason == "DATABASE_UNAVAILABLE"
-                else:
-                    raise AssertionError("answered without a database")
-
-            await proxy.open()  # the database is back, same address
-            await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
-            answer = None
-            for _ in range(20):  # a client retrying with backoff
-                try:
-                    answer = await stub.Settle(purchase("out-2"), timeout=10)
-                    break
-                except grpc.aio.AioRpcError as err:
-                    assert err.code() == grpc.StatusCode.UNAVAILABLE
-                    await asyncio.sleep(0.1)
-            assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
-            # Nothing was recorded for the calls refused while it was down.
-            for n in range(3):
-                with pytest.raises(grpc.aio.AioRpcError) as missing:
-                    await stub.GetSettlement(
-                        pb.GetSettlementRequest(institution_code=P1, request_id=f"out-down-{n}")
-                    )
-                assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            yield proxy, ch
     finally:
         await running.stop(0)
         await backend.close()
         await pool.close()
         if proxy.server is not None:
             await proxy.cut()
+
+
+async def test_unreachable_database_is_unavailable_then_service_resumes(
+    switch_pg: SwitchPg, switch_certs: Pki
+) -> None:
+    async with _switch_behind_proxy(switch_pg, switch_certs, pool_max=4) as (proxy, ch):
+        stub = pb_grpc.SettlementServiceStub(ch)
+        first = await stub.Settle(purchase("out-1"))
+        assert first.status == pb.SETTLEMENT_STATUS_SETTLED
+
+        await proxy.cut()
+        await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for n in range(3):
+            try:
+                await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
+            except grpc.aio.AioRpcError as err:
+                details = error_details(err)
+                assert details.code == grpc.StatusCode.UNAVAILABLE, details
+                assert details.reason == "DATABASE_UNAVAILABLE"
+            else:
+                raise AssertionError("answered without a database")
+
+        await proxy.open()  # the database is back, same address
+        await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
+        answer = await _settle_retrying(stub, purchase("out-2"))
+        assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        # Nothing was recorded for the calls refused while it was down.
+        for n in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetSettlement(
+                    pb.GetSettlementRequest(institution_code=P1, request_id=f"out-down-{n}")
+                )
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_serve_waits_for_the_database_and_starts_by_itself(
@@ -201,3 +231,41 @@ async def test_serve_waits_for_the_database_and_starts_by_itself(
             proc.wait()
         if proxy.server is not None:
             await proxy.cut()
+
+
+def _fatal_error_response(sqlstate: str, message: str) -> bytes:
+    """A PostgreSQL ErrorResponse message of severity FATAL (protocol 3.0)."""
+    fields = b"".join(
+        tag + value.encode() + b"\0"
+        for tag, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", sqlstate), (b"M", message))
+    )
+    body = fields + b"\0"
+    return b"E" + (len(body) + 4).to_bytes(4, "big") + body
+
+
+async def test_a_dying_servers_fatal_on_an_idle_connection_is_unavailable(
+    switch_pg: SwitchPg, switch_certs: Pki
+) -> None:
+    """The FATAL a crashing PostgreSQL sends to idle connections leaves asyncpg's
+    protocol failed ("cannot switch to state 15"): the next call answers
+    UNAVAILABLE (safe to retry), not INTERNAL, and the switch serves again."""
+    async with _switch_behind_proxy(switch_pg, switch_certs, pool_max=1, probe_interval_s=60) as (
+        proxy,
+        ch,
+    ):
+        stub = pb_grpc.SettlementServiceStub(ch)
+        first = await stub.Settle(purchase("fatal-1"))
+        assert first.status == pb.SETTLEMENT_STATUS_SETTLED
+        proxy.tell_clients(
+            _fatal_error_response("57P01", "terminating connection due to administrator command")
+        )
+        await asyncio.sleep(0.2)  # the FATAL has arrived; the socket is still open
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Settle(purchase("fatal-2"), timeout=10)
+        details = error_details(err.value)
+        assert (details.code, details.reason) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "DATABASE_UNAVAILABLE",
+        )
+        answer = await _settle_retrying(stub, purchase("fatal-2"))
+        assert answer.status == pb.SETTLEMENT_STATUS_SETTLED

@@ -112,6 +112,10 @@ CASES: list[tuple[str, Callable[[pb.SettleRequest], None], str]] = [
     ("overlong accident case id", _set("accident_case_id", "a" * 65), "accident_case_id"),
     ("overlong prescription ref", _set("prescription_ref", "p" * 65), "prescription_ref"),
     ("control character", _set("card_no", "C1\n2"), "card_no"),
+    ("C1 control character", _set("prescription_ref", "RX\x851"), "prescription_ref"),
+    ("line separator", _set("accident_case_id", "A\u20281"), "accident_case_id"),
+    ("NUL in item code", _line(1, "item_code", "X\x00"), "lines[1].item_code"),
+    ("escape in item code", _line(0, "item_code", "\x1b[2J"), "lines[0].item_code"),
     ("no lines", _no_lines, "lines"),
     ("501 lines", _too_many_lines, "lines"),
     ("duplicate line_no", _line(1, "line_no", 1), "lines[1].line_no"),
@@ -159,6 +163,35 @@ def test_inpatient_needs_no_service_date() -> None:
     claim, violations = claim_from_request(req)
     assert violations == []
     assert claim is not None and claim.discharge_date == date(2026, 5, 10)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (_set("service_date", "9999-12-31"), "service_date"),
+        (_set("service_date", "2026-05-12"), "service_date"),
+        (_inpatient("2026-05-01", "2026-05-12"), "discharge_date"),
+        (_inpatient("2026-05-12", "2026-05-20"), "admission_date"),
+    ],
+)
+def test_a_date_after_the_latest_is_refused(
+    mutate: Callable[[pb.SettleRequest], None], field: str
+) -> None:
+    """Settle and PreSettle refuse claims dated in the future (later than `latest_date`)."""
+    req = good_request()
+    mutate(req)
+    claim, violations = claim_from_request(req, latest_date=date(2026, 5, 11))
+    assert claim is None
+    assert {v.field: v.description for v in violations}[field] == (
+        "in the future: 2026-05-11 at the latest"
+    )
+
+
+def test_the_latest_date_itself_is_accepted() -> None:
+    req = good_request()
+    req.service_date = "2026-05-11"
+    claim, violations = claim_from_request(req, latest_date=date(2026, 5, 11))
+    assert violations == [] and claim is not None
 
 
 def _adjudication(outcome: model.Outcome) -> model.Adjudication:
