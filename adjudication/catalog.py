@@ -7,8 +7,6 @@ catalogs are versioned and the version in force on the benefit date applies.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from adjudication.errors import DataFileError
+from adjudication.reference import CsvRows
 
 CATALOG_HEADER = (
     "code",
@@ -122,24 +121,11 @@ def parse_catalog(
     effective_from: date = date(1900, 1, 1),
 ) -> Catalog:
     """A catalog from CSV text; DataFileError naming file, line and field if bad."""
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataFileError(path, 1, "", "empty file (expected a header row)") from None
-    header = [h.strip().lstrip("\ufeff") for h in header]
-    if tuple(header) != CATALOG_HEADER:
-        raise DataFileError(path, 1, "", f"header must be {','.join(CATALOG_HEADER)}")
+    rows = CsvRows(text, path, CATALOG_HEADER)
     items: dict[str, CatalogItem] = {}
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(CATALOG_HEADER):
-            raise DataFileError(
-                path, line, "", f"expected {len(CATALOG_HEADER)} fields, found {len(row)}"
-            )
-        code, name, kind, klass, pre, cap, rx, restrictions = (cell.strip() for cell in row)
+    for row in rows:
+        line = rows.line
+        code, name, kind, klass, pre, cap, rx, restrictions = (row[f] for f in CATALOG_HEADER)
         if not code:
             raise DataFileError(path, line, "code", "is required")
         if code in items:

@@ -21,6 +21,7 @@ from typing import Any
 
 from adjudication.errors import DataFileError
 from adjudication.model import MemberCategory, VisitType
+from adjudication.text import unfit_character
 
 LEVELS = ("L1", "L2", "L3")
 DAYS_SUPPLY_KEYS = ("OUTPATIENT", "PHARMACY", "SPECIAL_DISEASE", "INPATIENT_DISCHARGE")
@@ -192,6 +193,9 @@ class _Reader:
         value = self.get(keys)
         if not isinstance(value, str) or not value:
             raise self.fail(keys, "must be a non-empty string")
+        problem = unfit_character(value)
+        if problem is not None:
+            raise self.fail(keys, problem)
         return value
 
     def date_(self, keys: tuple[str, ...]) -> date:

@@ -27,6 +27,7 @@ from adjudication.model import (
     MemberCategory,
     MemberStatus,
 )
+from adjudication.text import unfit_character
 
 INSTITUTIONS_HEADER = ("code", "name", "kind", "level", "region", "status")
 MEMBERS_HEADER = (
@@ -80,30 +81,45 @@ class DiseaseRow:
 BALANCE_FEN_MAX = 100_000_000_000
 
 
-class _Rows:
-    """CSV rows with the file and line at hand for errors."""
+class CsvRows:
+    """The rows of a reference CSV file as {field: value}, with the file and line
+    at hand for errors; every value is checked for characters no field may hold."""
 
     def __init__(self, text: str, path: str, header: tuple[str, ...]) -> None:
         self.path = path
         self.header = header
         self._reader = csv.reader(io.StringIO(text))
+        self.line = 1
         try:
             first = next(self._reader)
         except StopIteration:
             raise DataFileError(path, 1, "", "empty file (expected a header row)") from None
+        except csv.Error as exc:
+            raise self.fail("", str(exc)) from None
         got = tuple(h.strip().lstrip("\ufeff") for h in first)
         if got != header:
             raise DataFileError(path, 1, "", f"header must be {','.join(header)}")
-        self.line = 1
 
     def __iter__(self) -> Iterator[dict[str, str]]:
-        for row in self._reader:
+        while True:
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # a field over csv.field_size_limit(), say
+                self.line = self._reader.line_num
+                raise self.fail("", str(exc)) from None
             self.line = self._reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(self.header):
                 raise self.fail("", f"expected {len(self.header)} fields, found {len(row)}")
-            yield {k: v.strip() for k, v in zip(self.header, row, strict=True)}
+            values = {k: v.strip() for k, v in zip(self.header, row, strict=True)}
+            for field, value in values.items():
+                problem = unfit_character(value)
+                if problem is not None:
+                    raise self.fail(field, problem)
+            yield values
 
     def fail(self, field: str, message: str) -> DataFileError:
         return DataFileError(self.path, self.line, field, message)
@@ -145,7 +161,7 @@ class _Rows:
 
 
 def parse_institutions(text: str, path: str = "institutions.csv") -> list[Institution]:
-    rows = _Rows(text, path, INSTITUTIONS_HEADER)
+    rows = CsvRows(text, path, INSTITUTIONS_HEADER)
     out: list[Institution] = []
     seen: set[str] = set()
     for row in rows:
@@ -175,7 +191,7 @@ def parse_institutions(text: str, path: str = "institutions.csv") -> list[Instit
 
 def parse_members(text: str, path: str = "members.csv") -> Iterator[MemberRow]:
     """Members one by one (a region has millions); duplicates are refused."""
-    rows = _Rows(text, path, MEMBERS_HEADER)
+    rows = CsvRows(text, path, MEMBERS_HEADER)
     ids: set[str] = set()
     cards: set[str] = set()
     for row in rows:
@@ -208,7 +224,7 @@ def parse_members(text: str, path: str = "members.csv") -> Iterator[MemberRow]:
 def parse_special_diseases(
     text: str, path: str = "member_special_diseases.csv"
 ) -> Iterator[DiseaseRow]:
-    rows = _Rows(text, path, SPECIAL_DISEASES_HEADER)
+    rows = CsvRows(text, path, SPECIAL_DISEASES_HEADER)
     for row in rows:
         valid_from = rows.date_(row, "valid_from")
         valid_to = rows.date_(row, "valid_to")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,6 +31,7 @@ from pathlib import Path
 import asyncpg
 
 from ledger import accounts
+from ledger.bankfiles.files import write_atomically
 
 GENESIS_HASH = bytes(32)
 FETCH_ROWS = 5_000
@@ -408,9 +408,5 @@ def write_anchors(path: Path, ends: Mapping[int, tuple[int, bytes]]) -> None:
         "lanes": {str(lane): [seq, digest.hex()] for lane, (seq, digest) in sorted(ends.items())},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as out:
-        out.write(json.dumps(record, indent=1) + "\n")
-        out.flush()
-        os.fsync(out.fileno())  # on disk before it replaces the last good record
-    os.replace(partial, path)
+    # on disk before it replaces the last good record, never through a planted link
+    write_atomically(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))

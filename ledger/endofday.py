@@ -33,13 +33,16 @@ from datetime import date, datetime, timedelta
 import asyncpg
 
 from ledger import accounts, chain
+from ledger.bankfiles.pain001 import DebtorAccount
 from ledger.bankfiles.statement import Statement, normalise_account
 from ledger.payouts import (
     InstitutionDayAmount,
     NettingResult,
     Payout,
+    PayoutFiles,
     end_to_end_id,
     net_payouts,
+    payout_files,
 )
 from ledger.recon import MATCHED, ExpectedPayout, Reconciliation, ReconLine
 
@@ -69,6 +72,7 @@ class ExportResult:
     payouts: tuple[Payout, ...]
     created_at: datetime  # the first export's time: files written again are identical
     posted: bool  # False: exported before, nothing posted this time
+    files: PayoutFiles  # built before anything was posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,13 +404,39 @@ async def day_payouts(conn: asyncpg.Connection, business_date: date) -> tuple[Pa
     )
 
 
-async def export_payouts(
-    conn: asyncpg.Connection, business_date: date, *, debtor_account: str, created_at: datetime
-) -> ExportResult:
-    """Record the export of a closed day's payouts and move them into transit, once.
+def _build_files(
+    business_date: date,
+    payouts: Sequence[Payout],
+    debtor: DebtorAccount,
+    created_at: datetime,
+    *,
+    exported_before: bool,
+) -> PayoutFiles:
+    try:
+        return payout_files(business_date, payouts, debtor=debtor, created_at=created_at)
+    except ValueError as exc:
+        outcome = (
+            "they were exported (moved into transit) before, and their files cannot be built again"
+            if exported_before
+            else "nothing was posted"
+        )
+        raise EndOfDayError(
+            f"the payout files of {business_date} cannot be built: {exc}; {outcome}"
+        ) from None
 
-    A second export of the same day posts nothing and returns the first
-    export's creation time, so the files written from it are identical.
+
+async def export_payouts(
+    conn: asyncpg.Connection, business_date: date, *, debtor: DebtorAccount, created_at: datetime
+) -> ExportResult:
+    """Build a closed day's payout files, then record the export and move the
+    payouts into transit, once.
+
+    The files are built in full before anything is posted: a file that
+    cannot be built (a name XML cannot carry, a bank code the schema
+    refuses) is an EndOfDayError and nothing changes. A second export of the
+    same day posts nothing and builds the files from the first export's
+    creation time, so they are identical: an export interrupted after it
+    posted (the files not yet written) is finished by running it again.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", EOD_LOCK_KEY)
@@ -416,46 +446,61 @@ async def export_payouts(
             business_date,
         )
         if previous is not None:
-            if normalise_account(previous["debtor_account"]) != normalise_account(debtor_account):
+            if normalise_account(previous["debtor_account"]) != normalise_account(
+                debtor.account_id
+            ):
                 raise EndOfDayError(
                     f"payouts of {business_date} were exported from account "
-                    f"{previous['debtor_account']}, not {debtor_account}"
+                    f"{previous['debtor_account']}, not {debtor.account_id}"
                 )
             first: datetime = previous["created_at"].astimezone(created_at.tzinfo)
-            return ExportResult(business_date, payouts, first, posted=False)
-        await conn.execute(
-            "INSERT INTO payout_exports (business_date, created_at, debtor_account, payout_count,"
-            " total_fen) VALUES ($1, $2, $3, $4, $5)",
-            business_date,
-            created_at,
-            debtor_account,
-            len(payouts),
-            sum(p.amount_fen for p in payouts),
-        )
-        entry_ids = await _post_many(
-            conn,
-            "PAYOUT",
-            [
-                (
-                    payout.end_to_end_id,
-                    [
-                        (accounts.institution_payable(payout.institution_code), payout.amount_fen),
-                        (accounts.PAYOUTS_IN_TRANSIT, -payout.amount_fen),
-                    ],
-                )
-                for payout in payouts
-            ],
-        )
-        links = [
-            (payout.end_to_end_id, business_date, entry_id)
-            for payout, entry_id in zip(payouts, entry_ids, strict=True)
-        ]
-        await conn.copy_records_to_table(
-            "payout_export_entries",
-            records=links,
-            columns=("end_to_end_id", "business_date", "entry_id"),
-        )
-    return ExportResult(business_date, payouts, created_at, posted=True)
+            files = _build_files(business_date, payouts, debtor, first, exported_before=True)
+            return ExportResult(business_date, payouts, first, posted=False, files=files)
+        files = _build_files(business_date, payouts, debtor, created_at, exported_before=False)
+        await _record_export(conn, business_date, payouts, debtor.account_id, created_at)
+    return ExportResult(business_date, payouts, created_at, posted=True, files=files)
+
+
+async def _record_export(
+    conn: asyncpg.Connection,
+    business_date: date,
+    payouts: Sequence[Payout],
+    debtor_account: str,
+    created_at: datetime,
+) -> None:
+    """The export's record, and each payout moved from payable into transit."""
+    await conn.execute(
+        "INSERT INTO payout_exports (business_date, created_at, debtor_account, payout_count,"
+        " total_fen) VALUES ($1, $2, $3, $4, $5)",
+        business_date,
+        created_at,
+        debtor_account,
+        len(payouts),
+        sum(p.amount_fen for p in payouts),
+    )
+    entry_ids = await _post_many(
+        conn,
+        "PAYOUT",
+        [
+            (
+                payout.end_to_end_id,
+                [
+                    (accounts.institution_payable(payout.institution_code), payout.amount_fen),
+                    (accounts.PAYOUTS_IN_TRANSIT, -payout.amount_fen),
+                ],
+            )
+            for payout in payouts
+        ],
+    )
+    links = [
+        (payout.end_to_end_id, business_date, entry_id)
+        for payout, entry_id in zip(payouts, entry_ids, strict=True)
+    ]
+    await conn.copy_records_to_table(
+        "payout_export_entries",
+        records=links,
+        columns=("end_to_end_id", "business_date", "entry_id"),
+    )
 
 
 async def expected_payouts(conn: asyncpg.Connection, business_date: date) -> list[ExpectedPayout]:

@@ -15,14 +15,12 @@ sum of the components exactly when nothing was carried.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from ledger.bankfiles.files import write_atomically
+from ledger.bankfiles.files import spreadsheet_csv, write_atomically
 from ledger.bankfiles.pain001 import CreditTransfer, DebtorAccount, build_pain001
 
 PAYOUTS_CSV_HEADER = (
@@ -69,6 +67,16 @@ class Payout:
     @property
     def end_to_end_id(self) -> str:
         return end_to_end_id(self.business_date, self.institution_code)
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutFiles:
+    """A day's payout files as bytes: the same payouts, debtor and creation time
+    always give the same bytes, so an export run again writes the same files."""
+
+    business_date: date
+    csv: bytes
+    xml: bytes | None  # None: nothing to pay
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +138,9 @@ def net_payouts(
 
 
 def payouts_csv(payouts: Sequence[Payout]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(PAYOUTS_CSV_HEADER)
-    for p in payouts:
-        writer.writerow(
+    return spreadsheet_csv(
+        PAYOUTS_CSV_HEADER,
+        (
             (
                 p.business_date.isoformat(),
                 p.end_to_end_id,
@@ -146,8 +152,9 @@ def payouts_csv(payouts: Sequence[Payout]) -> str:
                 p.individual_account_fen,
                 p.settlement_count,
             )
-        )
-    return out.getvalue()
+            for p in payouts
+        ),
+    )
 
 
 def payouts_message_id(business_date: date) -> str:
@@ -187,25 +194,34 @@ def payout_file_names(business_date: date) -> tuple[str, str]:
     return f"{stem}.csv", f"{stem}.xml"
 
 
-def write_payout_files(
-    out_dir: Path,
+def payout_files(
     business_date: date,
     payouts: Sequence[Payout],
     *,
     debtor: DebtorAccount,
     created_at: datetime,
-) -> tuple[Path, Path | None]:
+) -> PayoutFiles:
+    """A day's payout files, built in full (ValueError naming the payout and
+    field a file cannot carry): what export builds before it posts anything."""
+    xml = (
+        payouts_pain001(business_date, payouts, debtor=debtor, created_at=created_at)
+        if payouts
+        else None
+    )
+    return PayoutFiles(business_date, csv=payouts_csv(payouts).encode("utf-8"), xml=xml)
+
+
+def write_payout_files(out_dir: Path, files: PayoutFiles) -> tuple[Path, Path | None]:
     """Writes payouts-YYYYMMDD.csv and, when anything is to be paid, .xml.
 
-    Files are written to a temporary name and renamed, so a reader never sees
-    half a file. A day with no payouts has a header-only CSV and no XML (the
-    pain.001 schema has no empty payment file).
+    Each file is written to a temporary name and renamed, so a reader never
+    sees half a file. A day with no payouts has a header-only CSV and no XML
+    (the pain.001 schema has no empty payment file).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_name, xml_name = payout_file_names(business_date)
-    csv_path = write_atomically(out_dir / csv_name, payouts_csv(payouts).encode("utf-8"))
-    if not payouts:
+    csv_name, xml_name = payout_file_names(files.business_date)
+    csv_path = write_atomically(out_dir / csv_name, files.csv)
+    if files.xml is None:
         (out_dir / xml_name).unlink(missing_ok=True)
         return csv_path, None
-    xml = payouts_pain001(business_date, payouts, debtor=debtor, created_at=created_at)
-    return csv_path, write_atomically(out_dir / xml_name, xml)
+    return csv_path, write_atomically(out_dir / xml_name, files.xml)

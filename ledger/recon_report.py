@@ -9,15 +9,13 @@ text from the statement is escaped: a bank reference is data, never markup.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, datetime
 from html import escape
 from pathlib import Path
 
 from ledger.bankfiles.amounts import fen_to_yuan_text
-from ledger.bankfiles.files import write_atomically
+from ledger.bankfiles.files import spreadsheet_csv, write_atomically
 from ledger.recon import MATCHED, Reconciliation
 
 RECON_CSV_HEADER = (
@@ -59,34 +57,23 @@ def recon_file_names(business_date: date) -> tuple[str, str]:
     return f"{stem}.csv", f"{stem}.html"
 
 
-# A cell starting with one of these is run as a formula by spreadsheet
-# programs; text that came from a bank statement must not be able to do that.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(text: str) -> str:
-    """`text`, with a leading apostrophe if a spreadsheet would read it as a formula."""
-    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
-
-
 def recon_csv(recon: Reconciliation) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(RECON_CSV_HEADER)
     day = recon.business_date.isoformat()
-    for line in recon.lines:
-        writer.writerow(
+    return spreadsheet_csv(
+        RECON_CSV_HEADER,
+        (
             (
                 day,
-                spreadsheet_safe(line.end_to_end_id),
+                line.end_to_end_id,
                 line.institution_code,
                 "" if line.expected_fen is None else line.expected_fen,
                 "" if line.bank_fen is None else line.bank_fen,
                 line.status,
-                spreadsheet_safe(line.bank_reference),
+                line.bank_reference,
             )
-        )
-    return out.getvalue()
+            for line in recon.lines
+        ),
+    )
 
 
 def _yuan(amount_fen: int) -> str:

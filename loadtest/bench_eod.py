@@ -189,10 +189,8 @@ async def run(url: str, settlements: int, institutions: int, out: Path) -> dict[
         print(f"close: {closed.institution_count:,} institutions, {closed.payout_count:,} payouts")
 
         t = time.perf_counter()
-        exported = await export_payouts(
-            conn, DAY, debtor_account=FUND.account_id, created_at=created_at
-        )
-        write_payout_files(out, DAY, exported.payouts, debtor=FUND, created_at=created_at)
+        exported = await export_payouts(conn, DAY, debtor=FUND, created_at=created_at)
+        write_payout_files(out, exported.files)
         timings["export"] = time.perf_counter() - t
 
         # The bank's statement (not timed): every payout paid, one short, one

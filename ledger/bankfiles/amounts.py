@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
-# Unsigned decimal yuan with at most two decimals; banks never sign amounts in
-# these formats (the direction is a separate field).
-_YUAN_RE = re.compile(r"^(\d{1,16})(?:\.(\d{1,2}))?$")
+# Unsigned decimal yuan; banks never sign amounts in these formats (the
+# direction is a separate field). camt.053 allows up to five decimals (and 18
+# digits in all): "18.150" is 18.15 yuan exactly, "18.155" is no sum of fen.
+_YUAN_RE = re.compile(r"^(\d{1,16})(?:\.(\d{1,2})(\d{0,16}))?$")
 _FEN_RE = re.compile(r"^-?\d{1,18}$")
 
 
@@ -29,11 +30,16 @@ def fen_to_yuan_text(amount_fen: int) -> str:
 
 
 def yuan_text_to_fen(text: str) -> int:
-    """ "12.3" -> 1230; refuses signs, exponents, more than two decimals, blanks."""
+    """ "12.3" -> 1230, "12.300" -> 1230; refuses signs, exponents, blanks and
+    decimals past the second that are not zero (a fraction of a fen)."""
     match = _YUAN_RE.match(text.strip())
     if match is None:
-        raise AmountError(f"{text!r} is not an amount in yuan with at most two decimals")
-    whole, frac = match.group(1), match.group(2) or ""
+        raise AmountError(f"{text!r} is not an amount in yuan")
+    whole, frac, beyond_fen = match.group(1), match.group(2) or "", match.group(3) or ""
+    if beyond_fen.strip("0"):
+        raise AmountError(
+            f"{text!r} is not a whole number of fen: past the second decimal only zeros"
+        )
     return int(whole) * 100 + int(frac.ljust(2, "0"))
 
 

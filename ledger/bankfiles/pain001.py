@@ -16,9 +16,11 @@ from datetime import datetime
 from lxml import etree
 
 from ledger.bankfiles.amounts import fen_to_yuan_text
-from ledger.bankfiles.safexml import xml_child
+from ledger.bankfiles.safexml import schema, xml_child
+from ledger.bankfiles.text import unfit_character
 
-NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"
+PAIN001 = "pain.001.001.03"
+NAMESPACE = f"urn:iso:std:iso:20022:tech:xsd:{PAIN001}"
 CURRENCY = "CNY"
 # Field limits of the schema (Max35Text, Max140Text).
 id_chars_max = 35
@@ -79,6 +81,43 @@ def _agent(parent: etree._Element, account: DebtorAccount) -> None:
         _sub(_sub(institution, "Othr"), "Id", "NOTPROVIDED")
 
 
+def _check(
+    created_at: datetime, debtor: DebtorAccount, transfers: Sequence[CreditTransfer]
+) -> None:
+    """ValueError naming the first input a payment file cannot carry."""
+    if created_at.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    if not transfers:
+        raise ValueError("a payment file needs at least one transfer")
+    debtor_texts = {
+        "account": debtor.account_id,
+        "name": debtor.owner_name,
+        "bank BIC": debtor.agent_bic or "",
+        "bank code": debtor.agent_id or "",
+    }
+    for field, text in debtor_texts.items():
+        problem = unfit_character(text)
+        if problem is not None:
+            raise ValueError(f"the fund's {field}: {problem}")
+    for transfer in transfers:
+        if transfer.amount_fen <= 0:
+            raise ValueError(
+                f"{transfer.end_to_end_id}: amount_fen {transfer.amount_fen} is not positive"
+            )
+        if len(transfer.end_to_end_id) > id_chars_max:
+            raise ValueError(f"{transfer.end_to_end_id}: end-to-end id over {id_chars_max}")
+        texts = {
+            "end-to-end id": transfer.end_to_end_id,
+            "creditor name": transfer.creditor_name,
+            "creditor id": transfer.creditor_id,
+            "remittance information": transfer.remittance_info,
+        }
+        for field, text in texts.items():
+            problem = unfit_character(text)
+            if problem is not None:
+                raise ValueError(f"{transfer.end_to_end_id!r}: {field}: {problem}")
+
+
 def build_pain001(
     *,
     message_id: str,
@@ -90,19 +129,11 @@ def build_pain001(
 
     `created_at` must be timezone-aware (it becomes CreDtTm and, as a date,
     the requested execution date). Amounts must be positive: the fund never
-    sends a negative transfer.
+    sends a negative transfer. The document is checked against the official
+    schema before it is returned: a file the bank would refuse (a malformed
+    BIC, say) is a ValueError here, before anything is posted.
     """
-    if created_at.tzinfo is None:
-        raise ValueError("created_at must be timezone-aware")
-    if not transfers:
-        raise ValueError("a payment file needs at least one transfer")
-    for transfer in transfers:
-        if transfer.amount_fen <= 0:
-            raise ValueError(
-                f"{transfer.end_to_end_id}: amount_fen {transfer.amount_fen} is not positive"
-            )
-        if len(transfer.end_to_end_id) > id_chars_max:
-            raise ValueError(f"{transfer.end_to_end_id}: end-to-end id over {id_chars_max}")
+    _check(created_at, debtor, transfers)
     total_fen = sum(t.amount_fen for t in transfers)
     count = str(len(transfers))
 
@@ -136,4 +167,7 @@ def build_pain001(
         other = _sub(_sub(_sub(creditor, "Id"), "OrgId"), "Othr")
         _sub(other, "Id", transfer.creditor_id[:id_chars_max])
         _sub(_sub(tx, "RmtInf"), "Ustrd", transfer.remittance_info[:name_chars_max])
+    validator = schema(PAIN001)
+    if not validator.validate(root):
+        raise ValueError(f"not a valid {PAIN001} file: {validator.error_log[0].message}")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

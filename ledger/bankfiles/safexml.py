@@ -15,12 +15,13 @@ from pathlib import Path
 
 from lxml import etree
 
+from ledger.limits import statement_bytes_max
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 # A declaration anywhere in the prolog; checked on the raw bytes before lxml
 # sees them (UTF-16 files are decoded first so the check cannot be dodged).
 _DECLARATION_RE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-xml_bytes_max = 256 * 1024 * 1024
 
 
 class UnsafeXmlError(ValueError):
@@ -47,8 +48,8 @@ def _as_utf8_for_scan(data: bytes) -> bytes:
 
 def parse_xml_safely(data: bytes) -> etree._Element:
     """The root element of `data`; raises UnsafeXmlError on any DTD or bad XML."""
-    if len(data) > xml_bytes_max:
-        raise UnsafeXmlError(f"file is {len(data)} bytes, more than {xml_bytes_max}")
+    if len(data) > statement_bytes_max:
+        raise UnsafeXmlError(f"file is {len(data):,} bytes, more than {statement_bytes_max:,}")
     try:
         scan = _as_utf8_for_scan(data)
     except UnicodeDecodeError as exc:

@@ -18,14 +18,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from lxml import etree
 
 from ledger.bankfiles.amounts import AmountError, fen_text_to_fen, yuan_text_to_fen
 from ledger.bankfiles.safexml import UnsafeXmlError, parse_xml_safely, schema
+from ledger.bankfiles.text import unfit_character
+from ledger.limits import statement_bytes_max, statement_entries_max, statement_total_fen_max
 
 DEBIT = "DEBIT"
 CREDIT = "CREDIT"
@@ -44,7 +47,6 @@ CSV_HEADER = (
     "counterparty_name",
 )
 CSV_META_KEYS = ("account", "opening_balance_fen", "closing_balance_fen")
-statement_entries_max = 2_000_000
 # ISO's placeholder for "the initiating party gave no end-to-end id".
 _NO_END_TO_END_ID = "NOTPROVIDED"
 
@@ -99,6 +101,8 @@ def read_statement(data: bytes, *, source: str, fund_account_id: str) -> Stateme
 
     `source` names the file in error messages. Raises StatementError.
     """
+    if len(data) > statement_bytes_max:
+        raise StatementError(source, f"larger than {statement_bytes_max:,} bytes")
     start = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if start.startswith(b"<") or data.startswith((b"\xff\xfe", b"\xfe\xff")):
         statement = _read_camt053(data, source)
@@ -112,8 +116,32 @@ def read_statement(data: bytes, *, source: str, fund_account_id: str) -> Stateme
             f"statement is for account {statement.account_id}, "
             f"not the fund's account {fund_account_id}",
         )
+    _check_total(statement, source)
     _check_balances(statement, source)
     return statement
+
+
+def read_statement_file(path: Path) -> bytes:
+    """The bytes of the statement at `path`, read no further than the limit
+    (a device such as /dev/zero, or a runaway file, is refused, not exhausted)."""
+    with path.open("rb") as file:
+        data = file.read(statement_bytes_max + 1)
+    if len(data) > statement_bytes_max:
+        raise StatementError(str(path), f"larger than {statement_bytes_max:,} bytes")
+    return data
+
+
+def _check_total(statement: Statement, source: str) -> None:
+    """Refuses, at the entry that crosses it, a statement whose amounts add up
+    past the limit: the ledger's 64-bit balances must hold whatever is posted."""
+    total_fen = 0
+    for entry in statement.entries:
+        total_fen += entry.amount_fen
+        if total_fen > statement_total_fen_max:
+            raise StatementError(
+                f"{source} {entry.position}",
+                f"the entries add up to more than {statement_total_fen_max:,} fen",
+            )
 
 
 def _check_balances(statement: Statement, source: str) -> None:
@@ -300,7 +328,7 @@ def _read_camt053(data: bytes, source: str) -> Statement:
         raise StatementError(_where(source, stmt, "Stmt"), f"no {missing} balance")
     entries = tuple(_camt_entries(stmt, source))
     if len(entries) > statement_entries_max:
-        raise StatementError(source, f"more than {statement_entries_max} entries")
+        raise StatementError(source, f"more than {statement_entries_max:,} entries")
     return Statement(
         format=CAMT053,
         account_id=_account_id(stmt),
@@ -315,31 +343,30 @@ def _read_camt053(data: bytes, source: str) -> Statement:
 # --- CSV -------------------------------------------------------------------------
 
 
-def _csv_meta(lines: Sequence[str], source: str) -> tuple[dict[str, str], int]:
+def _csv_meta(stream: io.StringIO, source: str) -> tuple[dict[str, str], int]:
+    """The `#key=value` lines before the header, and how many there were."""
     meta: dict[str, str] = {}
-    index = 0
-    while index < len(lines) and lines[index].startswith("#"):
-        key, sep, value = lines[index][1:].partition("=")
+    count = 0
+    while True:
+        start = stream.tell()
+        line = stream.readline()
+        if not line.startswith("#"):
+            stream.seek(start)  # the header: the CSV reader's
+            return meta, count
+        count += 1
+        key, sep, value = line[1:].partition("=")
         key = key.strip()
         if not sep or key not in CSV_META_KEYS:
             raise StatementError(
-                f"{source} line {index + 1}",
+                f"{source} line {count}",
                 f"expected #key=value with key one of {', '.join(CSV_META_KEYS)}",
             )
         if key in meta:
-            raise StatementError(f"{source} line {index + 1}", f"{key} given twice")
+            raise StatementError(f"{source} line {count}", f"{key} given twice")
         meta[key] = value.strip()
-        index += 1
-    return meta, index
 
 
-def _read_csv(data: bytes, source: str) -> Statement:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise StatementError(source, f"neither XML nor UTF-8 CSV: {exc}") from None
-    lines = text.splitlines()
-    meta, header_index = _csv_meta(lines, source)
+def _csv_balances(meta: dict[str, str], source: str) -> dict[str, int]:
     balances: dict[str, int] = {}
     for key in ("opening_balance_fen", "closing_balance_fen"):
         if key in meta:
@@ -349,23 +376,47 @@ def _read_csv(data: bytes, source: str) -> Statement:
                 raise StatementError(f"{source} #{key}", str(exc)) from None
     if len(balances) == 1:
         raise StatementError(source, "give both #opening_balance_fen and #closing_balance_fen")
-    reader = csv.reader(io.StringIO("\n".join(lines[header_index:])), strict=True)
+    return balances
+
+
+def _csv_entries(stream: io.StringIO, source: str, header_line: int) -> list[StatementEntry]:
+    """The header, at line `header_line` of the file, then each row as an entry.
+
+    Lines are counted as the CSV reader reads them, broken at CR and LF only
+    (never at U+2028 and the other breaks str.splitlines knows).
+    """
+    reader = csv.reader(stream, strict=True)
+    entries: list[StatementEntry] = []
     try:
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
             raise StatementError(
-                f"{source} line {header_index + 1}",
+                f"{source} line {header_line}",
                 f"not a statement: the header must be {','.join(CSV_HEADER)}",
             )
-        entries = [
-            _csv_entry(row, source, header_index + 1 + number)
-            for number, row in enumerate(reader, start=1)
-            if row
-        ]
+        for row in reader:
+            if not row:
+                continue
+            if len(entries) == statement_entries_max:
+                raise StatementError(source, f"more than {statement_entries_max:,} entries")
+            entries.append(_csv_entry(row, source, header_line - 1 + reader.line_num))
     except csv.Error as exc:
-        raise StatementError(f"{source} line {reader.line_num + header_index}", str(exc)) from None
-    if len(entries) > statement_entries_max:
-        raise StatementError(source, f"more than {statement_entries_max} entries")
+        raise StatementError(
+            f"{source} line {header_line - 1 + reader.line_num}", str(exc)
+        ) from None
+    return entries
+
+
+def _read_csv(data: bytes, source: str) -> Statement:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StatementError(source, f"neither XML nor UTF-8 CSV: {exc}") from None
+    stream = io.StringIO(text, newline="")
+    del text  # the stream holds its own copy
+    meta, meta_lines = _csv_meta(stream, source)
+    balances = _csv_balances(meta, source)
+    entries = _csv_entries(stream, source, meta_lines + 1)
     return Statement(
         format=CSV_FORMAT,
         account_id=meta.get("account") or None,
@@ -389,6 +440,10 @@ def _csv_entry(row: list[str], source: str, line: int) -> StatementEntry:
     if len(row) != len(CSV_HEADER):
         raise StatementError(where, f"{len(row)} fields, expected {len(CSV_HEADER)}")
     fields = dict(zip(CSV_HEADER, (value.strip() for value in row), strict=True))
+    for field, value in fields.items():
+        problem = unfit_character(value)
+        if problem is not None:
+            raise StatementError(f"{where} {field}", problem)
     direction = fields["direction"]
     if direction not in (DEBIT, CREDIT):
         raise StatementError(where, f"direction {direction!r} is not DEBIT or CREDIT")

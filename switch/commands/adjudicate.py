@@ -28,6 +28,7 @@ from adjudication.model import Adjudication, Claim, InpatientStay, YearAccumulat
 from adjudication.money import fen_to_yuan
 from adjudication.reasons import MEANING
 from adjudication.validation import InvalidClaim
+from switch import limits
 from switch.backend import settlement_view
 from switch.convert import claim_from_request, settle_response
 from switch.proto import medswitch_pb2 as pb
@@ -69,13 +70,43 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _fail(message: str) -> int:
+    if len(message) > limits.what_if_message_chars_max:  # a parser may quote all it read
+        message = message[: limits.what_if_message_chars_max] + "..."
     print(f"medswitch adjudicate: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
+def _whole_number(text: str) -> int:
+    digits, digits_max = len(text.lstrip("-")), limits.json_number_digits_max
+    if digits > digits_max:
+        raise ValueError(f"a number of {digits:,} digits (at most {digits_max})")
+    return int(text)
+
+
 def _read_json(path: Path) -> Any:
-    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    return json.loads(text)
+    """The JSON document in `path` ('-': stdin); ValueError saying what is wrong
+    with it (too large, not UTF-8, not JSON, nested too deeply, a number too long)."""
+    bytes_max = limits.what_if_file_bytes_max
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(bytes_max + 1)
+    else:
+        with path.open("rb") as file:
+            data = file.read(bytes_max + 1)
+    if len(data) > bytes_max:
+        raise ValueError(f"{path}: larger than {bytes_max:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = f"byte {exc.start + 1} is 0x{data[exc.start]:02X}"
+        raise ValueError(f"{path}: not UTF-8 ({bad})") from None
+    try:
+        return json.loads(text, parse_int=_whole_number)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    except ValueError as exc:  # a number too long (_whole_number)
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def apply_state_file(record: MemberRecord, claim: Claim, data: Any, source: str) -> None:
@@ -139,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         request = json_format.ParseDict(_read_json(args.claim), pb.SettleRequest())
-    except (OSError, json.JSONDecodeError, json_format.ParseError) as exc:
+    except ValueError as exc:
+        return _fail(str(exc))
+    except (OSError, json_format.ParseError, RecursionError) as exc:
         return _fail(f"{args.claim}: {exc}")
     claim, violations = claim_from_request(request)
     if claim is None:
@@ -156,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         if args.state is not None:
             try:
                 apply_state_file(record, claim, _read_json(args.state), str(args.state))
-            except (OSError, json.JSONDecodeError, ValueError) as exc:
+            except (OSError, ValueError) as exc:
                 return _fail(str(exc))
     try:
         _, result = region.adjudicate(claim, pin, apply=False)

@@ -1,8 +1,11 @@
 """`medswitch payouts export --date D --out DIR`: the closed day's payout files.
 
-Writes payouts-YYYYMMDD.csv and the pain.001.001.03 payouts-YYYYMMDD.xml the
-fund's bank executes, and moves the payouts into "in transit" in the ledger
-(once: exporting the same day again rewrites identical files, posts nothing).
+Builds payouts-YYYYMMDD.csv and the pain.001.001.03 payouts-YYYYMMDD.xml the
+fund's bank executes, then moves the payouts into "in transit" in the ledger
+and writes the files. Once: exporting the same day again rewrites identical
+files and posts nothing, so an export stopped after it posted is finished by
+running it again. A file that cannot be built is refused before anything is
+posted.
 
 The paying account is configuration, from the environment or options:
 MEDSWITCH_FUND_ACCOUNT (IBAN or the bank's account number, required),
@@ -76,23 +79,19 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC).astimezone(REGION_TZ).replace(microsecond=0)
 
     async def work(conn: asyncpg.Connection) -> ExportResult:
-        return await export_payouts(
-            conn, args.date, debtor_account=debtor.account_id, created_at=now
-        )
+        return await export_payouts(conn, args.date, debtor=debtor, created_at=now)
 
     result = run_database_command("payouts export", work)
     if isinstance(result, int):
         return result
     try:
-        csv_path, xml_path = write_payout_files(
-            args.out,
-            result.business_date,
-            result.payouts,
-            debtor=debtor,
-            created_at=result.created_at,
-        )
+        csv_path, xml_path = write_payout_files(args.out, result.files)
     except OSError as exc:
-        print(f"medswitch payouts export: {args.out}: {exc}", file=sys.stderr)
+        again = "; the payouts are in transit: run the export again to write the files"
+        print(
+            f"medswitch payouts export: {args.out}: {exc}" + (again if result.posted else ""),
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     total_fen = sum(p.amount_fen for p in result.payouts)
     posted = "moved into transit" if result.posted else "exported before; nothing posted again"

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger.bankfiles.statement import read_statement
+from ledger.bankfiles.statement import read_statement, read_statement_file
 from ledger.db import REGION_TZ
 from ledger.endofday import ReconRecord, expected_payouts, record_reconciliation
 from ledger.recon import EXIT_UNUSABLE_INPUT, Reconciliation, match_statement
@@ -45,7 +45,7 @@ def _refuse(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         account_id = fund_account(args).account_id
-        data = args.statement.read_bytes()
+        data = read_statement_file(args.statement)
         statement = read_statement(data, source=str(args.statement), fund_account_id=account_id)
     except (ValueError, OSError) as exc:  # StatementError is a ValueError
         return _refuse(str(exc))

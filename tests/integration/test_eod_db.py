@@ -23,7 +23,7 @@ import pytest
 from lxml import etree
 
 from ledger import accounts, db
-from ledger.bankfiles import CREDIT, DEBIT, StatementEntry, schema
+from ledger.bankfiles import CREDIT, DEBIT, DebtorAccount, StatementEntry, schema
 from ledger.bankfiles.simulate import camt053_statement, csv_statement
 from ledger.endofday import (
     EndOfDayError,
@@ -37,6 +37,7 @@ from ledger.recon import match_statement
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 11, 20)
 FUND_ACCOUNT = "6222020200112233445"
+FUND = DebtorAccount(FUND_ACCOUNT, "Region 330399 medical insurance fund")
 H1, H2, H3 = "H33039900001", "H33039900002", "H33039900003"
 _ids = itertools.count(1)
 
@@ -178,9 +179,7 @@ async def test_a_negative_day_is_carried_forward_against_the_next_payout(conn) -
     day3 = await close_day(conn)
     assert day3.payout_total_fen == 200 and day3.receivables_fen == {}
     assert await balance(conn, accounts.institution_receivable(H1)) == 0
-    exported = await export_payouts(
-        conn, day3.closed_date, debtor_account=FUND_ACCOUNT, created_at=_at()
-    )
+    exported = await export_payouts(conn, day3.closed_date, debtor=FUND, created_at=_at())
     (payout,) = exported.payouts
     assert (payout.amount_fen, payout.offset_fen) == (200, 3800)
 
@@ -195,21 +194,23 @@ async def test_export_moves_payouts_into_transit_once(conn) -> None:
     await settle(conn, H1, 1000)
     await settle(conn, H2, 2500, 100)
     with pytest.raises(EndOfDayError, match="still open"):
-        await export_payouts(conn, FIRST_DAY, debtor_account=FUND_ACCOUNT, created_at=_at())
+        await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
     await close_day(conn)
-    first = await export_payouts(conn, FIRST_DAY, debtor_account=FUND_ACCOUNT, created_at=_at())
+    first = await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
     assert first.posted and [p.amount_fen for p in first.payouts] == [1000, 2600]
     assert await balance(conn, accounts.PAYOUTS_IN_TRANSIT) == -3600
     assert await balance(conn, accounts.institution_payable(H1)) == 0
     assert await balance(conn, accounts.institution_payable(H2)) == 0
     before = await entry_count(conn)
     again = await export_payouts(
-        conn, FIRST_DAY, debtor_account=FUND_ACCOUNT, created_at=_at() + timedelta(hours=5)
+        conn, FIRST_DAY, debtor=FUND, created_at=_at() + timedelta(hours=5)
     )
     assert not again.posted and again.created_at == first.created_at
     assert await entry_count(conn) == before
     with pytest.raises(EndOfDayError, match="were exported from account"):
-        await export_payouts(conn, FIRST_DAY, debtor_account="OTHER", created_at=_at())
+        await export_payouts(
+            conn, FIRST_DAY, debtor=DebtorAccount("OTHER", "Fund"), created_at=_at()
+        )
 
 
 def _entry(e2e: str, fen: int, direction: str = DEBIT, ref: str = "") -> StatementEntry:
@@ -223,7 +224,7 @@ async def _closed_and_exported(conn) -> list[str]:
     await settle(conn, H2, 2000)
     await settle(conn, H3, 3000)
     await close_day(conn)
-    result = await export_payouts(conn, FIRST_DAY, debtor_account=FUND_ACCOUNT, created_at=_at())
+    result = await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
     return [p.end_to_end_id for p in result.payouts]
 
 
@@ -280,9 +281,7 @@ async def test_one_statement_with_two_days_of_payouts_settles_both(conn) -> None
     await close_day(conn)
     (d2_e1,) = [
         p.end_to_end_id
-        for p in (
-            await export_payouts(conn, day2, debtor_account=FUND_ACCOUNT, created_at=_at())
-        ).payouts
+        for p in (await export_payouts(conn, day2, debtor=FUND, created_at=_at())).payouts
     ]
     entries = [_entry(d1_e1, 1000), _entry(d1_e2, 2000), _entry(d1_e3, 3000), _entry(d2_e1, 4000)]
     data = camt053_statement(
@@ -385,6 +384,7 @@ def env(cli_env: dict[str, str], reference_db: str) -> dict[str, str]:
         **cli_env,
         "MEDSWITCH_DATABASE_URL": reference_db,
         "MEDSWITCH_FUND_ACCOUNT": FUND_ACCOUNT,
+        "MEDSWITCH_FUND_NAME": FUND.owner_name,
         "PYTHONPATH": str(REPO_ROOT),
     }
 
@@ -459,6 +459,12 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+_CSV_HEADER = (
+    b"booking_date,value_date,direction,amount_fen,end_to_end_id,bank_reference,"
+    b"counterparty_account,counterparty_name\n"
+)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -473,6 +479,14 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
             "entity attack",
             b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>',
             "not allowed",
+        ),
+        # These two ended as "database: ..." and exit 1.
+        ("NUL", _CSV_HEADER + b"2026-11-21,,DEBIT,100,MS20261120X,R\x00,A,N\n", "line 2"),
+        (
+            "amounts past the ledger's bigint",
+            _CSV_HEADER
+            + b"".join(b"2026-11-21,,DEBIT,999999999999999999,E,R%d,A,N\n" % n for n in range(10)),
+            "line 2: the entries add up to more than",
         ),
     ],
 )
@@ -489,7 +503,7 @@ async def test_unusable_statements_exit_2_and_post_nothing(
         await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
         await settle(conn, H1, 100)
         await close_day(conn)
-        await export_payouts(conn, FIRST_DAY, debtor_account=FUND_ACCOUNT, created_at=_at())
+        await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
         before = await entry_count(conn)
         statement = tmp_path / "bad"
         statement.write_bytes(content)
@@ -501,6 +515,79 @@ async def test_unusable_statements_exit_2_and_post_nothing(
         assert not (tmp_path / "out").exists()
     finally:
         await conn.close()
+
+
+def _export(env: dict[str, str], out: Path) -> subprocess.CompletedProcess[str]:
+    return _cli(env, "payouts", "export", "--date", "2026-11-20", "--out", str(out))
+
+
+async def _two_payouts_closed(conn: asyncpg.Connection) -> int:
+    """Settles for H1 and H2, closes the day as the operator's role; the entry count."""
+    await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
+    await settle(conn, H1, 100)
+    await settle(conn, H2, 200)
+    await close_day(conn)
+    return await entry_count(conn)
+
+
+async def test_export_refuses_files_it_cannot_build_before_posting_anything(
+    env: dict[str, str], reference_db: str, tmp_path: Path
+) -> None:
+    """A name with a control character crashed building the XML after the
+    payouts were posted, on every run, with the day marked exported."""
+    conn = await asyncpg.connect(reference_db)
+    try:
+        # import-reference refuses such a name now; a database loaded before may hold one
+        await conn.execute("UPDATE institutions SET name = $1 WHERE code = $2", "Bad\x01Name", H2)
+        before = await _two_payouts_closed(conn)
+        out = tmp_path / "out"
+        for _ in range(2):
+            run = _export(env, out)
+            assert run.returncode == 2, run.stdout + run.stderr
+            assert f"'MS20261120{H2}': creditor name: contains U+0001" in run.stderr
+            assert "nothing was posted" in run.stderr and "Traceback" not in run.stderr
+        assert await entry_count(conn) == before
+        assert await conn.fetchval("SELECT count(*) FROM payout_exports") == 0
+        assert not out.exists()
+    finally:
+        await conn.close()
+
+
+async def test_an_export_stopped_after_posting_is_finished_by_running_it_again(
+    env: dict[str, str], reference_db: str, tmp_path: Path
+) -> None:
+    """The files are written after the payouts are posted: when that fails,
+    the same command writes the same files and posts nothing twice."""
+    conn = await asyncpg.connect(reference_db)
+    try:
+        before = await _two_payouts_closed(conn)
+        blocked = tmp_path / "blocked"
+        blocked.write_text("a file where the directory should be")
+        failed = _export(env, blocked)
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        assert "in transit: run the export again" in failed.stderr
+        posted = await entry_count(conn)
+        assert posted == before + 2
+        out = tmp_path / "out"
+        for _ in range(2):
+            again = _export(env, out)
+            assert again.returncode == 0, again.stderr
+            assert "nothing posted again" in again.stdout
+        assert await entry_count(conn) == posted
+        # the bytes of the first export (its creation time, stored), built again
+        first = await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
+        assert not first.posted
+        assert (out / "payouts-20261120.csv").read_bytes() == first.files.csv
+        assert (out / "payouts-20261120.xml").read_bytes() == first.files.xml
+    finally:
+        await conn.close()
+
+
+def test_a_statement_that_never_ends_is_refused_at_the_size_limit(env, tmp_path: Path) -> None:
+    """/dev/zero ended in a MemoryError traceback."""
+    run = _recon(env, Path("/dev/zero"), tmp_path / "out")
+    assert run.returncode == 2, run.stderr
+    assert "/dev/zero: larger than" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_export_without_a_configured_fund_account_is_refused(env, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import accounts, db
+from ledger.bankfiles import DebtorAccount
 from ledger.endofday import close_day, export_payouts
 from ledger.payouts import InstitutionDayAmount, net_payouts
 from tests.integration.test_eod_db import H1, H2, H3, balance, cancel, settle
@@ -89,7 +90,10 @@ async def test_clearing_payouts_and_receivables_follow_the_model(
                 for r in rows
             } == {code: tuple(s) for code, s in touched.items()}
             exported = await export_payouts(
-                conn, closed.closed_date, debtor_account="F", created_at=datetime.now(UTC)
+                conn,
+                closed.closed_date,
+                debtor=DebtorAccount("F", "Fund"),
+                created_at=datetime.now(UTC),
             )
             assert [(p.institution_code, p.amount_fen) for p in exported.payouts] == [
                 (p.institution_code, p.amount_fen) for p in model.payouts

@@ -94,6 +94,14 @@ async def test_import_loads_all_files_and_books_opening_balances(
             "valid_to",
         ),
         ("catalog.csv", 4, lambda cells: cells.__setitem__(3, "Z"), "class"),
+        # NUL reached the database, which refused it without file, line or field.
+        ("institutions.csv", 3, lambda cells: cells.__setitem__(1, "Bad\x00Name"), "name"),
+        ("members.csv", 4, lambda cells: cells.__setitem__(4, "33\x0003"), "id_number"),
+        ("members.csv", 5, lambda cells: cells.__setitem__(0, "M\x0099"), "member_id"),
+        # a control character the database takes, the payout XML cannot
+        ("institutions.csv", 2, lambda cells: cells.__setitem__(1, "Bad\x01Name"), "name"),
+        # over the csv module's field limit: a _csv.Error traceback before
+        ("members.csv", 2, lambda cells: cells.__setitem__(3, "x" * 140_000), ""),
     ],
 )
 async def test_bad_input_names_file_line_and_field_and_imports_nothing(

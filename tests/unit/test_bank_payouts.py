@@ -17,6 +17,7 @@ from ledger.payouts import (
     PAYOUTS_CSV_HEADER,
     InstitutionDayAmount,
     net_payouts,
+    payout_files,
     payouts_csv,
     payouts_pain001,
     write_payout_files,
@@ -53,14 +54,24 @@ def test_fen_to_yuan_text_has_exactly_two_decimals(fen: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fen"), [("0.29", 29), ("12", 1200), ("12.3", 1230), (" 1.05 ", 105)]
+    ("text", "fen"),
+    [
+        ("0.29", 29),
+        ("12", 1200),
+        ("12.3", 1230),
+        (" 1.05 ", 105),
+        ("18.150", 1815),  # decimals past the second are allowed when they are zero
+        ("5442.09000", 544209),
+    ],
 )
 def test_yuan_text_is_parsed_exactly(text: str, fen: int) -> None:
     assert yuan_text_to_fen(text) == fen
 
 
-@pytest.mark.parametrize("text", ["1.234", "-1.00", "1e3", "", "1,00", "NaN", "+1.00", "1."])
-def test_yuan_text_refuses_anything_but_plain_two_decimal_amounts(text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["1.234", "18.155", "1.00001", "-1.00", "1e3", "", "1,00", "NaN", "+1.00", "1."]
+)
+def test_yuan_text_refuses_anything_but_a_plain_whole_number_of_fen(text: str) -> None:
     with pytest.raises(AmountError):
         yuan_text_to_fen(text)
 
@@ -192,9 +203,8 @@ def test_pain001_refuses_a_naive_clock() -> None:
 
 def test_write_payout_files_names_and_contents(tmp_path) -> None:
     result = net_payouts(DAY, [day("H1", 500)], {})
-    csv_path, xml_path = write_payout_files(
-        tmp_path, DAY, result.payouts, debtor=FUND, created_at=CREATED_AT
-    )
+    files = payout_files(DAY, result.payouts, debtor=FUND, created_at=CREATED_AT)
+    csv_path, xml_path = write_payout_files(tmp_path, files)
     assert csv_path.name == "payouts-20261122.csv"
     assert xml_path is not None and xml_path.name == "payouts-20261122.xml"
     assert schema("pain.001.001.03").validate(etree.parse(str(xml_path)))
@@ -205,6 +215,52 @@ def test_write_payout_files_names_and_contents(tmp_path) -> None:
 
 
 def test_a_day_without_payouts_writes_a_header_only_csv_and_no_xml(tmp_path) -> None:
-    csv_path, xml_path = write_payout_files(tmp_path, DAY, (), debtor=FUND, created_at=CREATED_AT)
+    files = payout_files(DAY, (), debtor=FUND, created_at=CREATED_AT)
+    csv_path, xml_path = write_payout_files(tmp_path, files)
     assert xml_path is None
     assert csv_path.read_text().splitlines() == [",".join(PAYOUTS_CSV_HEADER)]
+
+
+def test_payouts_csv_writes_an_institution_name_no_spreadsheet_runs_as_a_formula() -> None:
+    """The same escaping as the reconciliation CSV (one helper serves both)."""
+    amounts = [
+        InstitutionDayAmount("H1", '=HYPERLINK("http://x")', 100, 0, 0, 1),
+        InstitutionDayAmount("H2", "@SUM(A1)", 200, 0, 0, 1),
+        InstitutionDayAmount("H3", "市第一人民医院", 300, 0, 0, 1),
+    ]
+    rows = list(csv.reader(io.StringIO(payouts_csv(net_payouts(DAY, amounts, {}).payouts))))
+    assert [r[3] for r in rows[1:]] == ['\'=HYPERLINK("http://x")', "'@SUM(A1)", "市第一人民医院"]
+    assert [r[4] for r in rows[1:]] == ["100", "200", "300"]
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x0b", "\x85", "\u2028", "\ufffe"])
+def test_pain001_refuses_a_creditor_name_it_cannot_carry_naming_the_payout(char: str) -> None:
+    amounts = [day("H1", 100), InstitutionDayAmount("H2", f"Bad{char}Name", 200, 0, 0, 1)]
+    result = net_payouts(DAY, amounts, {})
+    with pytest.raises(
+        ValueError, match=f"'MS20261122H2': creditor name: contains U\\+{ord(char):04X}"
+    ):
+        payouts_pain001(DAY, result.payouts, debtor=FUND, created_at=CREATED_AT)
+
+
+def test_pain001_refuses_a_fund_name_it_cannot_carry() -> None:
+    debtor = DebtorAccount(FUND.account_id, "Fund\x1b[31m", agent_id="102331000016")
+    result = net_payouts(DAY, [day("H1", 100)], {})
+    with pytest.raises(ValueError, match="the fund's name: contains U\\+001B"):
+        payouts_pain001(DAY, result.payouts, debtor=debtor, created_at=CREATED_AT)
+
+
+def test_pain001_that_the_schema_refuses_is_not_returned() -> None:
+    """A malformed BIC would be refused by the bank: it is refused here, before posting."""
+    debtor = DebtorAccount(FUND.account_id, "Fund", agent_bic="NOT A BIC")
+    result = net_payouts(DAY, [day("H1", 100)], {})
+    with pytest.raises(ValueError, match=r"not a valid pain\.001\.001\.03 file: .*BIC"):
+        payouts_pain001(DAY, result.payouts, debtor=debtor, created_at=CREATED_AT)
+
+
+def test_payout_files_are_the_same_bytes_when_built_again() -> None:
+    result = net_payouts(DAY, [day("H1", 500), day("H2", 700)], {})
+    first = payout_files(DAY, result.payouts, debtor=FUND, created_at=CREATED_AT)
+    again = payout_files(DAY, result.payouts, debtor=FUND, created_at=CREATED_AT)
+    assert first == again and first.xml is not None
+    assert first.csv == payouts_csv(result.payouts).encode("utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from ledger.bankfiles import CREDIT, DEBIT, StatementEntry, StatementError, read_statement
 from ledger.bankfiles.simulate import camt053_statement, csv_statement
+from ledger.limits import statement_bytes_max, statement_entries_max, statement_total_fen_max
 
 FUND_ACCOUNT = "6222020200112233445"
 AT = datetime(2026, 11, 23, 18, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -158,7 +160,7 @@ REFUSALS_XML = [
         lambda: camt().replace(b"camt.053.001.02", b"camt.054.001.02"),
         "not a camt.053.001.02 statement",
     ),
-    ("three decimals", lambda: camt().replace(b">10.29<", b">10.290<"), "line"),
+    ("a fraction of a fen", lambda: camt().replace(b">10.29<", b">10.295<"), "line"),
     (
         "a currency other than CNY",
         lambda: camt().replace(b'Ccy="CNY">10.29', b'Ccy="EUR">10.29'),
@@ -187,11 +189,20 @@ def test_camt053_refusals_say_what_and_where(name: str, make, message: str) -> N
     assert caught.value.where.startswith("bank.xml")
 
 
-def test_camt053_amount_with_three_decimals_is_refused_by_the_amount_rule() -> None:
-    # The schema allows up to five decimals; our own rule allows two.
-    data = camt().replace(b">10.29<", b">10.290<")
-    with pytest.raises(StatementError, match="at most two decimals"):
+def test_camt053_amount_with_a_fraction_of_a_fen_is_refused_by_the_amount_rule() -> None:
+    # The schema allows up to five decimals; a fraction of a fen is no sum of money.
+    data = camt().replace(b">10.29<", b">10.295<")
+    with pytest.raises(StatementError, match="not a whole number of fen"):
         read_statement(data, source="bank.xml", fund_account_id=FUND_ACCOUNT)
+
+
+@pytest.mark.parametrize("written", [b"10.290", b"10.29000", b"10.2900"])
+def test_camt053_amounts_with_trailing_zero_decimals_are_read_exactly(written: bytes) -> None:
+    """The camt.053 schema allows five decimals: "18.150" is 18.15 yuan exactly."""
+    data = camt().replace(b">10.29<", b">" + written + b"<")
+    assert data != camt()
+    statement = read_statement(data, source="bank.xml", fund_account_id=FUND_ACCOUNT)
+    assert [e.amount_fen for e in statement.entries] == [e.amount_fen for e in ENTRIES]
 
 
 def _csv(text: str) -> bytes:
@@ -223,6 +234,37 @@ REFUSALS_CSV = [
         "does not add up",
     ),
     ("binary", b"\x00\xff\xfe garbage", "s.csv", "UTF-8"),
+    # NUL reached the database ("database: ..." and exit 1) before.
+    ("NUL", _csv(HEADER + "2026-11-23,,DEBIT,5,E,R\x00,A,N\n"), "line 2 bank_reference", "U+0000"),
+    (
+        "a control character",
+        _csv(HEADER + "2026-11-23,,DEBIT,5,E,R,A,N\n2026-11-23,,DEBIT,5,E\x1b,R,A,N\n"),
+        "line 3 end_to_end_id",
+        "U+001B",
+    ),
+    # str.splitlines() broke the line at U+2028 and counted lines wrong after it.
+    (
+        "U+2028",
+        _csv(HEADER + "2026-11-23,,DEBIT,5,E,R,A,N\u2028x\n2026-11-23,,DEBIT,0,E,R,A,N\n"),
+        "line 2 counterparty_name",
+        "U+2028",
+    ),
+    (
+        "a quoted line break",
+        _csv(HEADER + '2026-11-23,,DEBIT,5,E,R,A,"N\nN"\n'),
+        "line 3 counterparty_name",
+        "U+000A",
+    ),
+    (
+        "amounts past the limit",
+        _csv(
+            HEADER
+            + f"2026-11-23,,DEBIT,{statement_total_fen_max},E,R,A,N\n"
+            + "2026-11-23,,CREDIT,1,E,R,A,N\n"
+        ),
+        "line 3",
+        "add up to more than",
+    ),
 ]
 
 
@@ -279,3 +321,43 @@ def test_camt053_with_two_statements_is_refused() -> None:
     doubled = data.replace(stmt, stmt + stmt).encode()
     with pytest.raises(StatementError, match="expected exactly one"):
         read_statement(doubled, source="s.xml", fund_account_id=FUND_ACCOUNT)
+
+
+def test_line_numbers_after_a_meta_line_and_crlf_count_physical_lines() -> None:
+    data = _csv("#account=" + FUND_ACCOUNT + "\r\n" + HEADER.replace("\n", "\r\n"))
+    data += b"2026-11-23,,DEBIT,5,E,R,A,N\r\n2026-11-23,,DEBIT,5,E,R,A\r\n"
+    with pytest.raises(StatementError) as caught:
+        read_statement(data, source="s.csv", fund_account_id=FUND_ACCOUNT)
+    assert caught.value.where == "s.csv line 4"
+
+
+def test_a_statement_past_the_entry_limit_is_refused_while_it_is_read() -> None:
+    row = b"2026-11-23,,DEBIT,5,E,R,A,N\n"
+    data = HEADER.encode() + row * (statement_entries_max + 1)
+    with pytest.raises(StatementError, match=f"more than {statement_entries_max:,} entries"):
+        read_statement(data, source="s.csv", fund_account_id=FUND_ACCOUNT)
+    fits = read_statement(data[: -len(row)], source="s.csv", fund_account_id=FUND_ACCOUNT)
+    assert len(fits.entries) == statement_entries_max
+
+
+def test_camt053_amounts_past_the_limit_are_refused_at_the_entry() -> None:
+    big = [entry("MS1", statement_total_fen_max // 2), entry("MS2", statement_total_fen_max // 2)]
+    read_statement(camt(big), source="bank.xml", fund_account_id=FUND_ACCOUNT)
+    with pytest.raises(StatementError, match="add up to more than") as caught:
+        read_statement(
+            camt([*big, entry("MS3", 1)]), source="bank.xml", fund_account_id=FUND_ACCOUNT
+        )
+    assert caught.value.where == "bank.xml Ntry 3"
+
+
+def test_a_statement_file_is_read_no_further_than_the_limit(tmp_path) -> None:
+    """/dev/zero ended in a MemoryError; any file past the limit is refused."""
+    from ledger.bankfiles.statement import read_statement_file
+
+    with pytest.raises(StatementError, match="larger than"):
+        read_statement_file(Path("/dev/zero"))
+    exact = tmp_path / "exact.csv"
+    exact.write_bytes(b"x" * statement_bytes_max)
+    assert len(read_statement_file(exact)) == statement_bytes_max
+    with pytest.raises(StatementError, match="larger than"):
+        read_statement(b"x" * (statement_bytes_max + 1), source="s", fund_account_id="F")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.claims import REFERENCE
 from tests.cli import medswitch
 
@@ -112,3 +114,36 @@ def test_bad_reference_directory_names_file_line_and_field(tmp_path: Path) -> No
     run = medswitch("adjudicate", "--reference", str(ref), str(claim))
     assert run.returncode == 2
     assert "catalog.csv:4: kind" in run.stderr
+
+
+UNREADABLE_JSON = [
+    ("deeply nested", b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+    ("a 5,000-digit number", b'{"lines": [{"quantity": ' + b"7" * 5000 + b"}]}", "5,000 digits"),
+    ("not UTF-8", b'{"request_id": "\xff\xfe"}', "not UTF-8 (byte 17 is 0xFF)"),
+    ("too large", b" " * (4 * 1024 * 1024 + 1) + b"{}", "larger than 4,194,304 bytes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"), UNREADABLE_JSON, ids=[u[0] for u in UNREADABLE_JSON]
+)
+@pytest.mark.parametrize("which", ["claim", "state"])
+def test_unreadable_json_exits_2_saying_why(
+    tmp_path: Path, which: str, name: str, data: bytes, message: str
+) -> None:
+    """These were tracebacks (RecursionError, ValueError, UnicodeDecodeError)."""
+    claim = _write(tmp_path, "claim.json", EXAMPLES[0]["request"])
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(data)
+    args = [str(bad)] if which == "claim" else ["--state", str(bad), str(claim)]
+    run = medswitch("adjudicate", "--reference", str(REFERENCE), *args)
+    assert run.returncode == 2, run.stderr[-500:]
+    assert f"{bad}: " in run.stderr and message in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_a_refusal_repeats_only_the_start_of_what_it_could_not_read(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "claim.json", {"lines": [[[[["x" * 100_000]]]]]})
+    run = medswitch("adjudicate", "--reference", str(REFERENCE), str(bad))
+    assert run.returncode == 2 and "lines" in run.stderr
+    assert len(run.stderr) < 500

@@ -243,3 +243,67 @@ def test_institution_field_errors(row: str, field: str) -> None:
 def test_special_disease_field_errors(row: str, field: str) -> None:
     err = refused(parse_special_diseases, DISEASES + row + "\n", "d.csv")
     assert (err.line, err.field) == (len(DISEASES.splitlines()) + 1, field)
+
+
+CONTROL_CHARACTERS = ["\x00", "\x01", "\x0b", "\x1b", "\x7f", "\x85", "\u2028", "\ufffe"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("parse", "text", "row", "field"),
+    [
+        (parse_institutions, INSTITUTIONS, "H9,Bad{}Name,HOSPITAL,L1,330399,ACTIVE", "name"),
+        (parse_institutions, INSTITUTIONS, "H{}9,n,HOSPITAL,L1,330399,ACTIVE", "code"),
+        (parse_members, MEMBERS, MEMBER_OK.replace(",n,", ",N{}n,"), "name"),
+        (parse_members, MEMBERS, MEMBER_OK.replace(",id,", ",i{}d,"), "id_number"),
+        (parse_members, MEMBERS, MEMBER_OK.replace("M9,", "M{}9,"), "member_id"),
+        (parse_special_diseases, DISEASES, "M0001,E{}11,2026-05-01,2026-06-01", "disease_code"),
+        (parse_catalog, CATALOG, "X1,n{}n,DRUG,A,0,,,", "name"),
+    ],
+    ids=[
+        "institution name",
+        "institution code",
+        "member name",
+        "id number",
+        "member id",
+        "disease code",
+        "catalog item name",
+    ],
+)
+def test_a_control_character_in_any_text_field_is_refused_at_its_line_and_field(
+    parse: Callable[[str, str], Any], text: str, row: str, field: str, char: str
+) -> None:
+    """What import accepts must be storable and printable in a payout file: a
+    name with a control character is refused here, not by the bank file."""
+    err = refused(parse, text + row.format(char) + "\n", "f.csv")
+    assert (err.line, err.field) == (len(text.splitlines()) + 1, field)
+    assert f"U+{ord(char):04X}" in err.message
+
+
+def test_chinese_names_and_full_width_spaces_are_accepted() -> None:
+    row = "H9,市第一人民医院\u3000东院 (East),HOSPITAL,L1,330399,ACTIVE"
+    (*_, last) = parse_institutions(INSTITUTIONS + row + "\n", "i.csv")
+    assert last.name == "市第一人民医院\u3000东院 (East)"
+
+
+def test_a_policy_string_with_an_escaped_control_character_is_refused() -> None:
+    text = edited('version = "2026.1"', 'version = "2026.1\\u0000"')
+    err = refused(parse_policy, text, "p.toml")
+    assert err.field == "policy.version" and "U+0000" in err.message
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "row"),
+    [
+        (parse_institutions, INSTITUTIONS, "H9,{},HOSPITAL,L1,330399,ACTIVE"),
+        (parse_members, MEMBERS, MEMBER_OK.replace(",n,", ",{},")),
+        (parse_catalog, CATALOG, "X1,{},DRUG,A,0,,,"),
+    ],
+)
+def test_a_field_over_the_csv_modules_limit_is_refused_at_its_line(
+    parse: Callable[[str, str], Any], text: str, row: str
+) -> None:
+    """Not a `_csv.Error` traceback: the file and line are named."""
+    err = refused(parse, text + row.format("x" * (128 * 1024 + 1)) + "\n", "f.csv")
+    assert err.line == len(text.splitlines()) + 1
+    assert "field larger than field limit" in err.message

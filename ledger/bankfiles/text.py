@@ -1,0 +1,31 @@
+"""Which characters a text field of a bank file may not hold.
+
+A payout file must carry only what XML and the bank can read, and a
+statement's text goes into the database (which refuses NUL) and into
+reports. Refused: control characters (C0, DEL and C1, tab and line breaks
+included), the Unicode line and paragraph separators, lone surrogates and
+noncharacters. adjudication/text.py holds the same rule for the reference
+files that import-reference reads (the ledger and the engine do not import
+each other).
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNFIT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"\\U{plane:04X}FFFE\\U{plane:04X}FFFF" for plane in range(17))
+    + "]"
+)
+
+
+def unfit_character(text: str) -> str | None:
+    """What is wrong with `text`, or None when a bank file may carry it."""
+    if text.isprintable():  # the common case, fast: every refused character is unprintable
+        return None
+    found = _UNFIT.search(text)
+    if found is None:
+        return None
+    code, where = ord(found.group()), found.start() + 1
+    return f"contains U+{code:04X} at character {where} (control characters are not allowed)"
