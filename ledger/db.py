@@ -72,6 +72,29 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+class NoWritableHost(ConnectionError):
+    """No host of a multi-host URL accepts writes now: a failover in progress.
+
+    A ConnectionError, so callers treat it like any unreachable database
+    (UNAVAILABLE, retried), not as asyncpg's client-side error it was.
+    """
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, for every connection MedSwitch opens (pools included).
+
+    A URL may name several hosts (`postgresql://h1:5432,h2:5432/db?target_
+    session_attrs=read-write`); asyncpg tries them in order. While none of
+    those that answer is a primary (between a primary's demotion and a
+    standby's promotion) it raises TargetServerAttributeNotMatched, which
+    here becomes NoWritableHost.
+    """
+    try:
+        return await asyncpg.connect(dsn, **kwargs)
+    except asyncpg.TargetServerAttributeNotMatched as exc:
+        raise NoWritableHost(str(exc)) from exc
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used as given."""
 
@@ -253,6 +276,7 @@ async def create_pool(
         reset=_keep_session,
         server_settings=settings,
         command_timeout=COMMAND_TIMEOUT_S,
+        connect=connect,
         **kwargs,
     )
     assert pool is not None
@@ -274,7 +298,7 @@ async def open_database(
     An external server's operator decides how its roles log in; there the
     pool takes the role as a connection parameter.
     """
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await _prepare(conn, first_day=first_day, login_role=role if app_login else None)
     finally:
@@ -287,7 +311,7 @@ async def connect_app(
 ) -> asyncpg.Connection:
     """One connection acting as `role`, by open_database's rules (with
     app_login it logs in as the role, otherwise it takes it)."""
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await _prepare(conn, first_day=None, login_role=role if app_login else None)
         if not app_login:
@@ -297,7 +321,7 @@ async def connect_app(
         await conn.close()
         raise
     await conn.close()
-    return await asyncpg.connect(url, user=role)
+    return await connect(url, user=role)
 
 
 async def _prepare(
@@ -349,11 +373,13 @@ def redact_url(url: str) -> str:
 
 __all__: Sequence[str] = (
     "APP_ROLE",
+    "NoWritableHost",
     "OPERATOR_ROLE",
     "ROLES",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",
+    "connect",
     "connect_app",
     "create_pool",
     "database_url",

@@ -17,6 +17,7 @@ class Settings:
     tls_dir: Path
     listen: str
     metrics_listen: str
+    health_listen: str | None = None  # plaintext grpc.health.v1 only (probes); None: off
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -28,6 +29,7 @@ class Settings:
             tls_dir=Path(env.get("MEDSWITCH_TLS_DIR") or data_dir / "tls"),
             listen=env.get("MEDSWITCH_LISTEN") or "127.0.0.1:50051",
             metrics_listen=env.get("MEDSWITCH_METRICS_LISTEN") or "127.0.0.1:9464",
+            health_listen=env.get("MEDSWITCH_HEALTH_LISTEN") or None,
         )
 
     @property

@@ -33,7 +33,14 @@ from adjudication.catalog import (
     Rx,
 )
 from adjudication.engine import adjudicate, benefit_date
-from adjudication.model import CardStatus, Claim, Context, MemberCategory, MemberStatus
+from adjudication.model import (
+    CardStatus,
+    Claim,
+    Context,
+    InstitutionStatus,
+    MemberCategory,
+    MemberStatus,
+)
 from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
@@ -275,6 +282,12 @@ class LedgerBackend:
     ) -> StateRow:
         today = datetime.now(db.REGION_TZ).date()
         state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
+        if state.institution_status != InstitutionStatus.ACTIVE.value:
+            # checked first: an institution that may not read members learns
+            # nothing of the card, and its guesses count toward no lock
+            raise SwitchError(
+                ErrorReason.INSTITUTION_NOT_ACTIVE, "only an active institution may read members"
+            )
         if state.member_id is None or state.card_status != CardStatus.ACTIVE.value:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
         failures = state.pin_failures or 0
@@ -303,10 +316,15 @@ class LedgerBackend:
         )
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
     ) -> Sequence[AccountEntryView]:
         with domain_errors():
-            state = await self._member_checked("", card_no, pin)
+            state = await self._member_checked(institution_code, card_no, pin)
             assert state.member_id is not None
             rows = await self.ledger.account_activity(state.member_id, from_date, to_date)
         kinds = {k.value: k for k in EntryKind}
