@@ -373,9 +373,9 @@ def redact_url(url: str) -> str:
 
 __all__: Sequence[str] = (
     "APP_ROLE",
-    "NoWritableHost",
     "OPERATOR_ROLE",
     "ROLES",
+    "NoWritableHost",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",
