@@ -6,13 +6,16 @@ and is started on demand; it keeps running between commands until
 `medswitch db stop`. Durability settings (fsync, synchronous_commit) are the
 PostgreSQL defaults and are checked, never relaxed.
 
-Schema changes are numbered SQL files in `ledger/migrations/NNNN_name.sql`,
-applied in order, each in its own transaction, under an advisory lock so two
-processes starting at once do not race, and recorded in `schema_version`. A
-database whose schema is newer than this code is refused.
+The schema is `ledger/migrations/0001_baseline.sql`, the whole schema of a
+new database; changes after it are further numbered files
+(`NNNN_name.sql`, numbered 1..n without gaps), applied in order, each in its
+own transaction, under an advisory lock so two processes starting at once
+do not race, and recorded (number and name) in `schema_version`. A database
+whose schema is newer than this code is refused. ledger/schema.snapshot
+describes the schema the migrations make (tests/schema_catalog.py).
 
 `medswitch serve` works as the role `medswitch_app`: it reads, and writes
-only through the owner's functions (migration 0012). The operator's commands
+only through the owner's functions (the baseline's rights). The operator's commands
 that write (import-reference, day, payouts, recon) work as
 `medswitch_operator`, which holds the direct writes they make. Migrations,
 `db` and `ledger verify` run as the connecting (owner) user.

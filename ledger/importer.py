@@ -183,8 +183,8 @@ async def import_reference(
             ),
             columns=["account_id", "account_key", "kind", "normal_side"],
         )
-        # (their balance rows, at zero, come with them: the opening entry's
-        # postings move them; migration 0007)
+        # Their balance rows come with them, at zero (the accounts_balance_rows
+        # trigger); the opening entry's postings move them.
         await conn.copy_records_to_table(
             "members",
             records=(
@@ -192,7 +192,6 @@ async def import_reference(
                     m[0],
                     p[0],
                     p[1],
-                    "",  # name_masked: derived from the encrypted name when shown
                     p[2],
                     m[5],
                     m[6],
@@ -208,7 +207,6 @@ async def import_reference(
                 "member_id",
                 "card_hmac",
                 "name_enc",
-                "name_masked",
                 "id_number_enc",
                 "birth_date",
                 "category",

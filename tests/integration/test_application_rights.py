@@ -1,4 +1,4 @@
-"""What each database role may write (migration 0012), and day close against
+"""What each database role may write (the baseline schema's rights), and day close against
 books whose settlement records and entries disagree.
 
 `medswitch serve` works as medswitch_app: it writes nothing directly, only
@@ -54,7 +54,7 @@ WRITES: list[tuple[str, str, tuple[str, ...]]] = [
     ("members", "DELETE FROM members WHERE member_id = 'M0001'", (APP, OPERATOR)),
     (
         "members",
-        "INSERT INTO members SELECT 'M9999', '\\x01', name_enc, '', id_number_enc, birth_date,"
+        "INSERT INTO members SELECT 'M9999', '\\x01', name_enc, id_number_enc, birth_date,"
         " category, status, card_status, region, account_id, pin_hash FROM members LIMIT 1",
         (APP,),
     ),

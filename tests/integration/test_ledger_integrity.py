@@ -450,7 +450,6 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
     stored = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row.values())
     for secret in ("张", "330399198503120011", "C3303990001", "135790"):
         assert secret.encode() not in stored  # not even the first character of the name
-    assert row["name_masked"] == ""
 
 
 @pytest.mark.parametrize(
@@ -487,7 +486,7 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
             "its amounts are not what its entry posts (institution:H33039900099:payable:",
         ),
         (
-            "settlement_borrowing_anothers_entry",  # the app role could insert this (< 0012)
+            "settlement_borrowing_anothers_entry",  # only the owner may insert settlements
             "INSERT INTO settlements (settlement_id, institution_code, request_id, fingerprint,"
             " status, member_id, business_date, service_date, benefit_year, total_fen,"
             " pooled_fund_fen, serious_illness_fen, individual_account_fen, answer, entry_id)"
