@@ -133,8 +133,8 @@ QUERIES: tuple[str, ...] = (
             'default', pg_get_expr(d.adbin, d.adrelid),
             'collation', CASE WHEN a.attcollation <> t.typcollation
                               THEN a.attcollation::regcollation::text END,
-            'identity', a.attidentity, 'generated', a.attgenerated,
-            'rights', {_acl("a.attacl", "c.relowner")})
+            'identity', nullif(a.attidentity, ''), 'generated', nullif(a.attgenerated, ''),
+            'rights', CASE WHEN a.attacl IS NOT NULL THEN {_acl("a.attacl", "c.relowner")} END)
         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
         JOIN pg_type t ON t.oid = a.atttypid
         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
@@ -329,7 +329,7 @@ def _shown(value: Any) -> str:
 
 HEADER = f"""\
 # The schema ledger/migrations/ make, as tests/schema_catalog.py describes it
-# (tests/integration/test_schema_snapshot.py checks a freshly migrated
+# (tests/integration/test_schema.py checks a freshly migrated
 # database against it, object by object). After an intended schema change
 # (a new migration), regenerate it and review the diff:
 #     {REGENERATE}
