@@ -1,6 +1,6 @@
 """The schema the migrations make is, object by object, the committed snapshot
 (ledger/schema.snapshot), as the generated proto code is the .proto's; and the
-migration mechanism takes later migrations.
+migration mechanism takes later migrations and refuses databases it did not make.
 
 After an intended schema change (a new migration), regenerate the snapshot
 with `python -m tests.schema_catalog --write` and review its diff.
@@ -17,6 +17,23 @@ import pytest
 
 from ledger import db
 from tests import schema_catalog
+from tests.cli import medswitch
+
+# The migrations 0001..0012 of the unreleased builds before the baseline.
+PRE_BASELINE = (
+    "ledger",
+    "end_of_day",
+    "set_wise_settle",
+    "statement_per_day",
+    "no_clear_name_part",
+    "typed_settle",
+    "owner_functions_hardened",
+    "business_days_forward_only",
+    "sequences_forward_only",
+    "one_posting_function",
+    "settle_unit_of_work",
+    "application_rights",
+)
 
 
 async def _describe(url: str) -> schema_catalog.Description:
@@ -137,3 +154,33 @@ async def test_a_later_migration_is_applied_after_the_baseline(
             await db.migrate(conn)
     finally:
         await conn.close()
+
+
+async def test_a_database_from_before_the_baseline_is_refused_and_left_alone(
+    make_db: Callable[[str], Awaitable[str]], cli_env: dict[str, str]
+) -> None:
+    """A database the unreleased 0001..0012 chain made is not migrated on top of:
+    the commands say how to start from a new one, and nothing in it changes."""
+    url = await make_db("template0")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.executemany(
+            "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+            list(enumerate(PRE_BASELINE, start=1)),
+        )
+        with pytest.raises(
+            db.SchemaDiverged, match="migration 1 is 'ledger' but this code's is 'baseline'"
+        ):
+            await db.migrate(conn)
+        assert await conn.fetchval("SELECT to_regclass('accounts')") is None
+        assert await db.schema_version(conn) == len(PRE_BASELINE)
+    finally:
+        await conn.close()
+    done = medswitch("db", "start", env={**cli_env, "MEDSWITCH_DATABASE_URL": url})
+    assert done.returncode == 1, done
+    assert "start from a new database" in done.stderr
+    assert "Traceback" not in done.stderr
