@@ -17,7 +17,9 @@ import pytest
 
 from ledger import db
 from tests import schema_catalog
-from tests.cli import medswitch
+from tests.cli import ROOT, medswitch
+
+REFERENCE_DIR = ROOT / "shared" / "reference"
 
 # The migrations 0001..0012 of the unreleased builds before the baseline.
 PRE_BASELINE = (
@@ -180,7 +182,9 @@ async def test_a_database_from_before_the_baseline_is_refused_and_left_alone(
         assert await db.schema_version(conn) == len(PRE_BASELINE)
     finally:
         await conn.close()
-    done = medswitch("db", "start", env={**cli_env, "MEDSWITCH_DATABASE_URL": url})
-    assert done.returncode == 1, done
-    assert "start from a new database" in done.stderr
-    assert "Traceback" not in done.stderr
+    env = {**cli_env, "MEDSWITCH_DATABASE_URL": url}
+    for command in (("db", "start"), ("import-reference", str(REFERENCE_DIR))):
+        done = medswitch(*command, env=env)
+        assert done.returncode == 1, done
+        assert "start from a new database" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
