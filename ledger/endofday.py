@@ -136,7 +136,9 @@ async def receivables(conn: asyncpg.Connection) -> dict[str, int]:
     """What institutions owe the funds now, from the ledger (receivable balances)."""
     owed: dict[str, int] = {}
     for row in await conn.fetch(_RECEIVABLES_SQL):
-        code = row["account_key"].removeprefix("institution:").removesuffix(":receivable")
+        key: str = row["account_key"]
+        code = key.removeprefix(accounts.INSTITUTION_PREFIX)
+        code = code.removesuffix(accounts.RECEIVABLE_SUFFIX)
         if row["owed"] < 0:
             raise EndOfDayError(f"receivable of {code} has a credit balance ({row['owed']} fen)")
         owed[code] = row["owed"]
