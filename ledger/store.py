@@ -117,7 +117,7 @@ class StateRow(NamedTuple):
     settlement_id: str | None  # the id this settlement will get (Settle only)
     existing_settlement_id: str | None
     existing_fingerprint: bytes | None
-    tombstoned: bool
+    tombstoned: bool  # the request was cancelled before it arrived (REQUEST_CANCELLED)
     institution_code: str | None
     institution_name: str | None
     institution_kind: str | None
@@ -221,7 +221,7 @@ class StoredCancellation:
     reversal_id: str
     institution_code: str
     request_id: str
-    settlement_id: str | None  # None: tombstone (the original was never received)
+    settlement_id: str | None  # None: its request was cancelled before it arrived
     original_request_id: str | None
     business_date: date
     balance_after_fen: int
@@ -648,83 +648,110 @@ class Ledger:
 
         Idempotent per key; a second cancellation of the same settlement under
         another key returns the first. By original_request_id with no such
-        Settle: records a tombstone (settlement_id None) so a later Settle
-        with that id raises RequestCancelled.
+        Settle: records the request as cancelled before it arrived
+        (settlement_id None), so a later Settle with that id raises
+        RequestCancelled (REQUEST_CANCELLED).
         Raises RequestIdReused, SettlementNotFound, NotYourSettlement,
         NotCancellable, DayClosed, NoOpenDay, Busy.
         """
         if (settlement_id is None) == (original_request_id is None):
             raise ValueError("give exactly one of settlement_id and original_request_id")
-        institution_code, request_id = key
+        request = _CancelRequest(*key, fingerprint, settlement_id, original_request_id, reason)
+        return await self._retrying(request.run)
 
-        async def work(conn: asyncpg.Connection) -> StoredCancellation:
-            raw = await conn.fetchval(
-                "SELECT ms_load_cancel($1, $2, $3, $4)",
-                institution_code,
-                request_id,
-                settlement_id,
-                original_request_id,
-            )
-            existing = raw.get("existing")
-            if existing is not None:
-                if bytes.fromhex(existing["fingerprint"]) != fingerprint:
-                    raise RequestIdReused("this request id was used for another request")
-                return _cancellation(existing, replayed=True)
-            if raw.get("business_date") is None:
-                raise NoOpenDay("no business day is open")
-            target = raw.get("settlement")
-            if target is None:
-                if settlement_id is not None:
-                    raise SettlementNotFound("no such settlement")
-                if raw.get("tombstone") is not None:
-                    return _cancellation(raw["tombstone"], replayed=True)
-                await conn.execute(
-                    "INSERT INTO cancellations (reversal_id, institution_code, request_id,"
-                    " fingerprint, original_request_id, business_date, reason)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    raw["reversal_id"],
-                    institution_code,
-                    request_id,
-                    fingerprint,
-                    original_request_id,
-                    date.fromisoformat(raw["business_date"]),
-                    reason,
-                )
-                return StoredCancellation(
-                    reversal_id=raw["reversal_id"],
-                    institution_code=institution_code,
-                    request_id=request_id,
-                    settlement_id=None,
-                    original_request_id=original_request_id,
-                    business_date=date.fromisoformat(raw["business_date"]),
-                    balance_after_fen=0,
-                    entry_id=None,
-                )
-            if target["institution_code"] != institution_code:
-                raise NotYourSettlement("only the settling institution may cancel")
-            if raw.get("cancellation") is not None:
-                return _cancellation(raw["cancellation"], replayed=True)
-            if target["status"] != "SETTLED":
-                raise NotCancellable("a rejected settlement cannot be cancelled")
-            if target["day_status"] != "OPEN":
-                raise DayClosed("the settlement's business day is closed")
-            await conn.execute(
-                "SELECT ms_record_cancellation($1, $2, $3, $4, $5, $6, $7)",
-                raw["reversal_id"],
-                institution_code,
-                request_id,
-                fingerprint,
-                target["settlement_id"],
-                original_request_id,
-                reason,
-            )
-            row = await conn.fetchval(
-                "SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c WHERE reversal_id = $1",
-                raw["reversal_id"],
-            )
-            return _cancellation(row, replayed=False)
 
-        return await self._retrying(work)
+class _CancelRequest(NamedTuple):
+    """One CancelSettlement, run by Ledger.cancel in a transaction (again on a conflict)."""
+
+    institution_code: str
+    request_id: str
+    fingerprint: bytes
+    settlement_id: str | None
+    original_request_id: str | None
+    reason: str
+
+    async def run(self, conn: asyncpg.Connection) -> StoredCancellation:
+        """Load the facts under the keys' locks, then answer from them or record."""
+        facts = await conn.fetchval(
+            "SELECT ms_load_cancel($1, $2, $3, $4)",
+            self.institution_code,
+            self.request_id,
+            self.settlement_id,
+            self.original_request_id,
+        )
+        existing = facts.get("existing")
+        if existing is not None:
+            if bytes.fromhex(existing["fingerprint"]) != self.fingerprint:
+                raise RequestIdReused("this request id was used for another request")
+            return _cancellation(existing, replayed=True)
+        if facts.get("business_date") is None:
+            raise NoOpenDay("no business day is open")
+        target = facts.get("settlement")
+        if target is None:
+            return await self._cancel_before_arrival(conn, facts)
+        if target["institution_code"] != self.institution_code:
+            raise NotYourSettlement("only the settling institution may cancel")
+        if facts.get("cancellation") is not None:
+            return _cancellation(facts["cancellation"], replayed=True)
+        if target["status"] != "SETTLED":
+            raise NotCancellable("a rejected settlement cannot be cancelled")
+        if target["day_status"] != "OPEN":
+            raise DayClosed("the settlement's business day is closed")
+        return await self._reverse(conn, facts["reversal_id"], target["settlement_id"])
+
+    async def _cancel_before_arrival(
+        self, conn: asyncpg.Connection, facts: dict[str, Any]
+    ) -> StoredCancellation:
+        """No settlement to reverse: record its request as cancelled before it arrived."""
+        if self.settlement_id is not None:
+            raise SettlementNotFound("no such settlement")
+        # ms_load_cancel's "tombstone": this request id was already cancelled so.
+        earlier = facts.get("tombstone")
+        if earlier is not None:
+            return _cancellation(earlier, replayed=True)
+        business_date = date.fromisoformat(facts["business_date"])
+        await conn.execute(
+            "INSERT INTO cancellations (reversal_id, institution_code, request_id,"
+            " fingerprint, original_request_id, business_date, reason)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            facts["reversal_id"],
+            self.institution_code,
+            self.request_id,
+            self.fingerprint,
+            self.original_request_id,
+            business_date,
+            self.reason,
+        )
+        return StoredCancellation(
+            reversal_id=facts["reversal_id"],
+            institution_code=self.institution_code,
+            request_id=self.request_id,
+            settlement_id=None,
+            original_request_id=self.original_request_id,
+            business_date=business_date,
+            balance_after_fen=0,
+            entry_id=None,
+        )
+
+    async def _reverse(
+        self, conn: asyncpg.Connection, reversal_id: str, settlement_id: str
+    ) -> StoredCancellation:
+        """Post the reversing entry and take the settlement's state changes back."""
+        await conn.execute(
+            "SELECT ms_record_cancellation($1, $2, $3, $4, $5, $6, $7)",
+            reversal_id,
+            self.institution_code,
+            self.request_id,
+            self.fingerprint,
+            settlement_id,
+            self.original_request_id,
+            self.reason,
+        )
+        row = await conn.fetchval(
+            "SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c WHERE reversal_id = $1",
+            reversal_id,
+        )
+        return _cancellation(row, replayed=False)
 
 
 def canonical_json(value: Any) -> bytes:
