@@ -230,12 +230,14 @@ class StoredCancellation:
 
 
 @dataclass(frozen=True, slots=True)
-class ActivityRow:
+class AccountEntry:
+    """One posting on a member's individual account, as their statement lists it."""
+
     entry_id: int
     posted_at: datetime
     business_date: date
-    kind: str  # SETTLEMENT, CANCELLATION, OPENING, CREDIT...
-    settlement_id: str
+    kind: str  # the entry's: SETTLEMENT, CANCELLATION, OPENING, CREDIT...
+    settlement_id: str  # "" unless a SETTLEMENT or CANCELLATION
     institution_code: str
     amount_fen: int  # signed: spending negative
     balance_after_fen: int
@@ -243,6 +245,8 @@ class ActivityRow:
 
 @dataclass(frozen=True, slots=True)
 class DayTotals:
+    """An institution's figures for one business day (3201, ReconcileTotals)."""
+
     institution_code: str
     business_date: date
     settlement_count: int  # settled and not cancelled
@@ -253,12 +257,14 @@ class DayTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class DetailRow:
+class DetailRecord:
+    """One settlement of an institution's day, as both sides list it (3202, ReconcileDetails)."""
+
     settlement_id: str
     request_id: str
     total_fen: int
     fund_total_fen: int  # pooled + serious illness + individual account
-    status: str  # SETTLED, REJECTED, CANCELLED
+    status: str  # SETTLED, REJECTED, CANCELLED (switch.backend.SettlementStatus values)
 
 
 _LOAD_STATES = "SELECT * FROM ms_load_states($1, $2, $3, $4, $5, $6)"
@@ -493,7 +499,7 @@ class Ledger:
 
     async def account_activity(
         self, member_id: str, from_date: date | None = None, to_date: date | None = None
-    ) -> list[ActivityRow]:
+    ) -> list[AccountEntry]:
         """The member's own statement: every posting on their account, oldest first."""
         rows = await self.pool.fetch(
             """
@@ -517,7 +523,7 @@ class Ledger:
             to_date,
         )
         return [
-            ActivityRow(
+            AccountEntry(
                 entry_id=r["entry_id"],
                 posted_at=r["posted_at"],
                 business_date=r["business_date"],
@@ -534,10 +540,11 @@ class Ledger:
         """3201: the switch's figures for one institution and day (settled, not cancelled)."""
         row = await self.pool.fetchrow(
             """
-            SELECT count(*) AS n, coalesce(sum(total_fen), 0) AS total,
-                   coalesce(sum(pooled_fund_fen), 0) AS pooled,
-                   coalesce(sum(serious_illness_fen), 0) AS serious,
-                   coalesce(sum(individual_account_fen), 0) AS account
+            SELECT count(*) AS settlement_count,
+                   coalesce(sum(total_fen), 0) AS medical_total_fen,
+                   coalesce(sum(pooled_fund_fen), 0) AS pooled_fund_fen,
+                   coalesce(sum(serious_illness_fen), 0) AS serious_illness_fen,
+                   coalesce(sum(individual_account_fen), 0) AS individual_account_fen
             FROM settlements s
             WHERE s.institution_code = $1 AND s.business_date = $2 AND s.status = 'SETTLED'
               AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.settlement_id = s.settlement_id)
@@ -548,19 +555,20 @@ class Ledger:
         return DayTotals(
             institution_code=institution_code,
             business_date=business_date,
-            settlement_count=int(row["n"]),
-            medical_total_fen=int(row["total"]),
-            pooled_fund_fen=int(row["pooled"]),
-            serious_illness_fen=int(row["serious"]),
-            individual_account_fen=int(row["account"]),
+            settlement_count=int(row["settlement_count"]),
+            medical_total_fen=int(row["medical_total_fen"]),
+            pooled_fund_fen=int(row["pooled_fund_fen"]),
+            serious_illness_fen=int(row["serious_illness_fen"]),
+            individual_account_fen=int(row["individual_account_fen"]),
         )
 
-    async def day_details(self, institution_code: str, business_date: date) -> list[DetailRow]:
+    async def day_details(self, institution_code: str, business_date: date) -> list[DetailRecord]:
         """3202: every settlement of the institution booked on the day."""
         rows = await self.pool.fetch(
             """
             SELECT s.settlement_id, s.request_id, s.total_fen,
-                   s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen AS fund,
+                   s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen
+                       AS fund_total_fen,
                    CASE WHEN c.reversal_id IS NOT NULL THEN 'CANCELLED' ELSE s.status END AS status
             FROM settlements s LEFT JOIN cancellations c ON c.settlement_id = s.settlement_id
             WHERE s.institution_code = $1 AND s.business_date = $2
@@ -570,12 +578,12 @@ class Ledger:
             business_date,
         )
         return [
-            DetailRow(
-                r["settlement_id"],
-                r["request_id"],
-                int(r["total_fen"]),
-                int(r["fund"]),
-                r["status"],
+            DetailRecord(
+                settlement_id=r["settlement_id"],
+                request_id=r["request_id"],
+                total_fen=int(r["total_fen"]),
+                fund_total_fen=int(r["fund_total_fen"]),
+                status=r["status"],
             )
             for r in rows
         ]

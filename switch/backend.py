@@ -7,19 +7,22 @@ the storage swapped, without either knowing the other. Errors are raised as
 `switch.errors.SwitchError` with a stable reason.
 
 Every value here is plain data: money int fen, dates `date`, instants aware
-`datetime`.
+`datetime`. What the ledger already lists as a typed record (a member's
+AccountEntry, an institution's DayTotals and DetailRecords) is passed on as
+it is, not copied into a look-alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
 
 from adjudication import model
 from adjudication.engine import member_disclosed
+from ledger.store import AccountEntry, DayTotals, DetailRecord
 
 
 class SettlementStatus(StrEnum):
@@ -111,45 +114,6 @@ class MemberView:
     special_diseases: tuple[model.ApprovedDisease, ...]
 
 
-class EntryKind(StrEnum):
-    SETTLEMENT = "SETTLEMENT"
-    CANCELLATION = "CANCELLATION"
-    CREDIT = "CREDIT"
-
-
-@dataclass(frozen=True, slots=True)
-class AccountEntryView:
-    posted_at: datetime
-    business_date: date
-    institution_code: str
-    settlement_id: str
-    kind: EntryKind
-    amount_fen: int  # signed: spending negative
-    balance_after_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class InstitutionTotals:
-    """ReconcileTotals' six figures (3201), for one institution and business day."""
-
-    settlement_count: int  # settled and not cancelled
-    medical_total_fen: int
-    pooled_fund_fen: int
-    serious_illness_fen: int
-    individual_account_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class DetailRecord:
-    """One settlement of an institution's day, as both sides list it (3202)."""
-
-    settlement_id: str
-    request_id: str
-    total_fen: int
-    fund_total_fen: int  # pooled + serious illness + individual account
-    status: SettlementStatus
-
-
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     code: str
@@ -203,13 +167,11 @@ class SettlementBackend(Protocol):
         pin: str,
         from_date: date | None,
         to_date: date | None,
-    ) -> Sequence[AccountEntryView]:
+    ) -> Sequence[AccountEntry]:
         """The member's own statement, read by an active institution after the PIN check."""
         ...
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals: ...
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals: ...
 
     async def institution_details(
         self, institution_code: str, business_date: date

@@ -15,13 +15,11 @@ from pathlib import Path
 
 from adjudication.memory import InMemoryRegion, load_region
 from adjudication.model import Claim
+from ledger.store import AccountEntry, DayTotals, DetailRecord
 from switch.backend import (
-    AccountEntryView,
     CancelCommand,
     CancelView,
     CatalogEntry,
-    DetailRecord,
-    InstitutionTotals,
     MemberView,
     PoolStats,
     SettlementView,
@@ -108,12 +106,10 @@ class MemoryBackend:
         pin: str,
         from_date: date | None,
         to_date: date | None,
-    ) -> Sequence[AccountEntryView]:
+    ) -> Sequence[AccountEntry]:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals:
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
     async def institution_details(
