@@ -92,7 +92,7 @@ class ReconRecord:
 _CLEARING_SQL = """
 WITH moves AS (
     SELECT institution_code, pooled_fund_fen, serious_illness_fen, individual_account_fen,
-           1 AS n
+           1 AS settlement_count
     FROM settlements WHERE business_date = $1 AND status = 'SETTLED'
     UNION ALL
     SELECT s.institution_code, -s.pooled_fund_fen, -s.serious_illness_fen,
@@ -100,9 +100,11 @@ WITH moves AS (
     FROM cancellations c JOIN settlements s USING (settlement_id)
     WHERE c.business_date = $1 AND s.status = 'SETTLED'
 )
-SELECT m.institution_code, coalesce(i.name, m.institution_code) AS name,
-       sum(m.pooled_fund_fen)::bigint AS pooled, sum(m.serious_illness_fen)::bigint AS serious,
-       sum(m.individual_account_fen)::bigint AS account, sum(m.n)::integer AS n
+SELECT m.institution_code, coalesce(i.name, m.institution_code) AS institution_name,
+       sum(m.pooled_fund_fen)::bigint AS pooled_fund_fen,
+       sum(m.serious_illness_fen)::bigint AS serious_illness_fen,
+       sum(m.individual_account_fen)::bigint AS individual_account_fen,
+       sum(m.settlement_count)::integer AS settlement_count
 FROM moves m LEFT JOIN institutions i ON i.code = m.institution_code
 GROUP BY m.institution_code, i.name
 ORDER BY m.institution_code
@@ -123,11 +125,11 @@ async def day_clearing(conn: asyncpg.Connection, business_date: date) -> list[In
     return [
         InstitutionDayAmount(
             institution_code=r["institution_code"],
-            institution_name=r["name"],
-            pooled_fund_fen=r["pooled"],
-            serious_illness_fen=r["serious"],
-            individual_account_fen=r["account"],
-            settlement_count=r["n"],
+            institution_name=r["institution_name"],
+            pooled_fund_fen=r["pooled_fund_fen"],
+            serious_illness_fen=r["serious_illness_fen"],
+            individual_account_fen=r["individual_account_fen"],
+            settlement_count=r["settlement_count"],
         )
         for r in rows
     ]
@@ -652,9 +654,9 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
         """
         SELECT d.business_date, d.status,
                (SELECT count(*) FROM day_clearing c
-                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payouts,
+                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payout_count,
                (SELECT coalesce(sum(c.payout_fen), 0) FROM day_clearing c
-                 WHERE c.business_date = d.business_date)::bigint AS total,
+                 WHERE c.business_date = d.business_date)::bigint AS payout_total_fen,
                EXISTS (SELECT 1 FROM payout_exports e
                  WHERE e.business_date = d.business_date) AS exported,
                (SELECT count(*) FROM bank_statements s
@@ -664,7 +666,7 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
                    AND l.sha256 = (
                    SELECT s.sha256 FROM bank_statements s
                    WHERE s.business_date = d.business_date
-                   ORDER BY s.recorded_at DESC LIMIT 1)) AS exceptions
+                   ORDER BY s.recorded_at DESC LIMIT 1)) AS open_exceptions
         FROM business_days d ORDER BY d.business_date DESC LIMIT $1
         """,
         days_max,
@@ -673,11 +675,11 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
         DayStatus(
             business_date=r["business_date"],
             status=r["status"],
-            payout_count=r["payouts"],
-            payout_total_fen=r["total"],
+            payout_count=r["payout_count"],
+            payout_total_fen=r["payout_total_fen"],
             exported=r["exported"],
             statements=r["statements"],
-            open_exceptions=r["exceptions"],
+            open_exceptions=r["open_exceptions"],
         )
         for r in rows
     ]

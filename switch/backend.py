@@ -98,7 +98,7 @@ class CancelCommand:
 
 @dataclass(frozen=True, slots=True)
 class CancelView:
-    settlement_id: str  # "" when the original was never received
+    settlement_id: str  # "": the request was cancelled before it arrived (REQUEST_CANCELLED)
     reversal_id: str
     balance_after_fen: int
 
