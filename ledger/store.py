@@ -416,13 +416,11 @@ class Ledger:
                 # cancellation's key (the retry sees the winner's row); any
                 # other is a bug, and retrying it cannot succeed.
                 lost_race = getattr(exc, "table_name", None) == "cancellations"
-                if attempt == TRANSIENT_RETRIES_MAX - 1 or not (
-                    lost_race or isinstance(exc, TRANSIENT_ERRORS)
-                ):
-                    if isinstance(exc, asyncpg.UniqueViolationError) and not lost_race:
-                        raise
+                if isinstance(exc, asyncpg.UniqueViolationError) and not lost_race:
+                    raise
+                if attempt == TRANSIENT_RETRIES_MAX - 1:
                     raise Busy(f"gave up after {TRANSIENT_RETRIES_MAX} attempts") from exc
-                await asyncio.sleep(0.002 * (attempt + 1))
+            await asyncio.sleep(0.002 * (attempt + 1))
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- reads

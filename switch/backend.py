@@ -14,13 +14,14 @@ it is, not copied into a look-alike.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
 
 from adjudication import model
+from adjudication.catalog import Catalog, CatalogBook, CatalogItem
 from adjudication.engine import member_disclosed
 from ledger.store import AccountEntry, DayTotals, DetailRecord
 
@@ -126,6 +127,40 @@ class CatalogEntry:
     restrictions: tuple[str, ...]
     version: int
     deleted: bool
+
+
+def catalog_entries(catalogs: CatalogBook, since_version: int) -> Iterator[CatalogEntry]:
+    """DownloadCatalog: each version after `since_version`, its items, then those it dropped."""
+    ordered = catalogs.catalogs
+    for previous, cat in zip((None, *ordered), ordered, strict=False):
+        if cat.version <= since_version:
+            continue
+        for item in cat.items.values():
+            yield _catalog_entry(item, cat.version, deleted=False)
+        for item in _dropped(previous, cat):
+            yield _catalog_entry(item, cat.version, deleted=True)
+
+
+def _dropped(previous: Catalog | None, current: Catalog) -> list[CatalogItem]:
+    """The items of `previous` that `current` no longer lists, by code."""
+    if previous is None:
+        return []
+    return [previous.items[code] for code in sorted(previous.items.keys() - current.items.keys())]
+
+
+def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
+    return CatalogEntry(
+        code=item.code,
+        name=item.name,
+        kind=item.kind.value,
+        item_class=item.item_class.value,
+        preselfpay_bp=item.preselfpay_bp,
+        price_cap_fen=item.price_cap_fen or 0,
+        rx=item.rx.value,
+        restrictions=tuple(sorted(r.value for r in item.restrictions)),
+        version=version,
+        deleted=deleted,
+    )
 
 
 @dataclass(frozen=True, slots=True)

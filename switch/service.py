@@ -56,6 +56,7 @@ from switch.backend import (
     PoolStats,
     SettlementStatus,
     SettlementView,
+    catalog_entries,
     settlement_view,
     view_from_dict,
 )
@@ -339,15 +340,8 @@ class LedgerBackend:
     # --------------------------------------------------------------- catalog
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        previous: Catalog | None = None
-        for cat in self.catalogs.catalogs:
-            if cat.version > since_version:
-                for item in cat.items.values():
-                    yield _catalog_entry(item, cat.version, deleted=False)
-                if previous is not None:
-                    for code in sorted(previous.items.keys() - cat.items.keys()):
-                        yield _catalog_entry(previous.items[code], cat.version, deleted=True)
-            previous = cat
+        for entry in catalog_entries(self.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         pool = self.ledger.pool
@@ -367,18 +361,3 @@ class LedgerBackend:
         pool = self.ledger.pool
         size = pool.get_size()
         return PoolStats(size=size, in_use=size - pool.get_idle_size())
-
-
-def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
-    return CatalogEntry(
-        code=item.code,
-        name=item.name,
-        kind=item.kind.value,
-        item_class=item.item_class.value,
-        preselfpay_bp=item.preselfpay_bp,
-        price_cap_fen=item.price_cap_fen or 0,
-        rx=item.rx.value,
-        restrictions=tuple(sorted(r.value for r in item.restrictions)),
-        version=version,
-        deleted=deleted,
-    )

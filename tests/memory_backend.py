@@ -23,6 +23,7 @@ from switch.backend import (
     MemberView,
     PoolStats,
     SettlementView,
+    catalog_entries,
     settlement_view,
 )
 from switch.errors import ErrorReason, SwitchError
@@ -118,22 +119,8 @@ class MemoryBackend:
         return []  # the edge tests stream records to a day of no settlements
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        for cat in self.region.catalogs.catalogs:
-            if cat.version <= since_version:
-                continue
-            for item in cat.items.values():
-                yield CatalogEntry(
-                    item.code,
-                    item.name,
-                    item.kind.value,
-                    item.item_class.value,
-                    item.preselfpay_bp,
-                    item.price_cap_fen or 0,
-                    item.rx.value,
-                    tuple(sorted(r.value for r in item.restrictions)),
-                    cat.version,
-                    False,
-                )
+        for entry in catalog_entries(self.region.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         return True
