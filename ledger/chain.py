@@ -38,6 +38,16 @@ GENESIS_HASH = bytes(32)
 FETCH_ROWS = 5_000
 
 
+class ChainEnd(NamedTuple):
+    """Where a lane's chain ends: its last sequence number and that entry's hash."""
+
+    seq: int
+    hash: bytes
+
+
+EMPTY_LANE = ChainEnd(0, GENESIS_HASH)
+
+
 def entry_hash(
     prev_hash: bytes,
     entry_id: int,
@@ -60,8 +70,7 @@ class VerifyReport:
     lanes: int = 0
     balances: int = 0
     problems: list[str] = field(default_factory=list)
-    # where each lane's chain ends, as walked: (last sequence, its hash)
-    ends: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    ends: dict[int, ChainEnd] = field(default_factory=dict)  # by lane, as walked
 
     @property
     def sound(self) -> bool:
@@ -223,14 +232,12 @@ FROM entries e LEFT JOIN LATERAL (
 ORDER BY e.lane, e.lane_seq
 """
 
-Ends = dict[int, tuple[int, bytes]]  # lane: (last sequence, its hash)
-
 
 async def verify(
     conn: asyncpg.Connection,
     *,
     problems_max: int = 20,
-    anchors: Mapping[int, tuple[int, bytes]] | None = None,
+    anchors: Mapping[int, ChainEnd] | None = None,
 ) -> VerifyReport:
     """Walk every lane, every entry and every balance row; report what is wrong.
 
@@ -245,8 +252,8 @@ async def verify(
     # One snapshot for all of it, the lane heads included: read apart, a
     # settlement committed in between made a sound ledger look cut short.
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        heads: Ends = {
-            r["lane"]: (r["last_seq"], bytes(r["last_hash"]))
+        heads = {
+            r["lane"]: ChainEnd(r["last_seq"], bytes(r["last_hash"]))
             for r in await conn.fetch("SELECT lane, last_seq, last_hash FROM chain_lanes")
         }
         problems = await _walk_lanes(conn, report, anchors, problems_max)
@@ -263,7 +270,7 @@ async def verify(
 async def _walk_lanes(
     conn: asyncpg.Connection,
     report: VerifyReport,
-    anchors: Mapping[int, tuple[int, bytes]],
+    anchors: Mapping[int, ChainEnd],
     problems_max: int,
 ) -> list[str]:
     """Every entry in lane order: sequence, link, hash, anchor, balance (counted into `report`)."""
@@ -274,17 +281,16 @@ async def _walk_lanes(
         report.entries += 1
         report.postings += len(entry.postings)
         if len(problems) < problems_max:
-            problems += _entry_problems(entry, ends.get(entry.lane), anchors.get(entry.lane))
-        ends[entry.lane] = (entry.lane_seq, entry.hash)
+            previous = ends.get(entry.lane, EMPTY_LANE)
+            problems += _entry_problems(entry, previous, anchors.get(entry.lane))
+        ends[entry.lane] = ChainEnd(entry.lane_seq, entry.hash)
     return problems
 
 
-def _entry_problems(
-    entry: ChainEntry, previous: tuple[int, bytes] | None, anchored: tuple[int, bytes] | None
-) -> list[str]:
+def _entry_problems(entry: ChainEntry, previous: ChainEnd, anchored: ChainEnd | None) -> list[str]:
     """What is wrong with one entry, given where its lane's chain stood before it."""
     problems: list[str] = []
-    prev_seq, prev_hash = previous or (0, GENESIS_HASH)
+    prev_seq, prev_hash = previous
     at = f"entry {entry.entry_id}"
     if entry.lane_seq != prev_seq + 1:
         problems.append(
@@ -295,7 +301,7 @@ def _entry_problems(
         problems.append(f"{at}: previous-hash link broken in lane {entry.lane}")
     if entry.computed_hash() != entry.hash:
         problems.append(f"{at}: hash does not match its content (changed)")
-    if anchored is not None and anchored[0] == entry.lane_seq and anchored[1] != entry.hash:
+    if anchored is not None and anchored.seq == entry.lane_seq and anchored.hash != entry.hash:
         problems.append(
             f"{at}: lane {entry.lane} at sequence {entry.lane_seq} is not the entry"
             " anchored there (the lane was rewritten since)"
@@ -306,13 +312,13 @@ def _entry_problems(
     return problems
 
 
-def _lane_heads_problems(ends: Ends, heads: Ends) -> list[str]:
+def _lane_heads_problems(ends: Mapping[int, ChainEnd], heads: Mapping[int, ChainEnd]) -> list[str]:
     """Each lane's chain must end where its head says, and no lane may lack a head."""
     problems = [
-        f"lane {lane}: chain ends at sequence {ends.get(lane, (0, GENESIS_HASH))[0]} but its"
-        f" head says {last_seq} (an entry was removed or replaced)"
-        for lane, (last_seq, last_hash) in sorted(heads.items())
-        if ends.get(lane, (0, GENESIS_HASH)) != (last_seq, last_hash)
+        f"lane {lane}: chain ends at sequence {ends.get(lane, EMPTY_LANE).seq} but its"
+        f" head says {head.seq} (an entry was removed or replaced)"
+        for lane, head in sorted(heads.items())
+        if ends.get(lane, EMPTY_LANE) != head
     ]
     problems += [
         f"lane {lane} has entries but no head (its entries were inserted)"
@@ -321,13 +327,13 @@ def _lane_heads_problems(ends: Ends, heads: Ends) -> list[str]:
     return problems
 
 
-def _anchor_problems(ends: Ends, anchors: Mapping[int, tuple[int, bytes]]) -> list[str]:
+def _anchor_problems(ends: Mapping[int, ChainEnd], anchors: Mapping[int, ChainEnd]) -> list[str]:
     """No lane may end before a sequence an earlier run anchored."""
     return [
-        f"lane {lane}: chain ends at sequence {got_seq}, before its anchor at"
-        f" {anchored_seq} (entries were removed)"
-        for lane, (anchored_seq, _) in sorted(anchors.items())
-        if (got_seq := ends.get(lane, (0, GENESIS_HASH))[0]) < anchored_seq
+        f"lane {lane}: chain ends at sequence {ends.get(lane, EMPTY_LANE).seq}, before its"
+        f" anchor at {anchored.seq} (entries were removed)"
+        for lane, anchored in sorted(anchors.items())
+        if ends.get(lane, EMPTY_LANE).seq < anchored.seq
     ]
 
 
@@ -460,7 +466,7 @@ _RECORD_CHECKS: tuple[Callable[[asyncpg.Connection], Awaitable[list[str]]], ...]
 ANCHORS_FORMAT = "medswitch-ledger-anchors/1"
 
 
-def read_anchors(path: Path, *, first: bool = False) -> dict[int, tuple[int, bytes]]:
+def read_anchors(path: Path, *, first: bool = False) -> dict[int, ChainEnd]:
     """The chain ends an earlier sound `verify` recorded in `path`.
 
     `first`: there is no such record yet, and `path` must not exist (none is
@@ -479,14 +485,14 @@ def read_anchors(path: Path, *, first: bool = False) -> dict[int, tuple[int, byt
         if raw.get("format") != ANCHORS_FORMAT:
             raise ValueError(f"format is not {ANCHORS_FORMAT}")
         return {
-            int(lane): (int(seq), bytes.fromhex(digest))
+            int(lane): ChainEnd(int(seq), bytes.fromhex(digest))
             for lane, (seq, digest) in raw["lanes"].items()
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a ledger anchors file ({exc})") from None
 
 
-def write_anchors(path: Path, ends: Mapping[int, tuple[int, bytes]]) -> None:
+def write_anchors(path: Path, ends: Mapping[int, ChainEnd]) -> None:
     """Record where each lane's chain ends, replacing the file in one step."""
     record = {
         "format": ANCHORS_FORMAT,
