@@ -396,7 +396,7 @@ def read_anchors(path: Path, *, first: bool = False) -> dict[int, tuple[int, byt
             int(lane): (int(seq), bytes.fromhex(digest))
             for lane, (seq, digest) in raw["lanes"].items()
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"{path}: not a ledger anchors file ({exc})") from None
 
 
