@@ -77,11 +77,17 @@ class VerifyReport:
         return not self.problems
 
 
+# The record checks below read every record, or those of one business day:
+# each takes that day (NULL: all days) as its last parameter.
+def _of_day(column: str, param: int = 1) -> str:
+    return f"(${param}::date IS NULL OR {column} = ${param}::date)"
+
+
 # A settlement's stated amounts (what end of day pays out from) against the
 # legs its entry posts (accounts.settlement_postings): one row per
 # disagreeing account, the first 20. $1-$5: the fund keys, the member key's
 # prefix, the institution payable key's prefix and suffix.
-_SETTLEMENT_LEGS_SQL = """
+_SETTLEMENT_LEGS_SQL = f"""
 WITH stated AS (
     SELECT s.settlement_id, l.account_key, l.amount
     FROM settlements s
@@ -92,12 +98,13 @@ WITH stated AS (
         ($4::text || s.institution_code || $5::text,
          -(s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen))
     ) AS l(account_key, amount)
-    WHERE l.amount <> 0
+    WHERE l.amount <> 0 AND {_of_day("s.business_date", 6)}
 ), posted AS (
     SELECT s.settlement_id, a.account_key, sum(p.amount_fen)::bigint AS amount
     FROM settlements s
     JOIN postings p ON p.entry_id = s.entry_id
     JOIN accounts a ON a.account_id = p.account_id
+    WHERE {_of_day("s.business_date", 6)}
     GROUP BY s.settlement_id, a.account_key
 )
 SELECT coalesce(t.settlement_id, p.settlement_id) AS settlement_id,
@@ -114,15 +121,15 @@ LIMIT 20
 # its own kind (SETTLEMENT; CANCELLATION), made for it (ref: the settlement's
 # id) on its business day, and no entry is named twice. Otherwise a record
 # could borrow another's entry and its amounts would still add up.
-_CLAIMS = """
+_CLAIMS = f"""
 WITH claims AS (
     SELECT 'settlement' AS what, s.settlement_id AS record, s.settlement_id AS ref,
            'SETTLEMENT' AS kind, s.entry_id, s.business_date
-    FROM settlements s WHERE s.entry_id IS NOT NULL
+    FROM settlements s WHERE s.entry_id IS NOT NULL AND {_of_day("s.business_date")}
     UNION ALL
     SELECT 'cancellation', c.reversal_id, c.settlement_id, 'CANCELLATION', c.entry_id,
            c.business_date
-    FROM cancellations c WHERE c.entry_id IS NOT NULL
+    FROM cancellations c WHERE c.entry_id IS NOT NULL AND {_of_day("c.business_date")}
 )
 """
 _CLAIMS_SQL = (
@@ -141,12 +148,12 @@ ORDER BY x.entry_id, x.record
 LIMIT 20
 """
 )
-# SETTLEMENT and CANCELLATION entries that no record names.
+# SETTLEMENT and CANCELLATION entries that no record (of their day) names.
 _UNCLAIMED_SQL = (
     _CLAIMS
-    + """
+    + f"""
 SELECT e.entry_id, e.kind, e.ref FROM entries e
-WHERE e.kind IN ('SETTLEMENT', 'CANCELLATION')
+WHERE e.kind IN ('SETTLEMENT', 'CANCELLATION') AND {_of_day("e.business_date")}
   AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.entry_id = e.entry_id)
 ORDER BY e.entry_id
 LIMIT 20
@@ -154,10 +161,11 @@ LIMIT 20
 )
 
 # A cancellation's entry against the exact reverse of its settlement's.
-_REVERSAL_LEGS_SQL = """
+_REVERSAL_LEGS_SQL = f"""
 WITH pairs AS (
     SELECT c.reversal_id, c.entry_id AS reversal_entry, s.entry_id AS original_entry
     FROM cancellations c JOIN settlements s ON s.settlement_id = c.settlement_id
+    WHERE {_of_day("c.business_date")}
 ), reversed AS (
     SELECT x.reversal_id, p.account_id, sum(p.amount_fen)::bigint AS amount
     FROM pairs x JOIN postings p ON p.entry_id = x.reversal_entry
@@ -380,7 +388,23 @@ async def _dayless_entries(conn: asyncpg.Connection) -> list[str]:
     ]
 
 
-async def _settlement_legs(conn: asyncpg.Connection) -> list[str]:
+async def record_problems(conn: asyncpg.Connection, business_date: date | None = None) -> list[str]:
+    """Where settlement and cancellation records and their entries disagree.
+
+    Of one business day's records and entries, or of all (None). Each
+    settlement's amounts must be exactly what its entry posts, each
+    cancellation's entry the exact reverse of its settlement's, each record
+    must name an entry of its own kind made for it on its day that no other
+    record names, and every settlement or cancellation entry must be named.
+    At most 20 of each kind of problem.
+    """
+    problems: list[str] = []
+    for check in _RECORD_ENTRY_CHECKS:
+        problems += await check(conn, business_date)
+    return problems
+
+
+async def _settlement_legs(conn: asyncpg.Connection, business_date: date | None) -> list[str]:
     rows = await conn.fetch(
         _SETTLEMENT_LEGS_SQL,
         accounts.POOLED_FUND,
@@ -388,6 +412,7 @@ async def _settlement_legs(conn: asyncpg.Connection) -> list[str]:
         accounts.MEMBER_PREFIX,
         accounts.INSTITUTION_PREFIX,
         accounts.PAYABLE_SUFFIX,
+        business_date,
     )
     return [
         f"settlement {row['settlement_id']}: its amounts are not what its entry posts"
@@ -396,31 +421,36 @@ async def _settlement_legs(conn: asyncpg.Connection) -> list[str]:
     ]
 
 
-async def _claimed_entries(conn: asyncpg.Connection) -> list[str]:
+async def _claimed_entries(conn: asyncpg.Connection, business_date: date | None) -> list[str]:
     return [
         f"entry {row['entry_id']}: claimed by {row['claimants']} records"
         f" ({row['what']} {row['record']} among them)"
         if row["claimants"] > 1
         else f"{row['what']} {row['record']}: its entry {row['entry_id']} is a"
         f" {row['entry_kind']} entry for {row['entry_ref']!r} on {row['entry_day']}"
-        for row in await conn.fetch(_CLAIMS_SQL)
+        for row in await conn.fetch(_CLAIMS_SQL, business_date)
     ]
 
 
-async def _unclaimed_entries(conn: asyncpg.Connection) -> list[str]:
+async def _unclaimed_entries(conn: asyncpg.Connection, business_date: date | None) -> list[str]:
     return [
         f"entry {row['entry_id']}: a {row['kind']} entry for {row['ref']!r}"
         " that no settlement or cancellation records"
-        for row in await conn.fetch(_UNCLAIMED_SQL)
+        for row in await conn.fetch(_UNCLAIMED_SQL, business_date)
     ]
 
 
-async def _reversal_legs(conn: asyncpg.Connection) -> list[str]:
+async def _reversal_legs(conn: asyncpg.Connection, business_date: date | None) -> list[str]:
     return [
         f"cancellation {row['reversal_id']}: its entry does not reverse the settlement's"
         f" (account {row['account_id']}: {row['reversed']} reversed, {row['original']} posted)"
-        for row in await conn.fetch(_REVERSAL_LEGS_SQL)
+        for row in await conn.fetch(_REVERSAL_LEGS_SQL, business_date)
     ]
+
+
+_RECORD_ENTRY_CHECKS: tuple[
+    Callable[[asyncpg.Connection, date | None], Awaitable[list[str]]], ...
+] = (_settlement_legs, _claimed_entries, _unclaimed_entries, _reversal_legs)
 
 
 async def _stored_balances(conn: asyncpg.Connection) -> list[str]:
@@ -454,10 +484,7 @@ _RECORD_CHECKS: tuple[Callable[[asyncpg.Connection], Awaitable[list[str]]], ...]
     _unknown_accounts,
     _entryless_settlements,
     _dayless_entries,
-    _settlement_legs,
-    _claimed_entries,
-    _unclaimed_entries,
-    _reversal_legs,
+    record_problems,
     _stored_balances,
     _postings_total,
 )
@@ -488,7 +515,7 @@ def read_anchors(path: Path, *, first: bool = False) -> dict[int, ChainEnd]:
             int(lane): ChainEnd(int(seq), bytes.fromhex(digest))
             for lane, (seq, digest) in raw["lanes"].items()
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"{path}: not a ledger anchors file ({exc})") from None
 
 

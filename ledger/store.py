@@ -438,21 +438,12 @@ class Ledger:
     async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
         """Count a PIN check made outside a settlement (PreSettle, GetMember).
 
-        A wrong PIN adds one to the stored count in the UPDATE itself, so wrong
-        PINs tried at the same moment through several serve processes are all
-        counted; a right one resets it. Returns the count now stored.
+        A wrong PIN adds one to the stored count in the database's own UPDATE
+        (ms_pin_check), so wrong PINs tried at the same moment through several
+        serve processes are all counted; a right one resets it. Returns the
+        count now stored.
         """
-        if ok:
-            await self.pool.execute(
-                "UPDATE members SET pin_failures = 0 WHERE member_id = $1 AND pin_failures <> 0",
-                member_id,
-            )
-            return 0
-        failures: int = await self.pool.fetchval(
-            "UPDATE members SET pin_failures = pin_failures + 1 WHERE member_id = $1"
-            " RETURNING pin_failures",
-            member_id,
-        )
+        failures: int = await self.pool.fetchval("SELECT ms_pin_check($1, $2)", member_id, ok)
         return failures
 
     async def member_name_masked(self, member_id: str) -> str:
@@ -711,21 +702,18 @@ class _CancelRequest(NamedTuple):
         """No settlement to reverse: record its request as cancelled before it arrived."""
         if self.settlement_id is not None:
             raise SettlementNotFound("no such settlement")
-        # ms_load_cancel's "tombstone": this request id was already cancelled so.
+        # "tombstone" is the SQL's name (ms_load_cancel, ms_record_tombstone)
+        # for a request cancelled before it arrived: this one already was.
         earlier = facts.get("tombstone")
         if earlier is not None:
             return _cancellation(earlier, replayed=True)
-        business_date = date.fromisoformat(facts["business_date"])
-        await conn.execute(
-            "INSERT INTO cancellations (reversal_id, institution_code, request_id,"
-            " fingerprint, original_request_id, business_date, reason)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        business_date: date = await conn.fetchval(  # the day it is booked into
+            "SELECT ms_record_tombstone($1, $2, $3, $4, $5, $6)",
             facts["reversal_id"],
             self.institution_code,
             self.request_id,
             self.fingerprint,
             self.original_request_id,
-            business_date,
             self.reason,
         )
         return StoredCancellation(

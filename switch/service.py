@@ -154,21 +154,11 @@ class KeyedLocks:
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        policies: PolicyBook,
-        catalogs: CatalogBook,
-        *,
-        batch_max: int,
-        records_max: int = 1,
-    ) -> None:
-        self.ledger = ledger
-        self.policies = policies
-        self.catalogs = catalogs
-        self.writer = SettleWriter(
-            ledger, policies, catalogs, batch_max=batch_max, records_max=records_max
-        )
+    def __init__(self, writer: SettleWriter) -> None:
+        self.writer = writer
+        self.ledger = writer.ledger
+        self.policies = writer.policies
+        self.catalogs = writer.catalogs
         # The PIN checks outside Settle (PreSettle, GetMember,
         # ListAccountActivity) read the failure count and write it back: this
         # per-card lock counts parallel guesses at one card one by one, so the
@@ -188,14 +178,12 @@ class LedgerBackend:
         """
         policies, catalogs = await load_reference(pool)
         if group_commit:
-            return cls(
-                ledger,
-                policies,
-                catalogs,
-                batch_max=limits.settle_batch_max,
-                records_max=limits.settle_records_inflight_max,
-            )
-        return cls(ledger, policies, catalogs, batch_max=1)
+            batch_max, records_max = limits.settle_batch_max, limits.settle_records_inflight_max
+        else:
+            batch_max, records_max = 1, 1
+        return cls(
+            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max)
+        )
 
     async def close(self) -> None:
         """After the server has drained: stops the settlement writer."""

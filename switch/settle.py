@@ -43,6 +43,7 @@ from adjudication.engine import adjudicate, benefit_date
 from adjudication.model import Claim
 from adjudication.policy import PolicyBook
 from ledger.store import (
+    Busy,
     Ledger,
     LedgerError,
     LoadRequest,
@@ -291,7 +292,7 @@ class SettleWriter:
     def _load_again(self, stale: list[Pending]) -> None:
         for pending in reversed(stale):
             if pending.loads >= limits.settle_loads_max:
-                pending.fail(LedgerError(f"the member's state kept moving ({pending.loads} loads)"))
+                pending.fail(Busy(f"the member's state kept moving ({pending.loads} loads)"))
             else:
                 self._queue.appendleft(pending)
         self._arrived.set()
