@@ -41,9 +41,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _verify(
-    url: str, anchors: dict[int, tuple[int, bytes]] | None = None
-) -> chain.VerifyReport:
+async def _verify(url: str, anchors: dict[int, chain.ChainEnd] | None = None) -> chain.VerifyReport:
     conn = await db.connect(url)
     try:
         await db.migrate(conn)
