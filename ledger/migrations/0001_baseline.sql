@@ -287,8 +287,8 @@ CREATE TABLE cancellations (
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (institution_code, request_id)
 );
--- A tombstone: an original request id cancelled before its Settle arrived.
-CREATE UNIQUE INDEX cancellations_tombstone ON cancellations (institution_code, original_request_id)
+-- A request cancelled before it arrived: its original request id, cancelled before its Settle.
+CREATE UNIQUE INDEX cancellations_request_cancelled ON cancellations (institution_code, original_request_id)
     WHERE settlement_id IS NULL;
 CREATE INDEX cancellations_day ON cancellations (business_date);
 
@@ -864,21 +864,21 @@ BEGIN
     -- A plain UPDATE, not an upsert: an upsert checks its proposed row
     -- (negative amounts) against the CHECKs before it finds the conflict.
     UPDATE member_year y SET
-        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + p_sign * d.odu,
-        outpatient_pooled_fen = y.outpatient_pooled_fen + p_sign * d.op,
-        basic_pooled_fen = y.basic_pooled_fen + p_sign * d.bp,
-        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + p_sign * d.iad,
-        new_admissions = y.new_admissions + p_sign * d.na,
-        serious_illness_base_fen = y.serious_illness_base_fen + p_sign * d.sib,
-        serious_illness_paid_fen = y.serious_illness_paid_fen + p_sign * d.sip
+        outpatient_deductible_used_fen = y.outpatient_deductible_used_fen + p_sign * d.outpatient_deductible_used_fen,
+        outpatient_pooled_fen = y.outpatient_pooled_fen + p_sign * d.outpatient_pooled_fen,
+        basic_pooled_fen = y.basic_pooled_fen + p_sign * d.basic_pooled_fen,
+        inpatient_above_deductible_fen = y.inpatient_above_deductible_fen + p_sign * d.inpatient_above_deductible_fen,
+        new_admissions = y.new_admissions + p_sign * d.new_admissions,
+        serious_illness_base_fen = y.serious_illness_base_fen + p_sign * d.serious_illness_base_fen,
+        serious_illness_paid_fen = y.serious_illness_paid_fen + p_sign * d.serious_illness_paid_fen
     FROM (SELECT r.member_id, r.change_year AS year,
-                 sum(r.outpatient_deductible_used_fen)::bigint AS odu,
-                 sum(r.outpatient_pooled_fen)::bigint AS op,
-                 sum(r.basic_pooled_fen)::bigint AS bp,
-                 sum(r.inpatient_above_deductible_fen)::bigint AS iad,
-                 sum(r.new_admissions)::integer AS na,
-                 sum(r.serious_illness_base_fen)::bigint AS sib,
-                 sum(r.serious_illness_paid_fen)::bigint AS sip
+                 sum(r.outpatient_deductible_used_fen)::bigint AS outpatient_deductible_used_fen,
+                 sum(r.outpatient_pooled_fen)::bigint AS outpatient_pooled_fen,
+                 sum(r.basic_pooled_fen)::bigint AS basic_pooled_fen,
+                 sum(r.inpatient_above_deductible_fen)::bigint AS inpatient_above_deductible_fen,
+                 sum(r.new_admissions)::integer AS new_admissions,
+                 sum(r.serious_illness_base_fen)::bigint AS serious_illness_base_fen,
+                 sum(r.serious_illness_paid_fen)::bigint AS serious_illness_paid_fen
           FROM jsonb_array_elements(p_changes) c, ms_changes_row(c) r GROUP BY 1, 2) d
     WHERE y.member_id = d.member_id AND y.year = d.year;
     UPDATE pharmacy_daily p SET purchases = p.purchases - d.n
@@ -931,7 +931,7 @@ CREATE FUNCTION ms_load_states(p_institutions text[], p_card_hmacs bytea[], p_ye
                                p_service_dates date[], p_lookback_days integer,
                                p_request_ids text[])
 RETURNS TABLE (business_date date, settlement_id text, existing_settlement_id text,
-               existing_fingerprint bytea, tombstoned boolean,
+               existing_fingerprint bytea, request_cancelled boolean,
                institution_code text, institution_name text, institution_kind text,
                institution_level text, institution_region text, institution_status text,
                member_id text, state_seq bigint, category text, status text, card_status text,
@@ -1208,7 +1208,7 @@ BEGIN
                 encode(c.fingerprint, 'hex'))
             FROM cancellations c WHERE c.institution_code = p_institution
             AND c.request_id = p_request_id),
-        'tombstone', (SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c
+        'request_cancelled', (SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c
             WHERE p_original_request_id IS NOT NULL AND c.institution_code = p_institution
             AND c.original_request_id = p_original_request_id AND c.settlement_id IS NULL),
         'settlement', (SELECT jsonb_build_object('settlement_id', s.settlement_id,
@@ -1284,10 +1284,10 @@ BEGIN
 END
 $$;
 
--- A tombstone: the cancellation of an original request id that has not
+-- A request cancelled before it arrived: the cancellation of an original request id that has not
 -- been settled (its Settle, arriving later, is refused). Nothing moves; it
 -- is booked into the open day. Returns that day.
-CREATE FUNCTION ms_record_tombstone(p_reversal_id text, p_institution text, p_request_id text,
+CREATE FUNCTION ms_record_request_cancelled(p_reversal_id text, p_institution text, p_request_id text,
                                     p_fingerprint bytea, p_original_request_id text,
                                     p_reason text)
 RETURNS date LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -1295,7 +1295,7 @@ DECLARE
     v_day date;
 BEGIN
     IF p_original_request_id IS NULL THEN
-        RAISE EXCEPTION 'a tombstone names the original request id'
+        RAISE EXCEPTION 'a request cancelled before it arrived is named by its original request id'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM ms_key_lock(p_institution, p_original_request_id);
@@ -1382,7 +1382,7 @@ ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 --                   (ms_load_states reads, and takes settlement ids);
 --   cancel          ms_record_cancellation (the exact reversal of a settled
 --                   settlement of the calling institution) and
---                   ms_record_tombstone (a cancellation that arrived before
+--                   ms_record_request_cancelled (a cancellation that arrived before
 --                   its Settle, for a request id nothing was settled under);
 --   PIN checks      ms_pin_check(member, ok): one more failure, or back to 0;
 --   a read that locks ms_load_cancel (member rows FOR UPDATE).
@@ -1392,7 +1392,7 @@ GRANT EXECUTE ON FUNCTION ms_load_states(text[], bytea[], integer[], date[], int
     ms_record_checked(date, ms_settle_row[], integer[], text[], bigint[]),
     ms_load_cancel(text, text, text, text),
     ms_record_cancellation(text, text, text, bytea, text, text, text),
-    ms_record_tombstone(text, text, text, bytea, text, text),
+    ms_record_request_cancelled(text, text, text, bytea, text, text),
     ms_pin_check(text, boolean) TO medswitch_app;
 GRANT USAGE ON TYPE ms_settle_row TO medswitch_app;
 GRANT USAGE ON SEQUENCE settlement_seq TO medswitch_app;

@@ -196,7 +196,7 @@ SWITCH_FUNCTIONS = {
     "ms_record_checked": True,
     "ms_load_cancel": True,
     "ms_record_cancellation": True,
-    "ms_record_tombstone": True,
+    "ms_record_request_cancelled": True,
     "ms_pin_check": True,
 }
 
@@ -279,8 +279,8 @@ async def test_the_switchs_writers_check_what_they_are_asked(
         with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="cannot cancel"):
             await app_pool.execute(cancel, reversal, institution, f"c-{reversal}", target)
     with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="was settled"):
-        await app_pool.execute(  # a tombstone would hide a settlement from its cancellation
-            "SELECT ms_record_tombstone('R4', $1, 'c4', '\\x00', 't0', '')", INSTITUTION
+        await app_pool.execute(  # a request cancelled before it arrived would hide a settlement
+            "SELECT ms_record_request_cancelled('R4', $1, 'c4', '\\x00', 't0', '')", INSTITUTION
         )
     assert await app_pool.fetchval("SELECT count(*) FROM cancellations") == 0
     # PIN failures move by one, or back to none, and by nothing else

@@ -254,7 +254,7 @@ async def test_the_owners_functions_read_no_object_of_the_callers_temporary_sche
             assert await conn.fetchval("SELECT ms_pin_check('M0002', false)") == 1
             await conn.fetchval("SELECT ms_load_cancel($1, 'c1', NULL, 'r1')", INSTITUTION)
             booked = await conn.fetchval(
-                "SELECT ms_record_tombstone('R1', $1, 'c1', '\\x00', 'r1', '')", INSTITUTION
+                "SELECT ms_record_request_cancelled('R1', $1, 'c1', '\\x00', 'r1', '')", INSTITUTION
             )
             assert booked == DAY
 
