@@ -6,14 +6,21 @@ and is started on demand; it keeps running between commands until
 `medswitch db stop`. Durability settings (fsync, synchronous_commit) are the
 PostgreSQL defaults and are checked, never relaxed.
 
-Schema changes are numbered SQL files in `ledger/migrations/NNNN_name.sql`,
-applied in order, each in its own transaction, under an advisory lock so two
-processes starting at once do not race, and recorded in `schema_version`. A
-database whose schema is newer than this code is refused.
+The schema is `ledger/migrations/0001_baseline.sql`, the whole schema of a
+new database; changes after it are further numbered files
+(`NNNN_name.sql`, numbered 1..n without gaps), applied in order, each in its
+own transaction, under an advisory lock so two processes starting at once
+do not race, and recorded (number and name) in `schema_version`. A database
+whose schema is newer than this code is refused, and so is one whose
+recorded migrations are not this code's (made by an unreleased build from
+before the baseline, or by another branch). ledger/schema.snapshot
+describes the schema the migrations make (tests/schema_catalog.py).
 
-The application works as the role `medswitch_app` (SELECT/INSERT on the
-ledger tables, no UPDATE/DELETE), set for every pooled connection; migrations
-and operator tooling run as the connecting (owner) user.
+`medswitch serve` works as the role `medswitch_app`: it reads, and writes
+only through the owner's functions (the baseline's rights). The operator's commands
+that write (import-reference, day, payouts, recon) work as
+`medswitch_operator`, which holds the direct writes they make. Migrations,
+`db` and `ledger verify` run as the connecting (owner) user.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 APP_ROLE = "medswitch_app"
+OPERATOR_ROLE = "medswitch_operator"
+ROLES = (APP_ROLE, OPERATOR_ROLE)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x4D535357  # "MSSW": one advisory lock for schema changes
 REGION_TZ = ZoneInfo("Asia/Shanghai")
@@ -41,8 +50,18 @@ COMMAND_TIMEOUT_S = 60.0
 SERVER_VERSION_NUM_MIN = 150000  # PostgreSQL 15
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not one this code can bring up to date."""
+
+
+class SchemaTooNew(SchemaMismatch):
     """The database was migrated by newer code than this."""
+
+
+class SchemaDiverged(SchemaMismatch):
+    """The database's recorded migrations are not this code's (same number,
+    another name): made by a build from before the schema baseline, or by a
+    branch whose migrations this code does not have."""
 
 
 class NoOpenDay(RuntimeError):
@@ -105,7 +124,7 @@ class Probe:
 
     def __init__(self, url: str, *, app_login: bool = False) -> None:
         self.url = url  # multi-host: the primary is found as for the pool
-        self._role = as_app_role_args(app_login=app_login)  # as the pool's connections
+        self._role = as_role_args(APP_ROLE, app_login=app_login)  # as the pool's do
         self._conn: asyncpg.Connection | None = None
 
     async def check(self, timeout_s: float) -> None:
@@ -236,12 +255,7 @@ async def migrate(
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await schema_version(conn)
-        if current > len(wanted):
-            raise SchemaTooNew(
-                f"the database schema is version {current} but this code knows only up to "
-                f"{len(wanted)}; upgrade MedSwitch before using this database"
-            )
+        current = await _check_applied(conn, wanted)
         for migration in wanted[current:]:
             async with conn.transaction():
                 await conn.execute(migration.sql)
@@ -252,8 +266,9 @@ async def migrate(
                 )
             applied.append(migration.version)
         is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if not is_super:  # let the owner act as the application role
-            await conn.execute(f"GRANT {APP_ROLE} TO CURRENT_USER")
+        if not is_super:  # let the owner act as either role
+            for role in ROLES:
+                await conn.execute(f"GRANT {role} TO CURRENT_USER")
         await conn.execute(
             "INSERT INTO business_days (business_date, status)"
             " SELECT $1, 'OPEN' WHERE NOT EXISTS (SELECT 1 FROM business_days)",
@@ -262,6 +277,32 @@ async def migrate(
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied
+
+
+async def _check_applied(conn: asyncpg.Connection, wanted: list[Migration]) -> int:
+    """The database's schema version, if its recorded migrations are `wanted`'s
+    first ones (SchemaDiverged if not, SchemaTooNew if it has more)."""
+    applied = await conn.fetch("SELECT version, name FROM schema_version ORDER BY version")
+    for row in applied:
+        if row["version"] > len(wanted):
+            break
+        ours = wanted[row["version"] - 1].name
+        if row["name"] != ours:
+            raise SchemaDiverged(
+                f"the database's migration {row['version']} is {row['name']!r} but this "
+                f"code's is {ours!r}: it was made by other migrations than this code's (an "
+                "unreleased build from before the schema baseline, or another branch). Use "
+                "the build that made it, or start from a new database (the embedded one: "
+                "`medswitch db stop`, move $MEDSWITCH_DATA_DIR/pg aside) and import the "
+                "reference data again"
+            )
+    current = applied[-1]["version"] if applied else 0
+    if current > len(wanted):
+        raise SchemaTooNew(
+            f"the database schema is version {current} but this code knows only up to "
+            f"{len(wanted)}; upgrade MedSwitch before using this database"
+        )
+    return int(current)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -281,12 +322,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-def as_app_role_args(*, app_login: bool) -> dict[str, Any]:
-    """Connection arguments that make a connection act as the application role:
-    logging in as it (app_login), or taking it as a connection parameter."""
+def as_role_args(role: str, *, app_login: bool) -> dict[str, Any]:
+    """Connection arguments that make a connection act as `role`: logging in as
+    it (app_login), or taking it as a connection parameter (create_pool)."""
     if app_login:
-        return {"user": APP_ROLE}
-    return {"server_settings": {"role": APP_ROLE}}
+        return {"user": role, "server_settings": {}}
+    return {"server_settings": {"role": role}}
 
 
 async def create_pool(
@@ -294,18 +335,16 @@ async def create_pool(
     *,
     min_size: int = 2,
     max_size: int = POOL_SIZE_MAX,
-    as_app_role: bool = True,
+    role: str = APP_ROLE,
     app_login: bool = False,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections act as the application role.
+    """A pool whose connections act as `role` (the application role by default).
 
-    With app_login they log in as the application role itself, so no
-    statement sent on them can take the owner's rights (SET ROLE, RESET
-    ROLE); otherwise they log in as the URL's user and take the role as a
-    connection parameter.
+    With app_login they log in as the role itself, so no statement sent on
+    them can take the owner's rights (SET ROLE, RESET ROLE); otherwise they
+    log in as the URL's user and take the role as a connection parameter.
     """
-    role = as_app_role_args(app_login=app_login) if as_app_role or app_login else {}
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -314,7 +353,7 @@ async def create_pool(
         reset=_keep_session,
         command_timeout=COMMAND_TIMEOUT_S,
         connect=connect,
-        **role,
+        **as_role_args(role, app_login=app_login),
         **kwargs,
     )
     assert pool is not None
@@ -322,46 +361,62 @@ async def create_pool(
 
 
 async def open_database(
-    url: str, *, first_day: date | None = None, app_login: bool = False, **pool_kwargs: Any
+    url: str,
+    *,
+    first_day: date | None = None,
+    role: str = APP_ROLE,
+    app_login: bool = False,
+    **pool_kwargs: Any,
 ) -> asyncpg.Pool:
-    """Migrate (as the connecting user) and return an application-role pool.
+    """Migrate (as the connecting user) and return a pool acting as `role`.
 
     app_login, for the embedded server (whose local connections need no
-    password): the application role may log in and the pool logs in as it
-    (create_pool). An external server's operator decides how its roles log
-    in; there the pool takes the role as a connection parameter.
+    password): the role may log in and the pool logs in as it (create_pool).
+    An external server's operator decides how its roles log in; there the
+    pool takes the role as a connection parameter.
     """
     conn = await connect(url)
     try:
-        await _prepare(conn, first_day=first_day, app_login=app_login)
+        await _prepare(conn, first_day=first_day, login_role=role if app_login else None)
     finally:
         await conn.close()
-    return await create_pool(url, app_login=app_login, **pool_kwargs)
+    return await create_pool(url, role=role, app_login=app_login, **pool_kwargs)
 
 
-async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connection:
-    """One connection acting as the application role, by open_database's rules
-    (with app_login it logs in as the role, otherwise it takes it)."""
+async def connect_app(
+    url: str, *, role: str = APP_ROLE, app_login: bool = False
+) -> asyncpg.Connection:
+    """One connection acting as `role`, by open_database's rules (with
+    app_login it logs in as the role, otherwise it takes it)."""
     conn = await connect(url)
     try:
-        await _prepare(conn, first_day=None, app_login=app_login)
+        await _prepare(conn, first_day=None, login_role=role if app_login else None)
         if not app_login:
-            await conn.execute(f"SET ROLE {APP_ROLE}")
+            await conn.execute(f"SET ROLE {_known(role)}")
             return conn
     except BaseException:
         await conn.close()
         raise
     await conn.close()
-    return await connect(url, user=APP_ROLE)
+    return await connect(url, user=role)
 
 
-async def _prepare(conn: asyncpg.Connection, *, first_day: date | None, app_login: bool) -> None:
-    """As the owner: migrate, refuse a server that loses commits, and let the
-    application role log in (app_login)."""
+async def _prepare(
+    conn: asyncpg.Connection, *, first_day: date | None, login_role: str | None
+) -> None:
+    """As the owner: migrate, refuse a server that loses commits, and let
+    `login_role` (one of ROLES) log in."""
     await migrate(conn, first_day=first_day)
     await check_durability(conn)
-    if app_login:
-        await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
+    if login_role is not None:
+        await conn.execute(f"ALTER ROLE {_known(login_role)} LOGIN")
+
+
+def _known(role: str) -> str:
+    """`role`, if it is one of MedSwitch's (it is put into SQL as a name)."""
+    if role not in ROLES:
+        raise ValueError(f"{role!r} is not one of MedSwitch's roles {ROLES}")
+    return role
 
 
 async def check_durability(conn: asyncpg.Connection) -> None:
@@ -395,8 +450,12 @@ def redact_url(url: str) -> str:
 
 __all__: Sequence[str] = (
     "APP_ROLE",
+    "OPERATOR_ROLE",
+    "ROLES",
     "NoWritableHost",
     "Probe",
+    "SchemaDiverged",
+    "SchemaMismatch",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",

@@ -34,7 +34,8 @@ class Settings:
 
     @property
     def app_login(self) -> bool:
-        """Commands log in as the application role itself: on the embedded
+        """Commands log in as their role itself (serve as the application
+        role, the operator's commands as the operator's): on the embedded
         server, whose local connections need no password. An external
         server's operator decides how its roles log in (db.open_database)."""
         return self.database_url is None
