@@ -41,6 +41,7 @@ PHARMACY = "P33039900005"
 # What README's "Retries" calls safe to send again with the same request id.
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
