@@ -176,8 +176,10 @@ class SettleWriter:
                 return batch
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
-            await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
-            arrival.cancel()
+            try:
+                await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
+            finally:  # cancelled too (close): a pending waiter would be left behind
+                arrival.cancel()
 
     async def _load_and_decide(self, batch: list[Pending]) -> Batch:
         """Load the batch's state in one statement and adjudicate each claim."""
