@@ -445,9 +445,9 @@ async def test_no_connection_is_in_a_transaction_while_the_caller_decides(
     import subprocess
     from pathlib import Path
 
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
-    psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    psql = Path(import_pgserver().__file__).parent / "pginstall" / "bin" / "psql"
     seen: list[str] = []
     pay = debit(1_000)
 
