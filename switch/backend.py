@@ -216,6 +216,11 @@ class SettlementBackend(Protocol):
         """Whether the storage answers now (health checking)."""
         ...
 
+    def dead_worker(self) -> str | None:
+        """The name of a background task of the backend that has died, if one has
+        (health checking: the switch cannot serve without it)."""
+        ...
+
 
 def view_to_dict(view: SettlementView) -> dict[str, Any]:
     """The view as plain JSON values: what the ledger stores as the answer."""

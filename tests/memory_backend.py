@@ -145,5 +145,8 @@ class MemoryBackend:
     async def ping(self) -> bool:
         return True
 
+    def dead_worker(self) -> str | None:
+        return None  # no background tasks
+
     def pool_stats(self) -> PoolStats:
         return PoolStats(0, 0)

@@ -22,6 +22,7 @@ import pytest
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
+from switch import limits
 from switch.edge import EdgeLimits
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
@@ -75,6 +76,7 @@ async def live_switch(
     inflight_max: int = 256,
     pool_max: int = 10,
     group_commit: bool = False,
+    health_probe_interval_s: float = limits.health_probe_interval_s,
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
@@ -87,6 +89,7 @@ async def live_switch(
             listen="127.0.0.1:0",
             tls_dir=certs.tls_dir,
             edge_limits=EdgeLimits.for_inflight_max(inflight_max),
+            health_probe_interval_s=health_probe_interval_s,
         ),
     )
     return LiveSwitch(running, backend, pool, url, certs)
