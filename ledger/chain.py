@@ -67,11 +67,17 @@ class VerifyReport:
         return not self.problems
 
 
+# The record checks below read every record, or those of one business day:
+# each takes that day (NULL: all days) as its last parameter.
+def _of_day(column: str, param: int = 1) -> str:
+    return f"(${param}::date IS NULL OR {column} = ${param}::date)"
+
+
 # A settlement's stated amounts (what end of day pays out from) against the
 # legs its entry posts (accounts.settlement_postings): one row per
 # disagreeing account, the first 20. $1-$5: the fund keys, the member key's
 # prefix, the institution payable key's prefix and suffix.
-_SETTLEMENT_LEGS_SQL = """
+_SETTLEMENT_LEGS_SQL = f"""
 WITH stated AS (
     SELECT s.settlement_id, l.account_key, l.amount
     FROM settlements s
@@ -82,12 +88,13 @@ WITH stated AS (
         ($4::text || s.institution_code || $5::text,
          -(s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen))
     ) AS l(account_key, amount)
-    WHERE l.amount <> 0
+    WHERE l.amount <> 0 AND {_of_day("s.business_date", 6)}
 ), posted AS (
     SELECT s.settlement_id, a.account_key, sum(p.amount_fen)::bigint AS amount
     FROM settlements s
     JOIN postings p ON p.entry_id = s.entry_id
     JOIN accounts a ON a.account_id = p.account_id
+    WHERE {_of_day("s.business_date", 6)}
     GROUP BY s.settlement_id, a.account_key
 )
 SELECT coalesce(t.settlement_id, p.settlement_id) AS settlement_id,
@@ -104,15 +111,15 @@ LIMIT 20
 # its own kind (SETTLEMENT; CANCELLATION), made for it (ref: the settlement's
 # id) on its business day, and no entry is named twice. Otherwise a record
 # could borrow another's entry and its amounts would still add up.
-_CLAIMS = """
+_CLAIMS = f"""
 WITH claims AS (
     SELECT 'settlement' AS what, s.settlement_id AS record, s.settlement_id AS ref,
            'SETTLEMENT' AS kind, s.entry_id, s.business_date
-    FROM settlements s WHERE s.entry_id IS NOT NULL
+    FROM settlements s WHERE s.entry_id IS NOT NULL AND {_of_day("s.business_date")}
     UNION ALL
     SELECT 'cancellation', c.reversal_id, c.settlement_id, 'CANCELLATION', c.entry_id,
            c.business_date
-    FROM cancellations c WHERE c.entry_id IS NOT NULL
+    FROM cancellations c WHERE c.entry_id IS NOT NULL AND {_of_day("c.business_date")}
 )
 """
 _CLAIMS_SQL = (
@@ -131,12 +138,12 @@ ORDER BY x.entry_id, x.record
 LIMIT 20
 """
 )
-# SETTLEMENT and CANCELLATION entries that no record names.
+# SETTLEMENT and CANCELLATION entries that no record (of their day) names.
 _UNCLAIMED_SQL = (
     _CLAIMS
-    + """
+    + f"""
 SELECT e.entry_id, e.kind, e.ref FROM entries e
-WHERE e.kind IN ('SETTLEMENT', 'CANCELLATION')
+WHERE e.kind IN ('SETTLEMENT', 'CANCELLATION') AND {_of_day("e.business_date")}
   AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.entry_id = e.entry_id)
 ORDER BY e.entry_id
 LIMIT 20
@@ -144,10 +151,11 @@ LIMIT 20
 )
 
 # A cancellation's entry against the exact reverse of its settlement's.
-_REVERSAL_LEGS_SQL = """
+_REVERSAL_LEGS_SQL = f"""
 WITH pairs AS (
     SELECT c.reversal_id, c.entry_id AS reversal_entry, s.entry_id AS original_entry
     FROM cancellations c JOIN settlements s ON s.settlement_id = c.settlement_id
+    WHERE {_of_day("c.business_date")}
 ), reversed AS (
     SELECT x.reversal_id, p.account_id, sum(p.amount_fen)::bigint AS amount
     FROM pairs x JOIN postings p ON p.entry_id = x.reversal_entry
@@ -166,6 +174,52 @@ WHERE r.amount IS DISTINCT FROM o.amount
 ORDER BY 1, 2
 LIMIT 20
 """
+
+
+async def record_problems(conn: asyncpg.Connection, business_date: date | None = None) -> list[str]:
+    """Where settlement and cancellation records and their entries disagree.
+
+    Of one business day's records and entries, or of all (None). Each
+    settlement's amounts must be exactly what its entry posts, each
+    cancellation's entry the exact reverse of its settlement's, each record
+    must name an entry of its own kind made for it on its day that no other
+    record names, and every settlement or cancellation entry must be named.
+    At most 20 of each kind of problem.
+    """
+    problems = [
+        f"settlement {row['settlement_id']}: its amounts are not what its entry posts"
+        f" ({row['account_key']}: {row['stated']} stated, {row['posted']} posted)"
+        for row in await conn.fetch(
+            _SETTLEMENT_LEGS_SQL,
+            accounts.POOLED_FUND,
+            accounts.SERIOUS_ILLNESS_FUND,
+            accounts.member_account(""),
+            *accounts.institution_payable("\x00").split("\x00"),
+            business_date,
+        )
+    ]
+    for row in await conn.fetch(_CLAIMS_SQL, business_date):
+        if row["claimants"] > 1:
+            problems.append(
+                f"entry {row['entry_id']}: claimed by {row['claimants']} records"
+                f" ({row['what']} {row['record']} among them)"
+            )
+        else:
+            problems.append(
+                f"{row['what']} {row['record']}: its entry {row['entry_id']} is a"
+                f" {row['entry_kind']} entry for {row['entry_ref']!r} on {row['entry_day']}"
+            )
+    problems.extend(
+        f"entry {row['entry_id']}: a {row['kind']} entry for {row['ref']!r}"
+        " that no settlement or cancellation records"
+        for row in await conn.fetch(_UNCLAIMED_SQL, business_date)
+    )
+    problems.extend(
+        f"cancellation {row['reversal_id']}: its entry does not reverse the settlement's"
+        f" (account {row['account_id']}: {row['reversed']} reversed, {row['original']} posted)"
+        for row in await conn.fetch(_REVERSAL_LEGS_SQL, business_date)
+    )
+    return problems
 
 
 async def verify(
@@ -291,39 +345,8 @@ async def verify(
         )
         for row in dayless:
             problem(f"entry {row['entry_id']}: booked into a business day that does not exist")
-        for row in await conn.fetch(
-            _SETTLEMENT_LEGS_SQL,
-            accounts.POOLED_FUND,
-            accounts.SERIOUS_ILLNESS_FUND,
-            accounts.member_account(""),
-            *accounts.institution_payable("\x00").split("\x00"),
-        ):
-            problem(
-                f"settlement {row['settlement_id']}: its amounts are not what its entry posts"
-                f" ({row['account_key']}: {row['stated']} stated, {row['posted']} posted)"
-            )
-        for row in await conn.fetch(_CLAIMS_SQL):
-            if row["claimants"] > 1:
-                problem(
-                    f"entry {row['entry_id']}: claimed by {row['claimants']} records"
-                    f" ({row['what']} {row['record']} among them)"
-                )
-            else:
-                problem(
-                    f"{row['what']} {row['record']}: its entry {row['entry_id']} is a"
-                    f" {row['entry_kind']} entry for {row['entry_ref']!r} on {row['entry_day']}"
-                )
-        for row in await conn.fetch(_UNCLAIMED_SQL):
-            problem(
-                f"entry {row['entry_id']}: a {row['kind']} entry for {row['ref']!r}"
-                " that no settlement or cancellation records"
-            )
-        for row in await conn.fetch(_REVERSAL_LEGS_SQL):
-            problem(
-                f"cancellation {row['reversal_id']}: its entry does not reverse the settlement's"
-                f" (account {row['account_id']}: {row['reversed']} reversed,"
-                f" {row['original']} posted)"
-            )
+        for text in await record_problems(conn):
+            problem(text)
         bad_balances = await conn.fetch(
             """
             WITH sums AS (SELECT account_id, sum(amount_fen) AS total FROM postings
@@ -373,7 +396,7 @@ def read_anchors(path: Path, *, first: bool = False) -> dict[int, tuple[int, byt
             int(lane): (int(seq), bytes.fromhex(digest))
             for lane, (seq, digest) in raw["lanes"].items()
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise ValueError(f"{path}: not a ledger anchors file ({exc})") from None
 
 

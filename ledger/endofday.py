@@ -5,7 +5,10 @@ The numbers come from the pure modules (`payouts.net_payouts`,
 results and posts the ledger entries, each operation in one transaction.
 
 Accounts moved (posting amounts positive for a debit):
-- close D: for each institution whose receivable changes, the change moves
+- close D: the day's clearing is what its settlement and cancellation
+  entries moved on each institution's payable, once the day's records are
+  found to agree with them (day_clearing); for each institution whose
+  receivable changes, the change moves
   between its payable and its receivable (a negative day becomes owed by the
   institution; a later positive day uses it up);
 - export D: payable +P, payouts in transit -P for each payout P;
@@ -29,11 +32,12 @@ from datetime import date, datetime, timedelta
 
 import asyncpg
 
-from ledger import accounts
+from ledger import accounts, chain
 from ledger.bankfiles.pain001 import DebtorAccount
 from ledger.bankfiles.statement import Statement, normalise_account
 from ledger.payouts import (
     InstitutionDayAmount,
+    NettingResult,
     Payout,
     PayoutFiles,
     end_to_end_id,
@@ -116,20 +120,83 @@ HAVING sum(p.amount_fen) <> 0
 """
 
 
+# What the ledger posted in a day for settlements and cancellations, per
+# institution payable account the entries moved (end of day pays from
+# this): what each credited the payable, and the legs that paid it (funds,
+# members' accounts; debits positive, so a cancellation's are negative).
+_POSTED_SQL = """
+WITH per_entry AS (
+    SELECT min(a.account_key) FILTER (WHERE a.kind = 'INSTITUTION_PAYABLE') AS payable,
+           -coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'INSTITUTION_PAYABLE'), 0)
+               AS credited,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'POOLED_FUND'), 0) AS pooled,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'SERIOUS_ILLNESS_FUND'), 0)
+               AS serious,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'MEMBER_INDIVIDUAL'), 0) AS account
+    FROM entries e
+    JOIN postings p ON p.entry_id = e.entry_id
+    JOIN accounts a ON a.account_id = p.account_id
+    WHERE e.business_date = $1 AND e.kind IN ('SETTLEMENT', 'CANCELLATION')
+    GROUP BY e.entry_id
+)
+SELECT payable, sum(credited)::bigint AS credited, sum(pooled)::bigint AS pooled,
+       sum(serious)::bigint AS serious, sum(account)::bigint AS account
+FROM per_entry GROUP BY payable
+"""
+_PAYABLE_PREFIX, _PAYABLE_SUFFIX = accounts.institution_payable("\x00").split("\x00")
+_SHOWN_PROBLEMS_MAX = 5
+
+
 async def day_clearing(conn: asyncpg.Connection, business_date: date) -> list[InstitutionDayAmount]:
-    """Per institution: settlements minus cancellations booked in `business_date`."""
-    rows = await conn.fetch(_CLEARING_SQL, business_date)
-    return [
-        InstitutionDayAmount(
-            institution_code=r["institution_code"],
-            institution_name=r["name"],
-            pooled_fund_fen=r["pooled"],
-            serious_illness_fen=r["serious"],
-            individual_account_fen=r["account"],
-            settlement_count=r["n"],
+    """Per institution: what the ledger posted in `business_date` to its payable
+    account for settlements and cancellations, by paying source, and how many
+    settlements minus cancellations its records count.
+
+    The day's settlement and cancellation records must agree with its
+    entries, record by record and institution by institution, to the fen:
+    otherwise EndOfDayError names the disagreements (nothing is paid from
+    books that contradict themselves).
+    """
+    problems = await chain.record_problems(conn, business_date)
+    posted: dict[str, tuple[int, int, int]] = {}
+    for row in await conn.fetch(_POSTED_SQL, business_date):
+        key = row["payable"] or "(no institution payable)"
+        code = key.removeprefix(_PAYABLE_PREFIX).removesuffix(_PAYABLE_SUFFIX)
+        legs = (row["pooled"], row["serious"], row["account"])
+        if row["credited"] != sum(legs):
+            problems.append(
+                f"the ledger credited {key} with {row['credited']} fen on {business_date}"
+                f" but its settlements' legs paid {_split(*legs)}"
+            )
+        posted[code] = legs
+    recorded = {r["institution_code"]: r for r in await conn.fetch(_CLEARING_SQL, business_date)}
+    for code in sorted(posted.keys() | recorded.keys()):
+        r = recorded.get(code)
+        stated = (r["pooled"], r["serious"], r["account"]) if r else (0, 0, 0)
+        if posted.get(code, (0, 0, 0)) != stated:
+            problems.append(
+                f"institution {code}: its records on {business_date} say {_split(*stated)},"
+                f" the ledger posted {_split(*posted.get(code, (0, 0, 0)))}"
+            )
+    if problems:
+        shown = "; ".join(problems[:_SHOWN_PROBLEMS_MAX])
+        more = len(problems) - _SHOWN_PROBLEMS_MAX
+        raise EndOfDayError(
+            f"business day {business_date}: its settlement records and its ledger entries"
+            f" disagree, so it is not cleared ({shown}{f'; {more} more' if more > 0 else ''});"
+            " nothing was changed; `medswitch ledger verify` lists what is wrong"
         )
-        for r in rows
+    return [
+        InstitutionDayAmount(code, r["name"], *posted.get(code, (0, 0, 0)), r["n"])
+        for code, r in sorted(recorded.items())
     ]
+
+
+def _split(pooled: int, serious: int, account: int) -> str:
+    return (
+        f"{pooled + serious + account} fen (pooled fund {pooled}, serious illness {serious},"
+        f" individual accounts {account})"
+    )
 
 
 async def receivables(conn: asyncpg.Connection) -> dict[str, int]:
@@ -183,26 +250,14 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
     """Close the open business day, open the next, and clear the closed one.
 
     `expected_date`, when given, must be the open day (an operator closing
-    "2026-11-22" must not close another day by mistake).
+    "2026-11-22" must not close another day by mistake). A day whose
+    records and entries disagree is refused (day_clearing), nothing changed.
     """
     async with conn.transaction():
-        # The table lock, not only the row's: a settlement already holding the
-        # open day FOR SHARE finishes first (it is in D), and one that asks
-        # after us waits *before* taking its snapshot, so it then sees D+1
-        # open. With the row lock alone a waiter re-checks the old row, finds
-        # it CLOSED, and is left with no open day at all.
-        # Settlements hold the day's advisory lock shared (ms_day_share), not
-        # the row FOR SHARE: taking it exclusively waits for those in flight
-        # and makes later ones wait until D+1 is open.
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", DAY_LOCK_KEY)
-        await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
-        day: date | None = await conn.fetchval(
-            "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
-        )
-        if day is None:
-            raise EndOfDayError("no business day is open")
-        if expected_date is not None and day != expected_date:
-            raise EndOfDayError(f"the open business day is {day}, not {expected_date}")
+        day = await _lock_open_day(conn, expected_date)
+        # Every settlement of `day` has committed (the day lock waited for
+        # them): what it cleared is read, and checked, before anything is written.
+        amounts = await day_clearing(conn, day)
         next_day = day + timedelta(days=1)
         await conn.execute(
             "UPDATE business_days SET status = 'CLOSED', closed_at = now()"
@@ -212,68 +267,9 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
         await conn.execute(
             "INSERT INTO business_days (business_date, status) VALUES ($1, 'OPEN')", next_day
         )
-        # Every settlement of `day` has committed: each held the day's row FOR
-        # SHARE, which our FOR UPDATE waited for.
-        amounts = await day_clearing(conn, day)
         owed_before = await receivables(conn)
         netting = net_payouts(day, amounts, owed_before)
-        paid = {p.institution_code: p.amount_fen for p in netting.payouts}
-        rows = []
-        for amount in amounts:
-            code = amount.institution_code
-            before = owed_before.get(code, 0)
-            after = netting.receivables_fen.get(code, 0)
-            change = after - before
-            carry_entry = None
-            if change:
-                await conn.execute(
-                    "INSERT INTO accounts (account_key, kind, normal_side)"
-                    " VALUES ($1, 'INSTITUTION_RECEIVABLE', 'DEBIT'),"
-                    " ($2, 'INSTITUTION_PAYABLE', 'CREDIT') ON CONFLICT DO NOTHING",
-                    accounts.institution_receivable(code),
-                    accounts.institution_payable(code),
-                )
-                carry_entry = await _post(
-                    conn,
-                    "ADJUSTMENT",
-                    f"carry:{end_to_end_id(day, code)}",
-                    [
-                        (accounts.institution_receivable(code), change),
-                        (accounts.institution_payable(code), -change),
-                    ],
-                )
-            rows.append(
-                (
-                    day,
-                    code,
-                    amount.institution_name,
-                    amount.pooled_fund_fen,
-                    amount.serious_illness_fen,
-                    amount.individual_account_fen,
-                    amount.settlement_count,
-                    before,
-                    after,
-                    paid.get(code, 0),
-                    carry_entry,
-                )
-            )
-        await conn.copy_records_to_table(
-            "day_clearing",
-            records=rows,
-            columns=(
-                "business_date",
-                "institution_code",
-                "institution_name",
-                "pooled_fund_fen",
-                "serious_illness_fen",
-                "individual_account_fen",
-                "settlement_count",
-                "receivable_before_fen",
-                "receivable_after_fen",
-                "payout_fen",
-                "carry_entry_id",
-            ),
-        )
+        await _record_clearing(conn, day, amounts, owed_before, netting)
     return CloseResult(
         closed_date=day,
         opened_date=next_day,
@@ -281,6 +277,95 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
         payout_count=len(netting.payouts),
         payout_total_fen=netting.total_fen,
         receivables_fen=netting.receivables_fen,
+    )
+
+
+async def _lock_open_day(conn: asyncpg.Connection, expected_date: date | None) -> date:
+    """The open day, locked so that no settlement is in it or starts while we close it."""
+    # The table lock, not only the row's: a settlement already holding the
+    # open day FOR SHARE finishes first (it is in D), and one that asks
+    # after us waits *before* taking its snapshot, so it then sees D+1
+    # open. With the row lock alone a waiter re-checks the old row, finds
+    # it CLOSED, and is left with no open day at all.
+    # Settlements hold the day's advisory lock shared (ms_day_share), not
+    # the row FOR SHARE: taking it exclusively waits for those in flight
+    # and makes later ones wait until D+1 is open.
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", DAY_LOCK_KEY)
+    await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
+    day: date | None = await conn.fetchval(
+        "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
+    )
+    if day is None:
+        raise EndOfDayError("no business day is open")
+    if expected_date is not None and day != expected_date:
+        raise EndOfDayError(f"the open business day is {day}, not {expected_date}")
+    return day
+
+
+async def _record_clearing(
+    conn: asyncpg.Connection,
+    day: date,
+    amounts: Sequence[InstitutionDayAmount],
+    owed_before: dict[str, int],
+    netting: NettingResult,
+) -> None:
+    """Carry each changed receivable forward (an entry) and record the day's clearing rows."""
+    paid = {p.institution_code: p.amount_fen for p in netting.payouts}
+    rows = []
+    for amount in amounts:
+        code = amount.institution_code
+        before = owed_before.get(code, 0)
+        after = netting.receivables_fen.get(code, 0)
+        change = after - before
+        carry_entry = None
+        if change:
+            await conn.execute(
+                "INSERT INTO accounts (account_key, kind, normal_side)"
+                " VALUES ($1, 'INSTITUTION_RECEIVABLE', 'DEBIT'),"
+                " ($2, 'INSTITUTION_PAYABLE', 'CREDIT') ON CONFLICT DO NOTHING",
+                accounts.institution_receivable(code),
+                accounts.institution_payable(code),
+            )
+            carry_entry = await _post(
+                conn,
+                "ADJUSTMENT",
+                f"carry:{end_to_end_id(day, code)}",
+                [
+                    (accounts.institution_receivable(code), change),
+                    (accounts.institution_payable(code), -change),
+                ],
+            )
+        rows.append(
+            (
+                day,
+                code,
+                amount.institution_name,
+                amount.pooled_fund_fen,
+                amount.serious_illness_fen,
+                amount.individual_account_fen,
+                amount.settlement_count,
+                before,
+                after,
+                paid.get(code, 0),
+                carry_entry,
+            )
+        )
+    await conn.copy_records_to_table(
+        "day_clearing",
+        records=rows,
+        columns=(
+            "business_date",
+            "institution_code",
+            "institution_name",
+            "pooled_fund_fen",
+            "serious_illness_fen",
+            "individual_account_fen",
+            "settlement_count",
+            "receivable_before_fen",
+            "receivable_after_fen",
+            "payout_fen",
+            "carry_entry_id",
+        ),
     )
 
 

@@ -434,21 +434,12 @@ class Ledger:
     async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
         """Count a PIN check made outside a settlement (PreSettle, GetMember).
 
-        A wrong PIN adds one to the stored count in the UPDATE itself, so wrong
-        PINs tried at the same moment through several serve processes are all
-        counted; a right one resets it. Returns the count now stored.
+        A wrong PIN adds one to the stored count in the database's own UPDATE
+        (ms_pin_check), so wrong PINs tried at the same moment through several
+        serve processes are all counted; a right one resets it. Returns the
+        count now stored.
         """
-        if ok:
-            await self.pool.execute(
-                "UPDATE members SET pin_failures = 0 WHERE member_id = $1 AND pin_failures <> 0",
-                member_id,
-            )
-            return 0
-        failures: int = await self.pool.fetchval(
-            "UPDATE members SET pin_failures = pin_failures + 1 WHERE member_id = $1"
-            " RETURNING pin_failures",
-            member_id,
-        )
+        failures: int = await self.pool.fetchval("SELECT ms_pin_check($1, $2)", member_id, ok)
         return failures
 
     async def member_name_masked(self, member_id: str) -> str:
@@ -678,16 +669,13 @@ class Ledger:
                     raise SettlementNotFound("no such settlement")
                 if raw.get("tombstone") is not None:
                     return _cancellation(raw["tombstone"], replayed=True)
-                await conn.execute(
-                    "INSERT INTO cancellations (reversal_id, institution_code, request_id,"
-                    " fingerprint, original_request_id, business_date, reason)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                booked: date = await conn.fetchval(
+                    "SELECT ms_record_tombstone($1, $2, $3, $4, $5, $6)",
                     raw["reversal_id"],
                     institution_code,
                     request_id,
                     fingerprint,
                     original_request_id,
-                    date.fromisoformat(raw["business_date"]),
                     reason,
                 )
                 return StoredCancellation(
@@ -696,7 +684,7 @@ class Ledger:
                     request_id=request_id,
                     settlement_id=None,
                     original_request_id=original_request_id,
-                    business_date=date.fromisoformat(raw["business_date"]),
+                    business_date=booked,
                     balance_after_fen=0,
                     entry_id=None,
                 )

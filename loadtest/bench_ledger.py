@@ -144,7 +144,7 @@ async def prepare(url: str, keys_raw: bytes, members: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn, first_day=DAY)
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")  # as import-reference does
         await importer.import_reference(
             conn,
             keys_raw,

@@ -197,8 +197,15 @@ class SettlementBackend(Protocol):
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView: ...
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
-    ) -> Sequence[AccountEntryView]: ...
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
+    ) -> Sequence[AccountEntryView]:
+        """The member's own statement, read by an active institution after the PIN check."""
+        ...
 
     async def institution_totals(
         self, institution_code: str, business_date: date

@@ -188,6 +188,9 @@ def claim_from_request(
     return claim, []
 
 
+REQUEST_DIGEST_BYTES = 32  # SHA-256
+
+
 def request_digest(req: pb.SettleRequest) -> bytes:
     """SHA-256 of the request's deterministic serialisation, its PIN left out.
 

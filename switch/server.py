@@ -33,6 +33,12 @@ from switch.pki import TlsPaths
 
 log = structlog.get_logger("medswitch.server")
 
+# A grpc.health.v1 service name that is SERVING while the process runs, whatever
+# the database does: for liveness probes, which must not restart every switch
+# while a database fails over. NOT_SERVING once it drains, or once a background
+# task has died (only a restart brings that back).
+LIVENESS_SERVICE = "liveness"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -46,6 +52,10 @@ class ServerConfig:
     # connections). Off by default, so a second switch started by mistake on
     # a port in use fails instead of silently taking half the traffic.
     reuse_port: bool = False
+    # A plaintext listener serving grpc.health.v1 and nothing else, for probes
+    # that cannot present a client certificate (Kubernetes' `grpc:` probes).
+    # None: no such listener; health is then served on the mTLS port only.
+    health_listen: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -53,6 +63,7 @@ class ServerConfig:
             listen=settings.listen,
             tls_dir=settings.tls_dir,
             metrics_listen=settings.metrics_listen,
+            health_listen=settings.health_listen,
         )
 
 
@@ -120,6 +131,7 @@ class RunningServer:
         edge: Edge,
         metrics_server: WSGIServer | None = None,
         probe: asyncio.Task[None] | None = None,
+        health_server: tuple[grpc.aio.Server, int] | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
@@ -129,6 +141,8 @@ class RunningServer:
         self.metrics_server = metrics_server
         self.metrics_port = metrics_server.server_port if metrics_server else 0
         self.probe = probe
+        self.health_server: grpc.aio.Server | None = health_server[0] if health_server else None
+        self.health_port = health_server[1] if health_server else 0  # the health-only listener
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops accepting calls and lets those in flight finish (up to the grace)."""
@@ -137,6 +151,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         await self.server.stop(grace)
+        if self.health_server is not None:  # after the drain: probes see NOT_SERVING till then
+            await self.health_server.stop(0)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -194,9 +210,10 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     if config.metrics_listen:
         host, mport = _split_host_port(config.metrics_listen)
         metrics_server, metrics_thread = start_http_server(mport, addr=host)
+    health_server = await _start_health_listener(health_servicer, config.health_listen)
     await server.start()
     health_names = ["", *names]
-    for name in health_names:
+    for name in (*health_names, LIVENESS_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     probe = asyncio.create_task(
         _watch_health(
@@ -205,7 +222,30 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
         ),
         name="health-probe",
     )
-    return RunningServer(server, health_servicer, port, config, edge, metrics_server, probe)
+    return RunningServer(
+        server, health_servicer, port, config, edge, metrics_server, probe, health_server
+    )
+
+
+async def _start_health_listener(
+    health_servicer: health.aio.HealthServicer, listen: str | None
+) -> tuple[grpc.aio.Server, int] | None:
+    """The plaintext health-only listener (ServerConfig.health_listen), started."""
+    if not listen:
+        return None
+    server = grpc.aio.server(maximum_concurrent_rpcs=64)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    return server, port
+
+
+DATABASE_UNREACHABLE = "database_unreachable"  # the one problem that passes by itself
 
 
 @dataclass(slots=True)
@@ -220,12 +260,18 @@ class Health:
     metrics_reported: bool = False
 
     async def set(self, problem: str | None) -> None:
-        """SERVING (problem None) or NOT_SERVING, for every name, and a log event saying why."""
+        """SERVING (problem None) or NOT_SERVING, for every name, and a log event saying why.
+
+        A task's death (any problem but the database) is for liveness too.
+        """
         self.problem = problem
         serving = problem is None
         log.warning("health", status="SERVING" if serving else "NOT_SERVING", reason=problem or "")
         status = health_pb2.HealthCheckResponse
-        for name in self.names:
+        names = self.names
+        if problem is not None and problem != DATABASE_UNREACHABLE:
+            names = [*names, LIVENESS_SERVICE]
+        for name in names:
             await self.servicer.set(name, status.SERVING if serving else status.NOT_SERVING)
 
 
@@ -260,7 +306,7 @@ async def _problem(backend: SettlementBackend) -> str | None:
     except Exception:  # a probe that fails counts the database as down
         log.exception("health_probe_failed")
         ok = False
-    return None if ok else "database_unreachable"
+    return None if ok else DATABASE_UNREACHABLE
 
 
 def _report_metrics_death(health: Health) -> None:
@@ -278,7 +324,11 @@ async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -
 
     running = await start(backend, config)
     log.info(
-        "serving", listen=config.listen, port=running.port, metrics=config.metrics_listen or ""
+        "serving",
+        listen=config.listen,
+        port=running.port,
+        metrics=config.metrics_listen or "",
+        health=config.health_listen or "",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

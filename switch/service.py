@@ -33,7 +33,14 @@ from adjudication.catalog import (
     Rx,
 )
 from adjudication.engine import adjudicate, benefit_date
-from adjudication.model import CardStatus, Claim, Context, MemberCategory, MemberStatus
+from adjudication.model import (
+    CardStatus,
+    Claim,
+    Context,
+    InstitutionStatus,
+    MemberCategory,
+    MemberStatus,
+)
 from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
@@ -150,21 +157,11 @@ class KeyedLocks:
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        policies: PolicyBook,
-        catalogs: CatalogBook,
-        *,
-        batch_max: int,
-        records_max: int = 1,
-    ) -> None:
-        self.ledger = ledger
-        self.policies = policies
-        self.catalogs = catalogs
-        self.writer = SettleWriter(
-            ledger, policies, catalogs, batch_max=batch_max, records_max=records_max
-        )
+    def __init__(self, writer: SettleWriter) -> None:
+        self.writer = writer
+        self.ledger = writer.ledger
+        self.policies = writer.policies
+        self.catalogs = writer.catalogs
         # The PIN checks outside Settle (PreSettle, GetMember,
         # ListAccountActivity) read the failure count and write it back: this
         # per-card lock counts parallel guesses at one card one by one, so the
@@ -184,14 +181,12 @@ class LedgerBackend:
         """
         policies, catalogs = await load_reference(pool)
         if group_commit:
-            return cls(
-                ledger,
-                policies,
-                catalogs,
-                batch_max=limits.settle_batch_max,
-                records_max=limits.settle_records_inflight_max,
-            )
-        return cls(ledger, policies, catalogs, batch_max=1)
+            batch_max, records_max = limits.settle_batch_max, limits.settle_records_inflight_max
+        else:
+            batch_max, records_max = 1, 1
+        return cls(
+            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max)
+        )
 
     async def close(self) -> None:
         """After the server has drained: stops the settlement writer."""
@@ -275,6 +270,12 @@ class LedgerBackend:
     ) -> StateRow:
         today = datetime.now(db.REGION_TZ).date()
         state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
+        if state.institution_status != InstitutionStatus.ACTIVE.value:
+            # checked first: an institution that may not read members learns
+            # nothing of the card, and its guesses count toward no lock
+            raise SwitchError(
+                ErrorReason.INSTITUTION_NOT_ACTIVE, "only an active institution may read members"
+            )
         if state.member_id is None or state.card_status != CardStatus.ACTIVE.value:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
         failures = state.pin_failures or 0
@@ -303,10 +304,15 @@ class LedgerBackend:
         )
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
     ) -> Sequence[AccountEntryView]:
         with domain_errors():
-            state = await self._member_checked("", card_no, pin)
+            state = await self._member_checked(institution_code, card_no, pin)
             assert state.member_id is not None
             rows = await self.ledger.account_activity(state.member_id, from_date, to_date)
         kinds = {k.value: k for k in EntryKind}

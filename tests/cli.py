@@ -34,6 +34,18 @@ def medswitch(
     )
 
 
+def serve_process(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`medswitch serve` in the background with `env`; stdout and stderr to `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
 class ServeProcess:
     """`medswitch serve` in a process of its own, its stdout (JSON lines) read as it comes."""
 

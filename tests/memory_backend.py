@@ -110,7 +110,12 @@ class MemoryBackend:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
     ) -> Sequence[AccountEntryView]:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 

@@ -152,7 +152,9 @@ async def _import(
 ) -> importer.ImportSummary:
     from ledger import db
 
-    pool = await db.open_database(url, app_login=app_login, min_size=1, max_size=1)
+    pool = await db.open_database(
+        url, role=db.OPERATOR_ROLE, app_login=app_login, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn:
             return await importer.import_reference(conn, data_key, **loaded)

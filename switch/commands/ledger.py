@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> None:
 async def _verify(
     url: str, anchors: dict[int, tuple[int, bytes]] | None = None
 ) -> chain.VerifyReport:
-    conn = await asyncpg.connect(url)
+    conn = await db.connect(url)
     try:
         await db.migrate(conn)
         return await chain.verify(conn, anchors=anchors)

@@ -17,14 +17,14 @@ from urllib.parse import parse_qs, urlparse
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from switch.server import ServerConfig, start
+from switch.server import LIVENESS_SERVICE, ServerConfig, start
 from switch.service import LedgerBackend
 from tests.cli import ROOT, ServeProcess
 from tests.grpc_harness import (
@@ -146,6 +146,11 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
 
         await proxy.cut()  # health follows the database: NOT_SERVING while it is unreachable
         await health_becomes(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # liveness probes ask another name: a database outage restarts no switch
+        alive = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE)
+        )
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
         for n in range(3):
             try:
                 await stub.Settle(purchase(f"out-down-{n}"), timeout=10)

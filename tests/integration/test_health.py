@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from adjudication.memory import load_region
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from switch.server import ServerConfig, start
+from switch.server import LIVENESS_SERVICE, ServerConfig, start
 from tests.grpc_harness import Pki, channel, error_details, make_pki, pharmacy_request
 from tests.memory_backend import REFERENCE, MemoryBackend
 from tests.switch_pg import LiveSwitch, SwitchPg, live_switch, stop_switch
@@ -66,6 +66,11 @@ async def test_a_dead_settlement_writer_turns_health_not_serving(live: LiveSwitc
             assert died["worker"] == "settle_writer"
             [health] = logs.named("health")  # the health watcher's word
             assert (health["status"], health["reason"]) == ("NOT_SERVING", "settle_writer_died")
+            # only a restart brings the writer back: liveness probes are told too
+            alive = await health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE)
+            )
+            assert alive.status == NOT_SERVING
         finally:
             watch.cancel()
         # a Settle is refused at once, not queued for a writer that is gone

@@ -126,7 +126,7 @@ async def test_a_connection_killed_mid_transaction_leaves_nothing(
 
     assert isinstance(data_keys, DataKeys)
     lanes_before = await app_pool.fetch("SELECT * FROM chain_lanes ORDER BY lane")
-    conn = await asyncpg.connect(reference_db, server_settings={"role": "medswitch_app"})
+    conn = await asyncpg.connect(reference_db)  # (ms_record_settlement is the owner's)
     victim_pid = conn.get_server_pid()
     await conn.execute("BEGIN")
     loaded = await conn.fetchrow(

@@ -8,7 +8,6 @@ The server process stops accepting calls, finishes those in flight and exits
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from tests.cli import ROOT, ServeProcess, medswitch
 from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
-from tests.switch_pg import REFERENCE, SwitchPg
+from tests.switch_pg import SwitchPg, active_cards
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
 from tests.waiting import wait_for
@@ -31,15 +30,6 @@ from tests.waiting import wait_for
 PHARMACY = "P33039900005"
 WORKERS = 16
 ACKNOWLEDGED_BEFORE_SIGTERM = 100
-
-
-def active_cards() -> list[tuple[str, str]]:
-    with (REFERENCE / "members.csv").open(encoding="utf-8") as fh:
-        return [
-            (row["card_no"], row["pin"])
-            for row in csv.DictReader(fh)
-            if row["status"] == "ACTIVE" and row["card_status"] == "ACTIVE"
-        ]
 
 
 def serve_env(
