@@ -89,6 +89,7 @@ async def live_switch(
     group_commit: bool = False,
     health_probe_interval_s: float = limits.health_probe_interval_s,
     health_listen: str | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
@@ -98,7 +99,7 @@ async def live_switch(
     running = await start(
         backend,
         ServerConfig(
-            listen="127.0.0.1:0",
+            listen=listen,
             tls_dir=certs.tls_dir,
             edge_limits=EdgeLimits.for_inflight_max(inflight_max),
             health_probe_interval_s=health_probe_interval_s,
