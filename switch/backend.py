@@ -58,7 +58,7 @@ def settlement_view(
     """The caller's view of one adjudicated claim.
 
     A rejection carries its reasons, the claim total as split.total_fen and
-    patient_cash_fen, every other money field 0 and no lines (api.md).
+    patient_cash_fen, every other money field 0 and no lines (docs/integrators.md).
     """
     if adjudication.accepted:
         status = SettlementStatus.PREVIEW if preview else SettlementStatus.SETTLED

@@ -68,7 +68,7 @@ class ServerConfig:
 
 
 def configure_logging() -> None:
-    """JSON lines on stdout, one object per event (operations.md).
+    """JSON lines on stdout, one object per event (docs/operations.md).
 
     Libraries that log through the standard library (asyncpg, grpc, the
     embedded PostgreSQL's launcher) are rendered as JSON too, so stdout stays
