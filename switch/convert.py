@@ -21,8 +21,9 @@ from adjudication import limits as alimits
 from adjudication import model
 from adjudication.validation import validate_claim
 from ledger.db import REGION_TZ
+from ledger.store import AccountEntry
 from switch import limits
-from switch.backend import AccountEntryView, CatalogEntry, MemberView, SettlementView
+from switch.backend import CatalogEntry, MemberView, SettlementView
 from switch.errors import FieldViolation
 from switch.proto import medswitch_pb2 as pb
 
@@ -269,13 +270,18 @@ def member_to_pb(member: MemberView) -> pb.Member:
     )
 
 
-def entry_to_pb(entry: AccountEntryView) -> pb.AccountEntry:
+# The ledger's entry kinds a member's statement shows as they are; any other
+# posting on the account (an opening balance, a contribution) is a CREDIT.
+_STATEMENT_KINDS = {"SETTLEMENT": pb.SETTLEMENT, "CANCELLATION": pb.CANCELLATION}
+
+
+def entry_to_pb(entry: AccountEntry) -> pb.AccountEntry:
     return pb.AccountEntry(
         posted_at=entry.posted_at.isoformat(),
         business_date=entry.business_date.isoformat(),
         institution_code=entry.institution_code,
         settlement_id=entry.settlement_id,
-        kind=pb.EntryKind.Value(entry.kind.value),
+        kind=_STATEMENT_KINDS.get(entry.kind, pb.CREDIT),
         amount_fen=entry.amount_fen,
         balance_after_fen=entry.balance_after_fen,
     )

@@ -46,20 +46,17 @@ from adjudication.validation import InvalidClaim
 from ledger import db
 from ledger import store as ls
 from ledger.reference_rows import load_reference_rows
-from ledger.store import Ledger, StateRow, canonical_json
+from ledger.store import AccountEntry, DayTotals, DetailRecord, Ledger, StateRow, canonical_json
 from switch import limits
 from switch.backend import (
-    AccountEntryView,
     CancelCommand,
     CancelView,
     CatalogEntry,
-    DetailRecord,
-    EntryKind,
-    InstitutionTotals,
     MemberView,
     PoolStats,
     SettlementStatus,
     SettlementView,
+    catalog_entries,
     settlement_view,
     view_from_dict,
 )
@@ -310,68 +307,29 @@ class LedgerBackend:
         pin: str,
         from_date: date | None,
         to_date: date | None,
-    ) -> Sequence[AccountEntryView]:
+    ) -> Sequence[AccountEntry]:
         with domain_errors():
             state = await self._member_checked(institution_code, card_no, pin)
             assert state.member_id is not None
-            rows = await self.ledger.account_activity(state.member_id, from_date, to_date)
-        kinds = {k.value: k for k in EntryKind}
-        return [
-            AccountEntryView(
-                posted_at=r.posted_at,
-                business_date=r.business_date,
-                institution_code=r.institution_code,
-                settlement_id=r.settlement_id,
-                kind=kinds.get(r.kind, EntryKind.CREDIT),  # opening balances are credits
-                amount_fen=r.amount_fen,
-                balance_after_fen=r.balance_after_fen,
-            )
-            for r in rows
-        ]
+            return await self.ledger.account_activity(state.member_id, from_date, to_date)
 
     # -------------------------------------------------------- reconciliation
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals:
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals:
         with domain_errors():
-            t = await self.ledger.day_totals(institution_code, business_date)
-        return InstitutionTotals(
-            settlement_count=t.settlement_count,
-            medical_total_fen=t.medical_total_fen,
-            pooled_fund_fen=t.pooled_fund_fen,
-            serious_illness_fen=t.serious_illness_fen,
-            individual_account_fen=t.individual_account_fen,
-        )
+            return await self.ledger.day_totals(institution_code, business_date)
 
     async def institution_details(
         self, institution_code: str, business_date: date
     ) -> Sequence[DetailRecord]:
         with domain_errors():
-            rows = await self.ledger.day_details(institution_code, business_date)
-        return [
-            DetailRecord(
-                r.settlement_id,
-                r.request_id,
-                r.total_fen,
-                r.fund_total_fen,
-                SettlementStatus(r.status),
-            )
-            for r in rows
-        ]
+            return await self.ledger.day_details(institution_code, business_date)
 
     # --------------------------------------------------------------- catalog
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        previous: Catalog | None = None
-        for cat in self.catalogs.catalogs:
-            if cat.version > since_version:
-                for item in cat.items.values():
-                    yield _catalog_entry(item, cat.version, deleted=False)
-                if previous is not None:
-                    for code in sorted(previous.items.keys() - cat.items.keys()):
-                        yield _catalog_entry(previous.items[code], cat.version, deleted=True)
-            previous = cat
+        for entry in catalog_entries(self.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         pool = self.ledger.pool
@@ -394,18 +352,3 @@ class LedgerBackend:
         pool = self.ledger.pool
         size = pool.get_size()
         return PoolStats(size=size, in_use=size - pool.get_idle_size())
-
-
-def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
-    return CatalogEntry(
-        code=item.code,
-        name=item.name,
-        kind=item.kind.value,
-        item_class=item.item_class.value,
-        preselfpay_bp=item.preselfpay_bp,
-        price_cap_fen=item.price_cap_fen or 0,
-        rx=item.rx.value,
-        restrictions=tuple(sorted(r.value for r in item.restrictions)),
-        version=version,
-        deleted=deleted,
-    )

@@ -16,10 +16,10 @@ import grpc
 
 from adjudication import limits as alimits
 from adjudication.model import Claim
+from ledger.store import DetailRecord
 from switch import convert, limits, metrics
 from switch.backend import (
     CancelCommand,
-    DetailRecord,
     SettlementBackend,
     SettlementStatus,
 )

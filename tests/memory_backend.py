@@ -15,16 +15,15 @@ from pathlib import Path
 
 from adjudication.memory import InMemoryRegion, load_region
 from adjudication.model import Claim
+from ledger.store import AccountEntry, DayTotals, DetailRecord
 from switch.backend import (
-    AccountEntryView,
     CancelCommand,
     CancelView,
     CatalogEntry,
-    DetailRecord,
-    InstitutionTotals,
     MemberView,
     PoolStats,
     SettlementView,
+    catalog_entries,
     settlement_view,
 )
 from switch.errors import ErrorReason, SwitchError
@@ -116,12 +115,10 @@ class MemoryBackend:
         pin: str,
         from_date: date | None,
         to_date: date | None,
-    ) -> Sequence[AccountEntryView]:
+    ) -> Sequence[AccountEntry]:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals:
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
     async def institution_details(
@@ -130,22 +127,8 @@ class MemoryBackend:
         return []  # the edge tests stream records to a day of no settlements
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        for cat in self.region.catalogs.catalogs:
-            if cat.version <= since_version:
-                continue
-            for item in cat.items.values():
-                yield CatalogEntry(
-                    item.code,
-                    item.name,
-                    item.kind.value,
-                    item.item_class.value,
-                    item.preselfpay_bp,
-                    item.price_cap_fen or 0,
-                    item.rx.value,
-                    tuple(sorted(r.value for r in item.restrictions)),
-                    cat.version,
-                    False,
-                )
+        for entry in catalog_entries(self.region.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         return True

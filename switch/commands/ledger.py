@@ -41,9 +41,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _verify(
-    url: str, anchors: dict[int, tuple[int, bytes]] | None = None
-) -> chain.VerifyReport:
+async def _verify(url: str, anchors: dict[int, chain.ChainEnd] | None = None) -> chain.VerifyReport:
     conn = await db.connect(url)
     try:
         await db.migrate(conn)
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = asyncio.run(_verify(connect_url(settings), anchors))
-    except (db.SchemaTooNew, OSError, asyncpg.PostgresError) as exc:
+    except (db.SchemaMismatch, OSError, asyncpg.PostgresError) as exc:
         print(f"medswitch ledger verify: {exc}", file=sys.stderr)
         return 1
     for line in report.problems:

@@ -1,7 +1,8 @@
 """Every RPC besides the worked examples, over real gRPC + mTLS + PostgreSQL.
 
 Idempotency and ALREADY_EXISTS, GetSettlement, CancelSettlement (by id and by
-original_request_id, with the late original refused), PreSettle recording
+original_request_id, a request cancelled before it arrived then refused with
+REQUEST_CANCELLED), PreSettle recording
 nothing but PIN failures, GetMember, ListAccountActivity, both
 reconciliations and the catalog download.
 """
@@ -152,10 +153,9 @@ async def test_cancel_restores_the_balance_exactly_once(live: LiveSwitch) -> Non
         assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_SETTLING_INSTITUTION")
 
 
-async def test_cancel_by_original_request_id_refuses_the_late_original(
-    live: LiveSwitch,
-) -> None:
-    """冲正 before the Settle arrived: CANCELLED with no settlement; the late Settle is refused."""
+async def test_a_request_cancelled_before_it_arrived_never_settles(live: LiveSwitch) -> None:
+    """冲正 before the Settle arrived: CANCELLED with no settlement; the Settle, when it
+    comes, fails with REQUEST_CANCELLED."""
     async with channel(live.running.port, live.certs.creds(P1)) as ch:
         stub = pb_grpc.SettlementServiceStub(ch)
         done = await stub.CancelSettlement(
