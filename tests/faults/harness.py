@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import db
-from tests.cli import medswitch, serve_process, wait_serving
+from tests.cli import ServeProcess, medswitch
 from tests.faults.settle_load import LoadRecord, check_nothing_lost, credentials, run_load
 
 ACKS_BEFORE = 200  # settlements acknowledged before the fault
@@ -37,35 +36,32 @@ class Switch:
     port: int
     tls_dir: Path
     db_url: str  # the database's URL, for the checks
-    log_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
+    serve: ServeProcess | None = None
+    outputs: list[str] = field(default_factory=list)  # of every process stopped
 
-    def start(self) -> None:
-        self.starts += 1
-        self.proc = serve_process(self.env, self.log_dir / f"serve-{self.starts}.log")
+    async def start(self) -> None:
+        """A new `medswitch serve`; returns once it says it serves."""
+        self.serve = await ServeProcess.start(self.env)
+        await self.serve.serving()
 
-    async def wait_serving(self) -> None:
-        assert self.proc is not None
-        await wait_serving(self.proc, self.port, credentials(self.tls_dir), timeout_s=90)
+    async def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
+        """Sends `how`; the exit code (SIGKILL: -9) once the process has exited."""
+        assert self.serve is not None
+        self.serve.proc.send_signal(how)
+        code = await self.serve.exit_code()
+        self.outputs.append(await self.serve.close())
+        self.serve = None
+        return code
 
-    def stop(self, how: signal.Signals = signal.SIGTERM) -> int:
-        """Sends `how` and returns the exit code (SIGKILL: -9)."""
-        assert self.proc is not None
-        self.proc.send_signal(how)
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+    def running(self) -> ServeProcess:
+        assert self.serve is not None and self.serve.proc.returncode is None, "not running"
+        return self.serve
 
 
 async def load_through(
     switch: Switch, fault: Callable[[], Awaitable[None]], *, workers: int = 6
 ) -> tuple[LoadRecord, float]:
     """Settle load through `fault`; the record and when the fault began."""
-    await switch.wait_serving()
     stop = asyncio.Event()
     record = LoadRecord()
     loading = asyncio.ensure_future(

@@ -30,7 +30,7 @@ import signal
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -45,6 +45,7 @@ from tests.cli import ROOT, medswitch
 from tests.faults.harness import Switch, check, load_through, report
 from tests.faults.settle_load import PHARMACY, credentials
 from tests.grpc_harness import free_port
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 FREEZE_S = 10.0
@@ -75,14 +76,11 @@ class Embedded(Switch):
             with contextlib.suppress(psutil.NoSuchProcess):  # a backend that just ended
                 process.send_signal(how)
 
-    def kill_postgres(self) -> None:
+    async def kill_postgres(self) -> None:
         """kill -9 of every process of the server; returns once they are dead."""
         processes = self.postgres()
         self.signal_postgres(signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while any(_alive(p) for p in processes):
-            assert time.monotonic() < deadline, "PostgreSQL outlived kill -9"
-            time.sleep(0.05)
+        await until(lambda: not any(_alive(p) for p in processes), "PostgreSQL to die")
         if processes[0].is_running():
             # A zombie: this machine's init reaps no orphans, and PostgreSQL
             # would take the dead postmaster's lock files for a live server's.
@@ -120,7 +118,7 @@ def _alive(process: psutil.Process) -> bool:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[Embedded]:
+async def embedded() -> AsyncIterator[Embedded]:
     # a short path: the server's unix socket lives in it (108 bytes)
     data_dir = Path(tempfile.mkdtemp(prefix="msf-"))
     env = {
@@ -144,13 +142,13 @@ def embedded() -> Iterator[Embedded]:
             "MEDSWITCH_HEALTH_LISTEN": f"127.0.0.1:{free_port()}",
             "MEDSWITCH_DB_POOL_MAX": str(POOL_MAX),
         }
-        switch = Embedded(env, port, data_dir / "tls", url, data_dir)
-        switch.start()
+        switch = Embedded(env, port, data_dir / "tls", url)
+        await switch.start()
         try:
             yield switch
         finally:
-            if switch.proc is not None and switch.proc.poll() is None:
-                switch.stop()
+            if switch.serve is not None:
+                await switch.stop()
     finally:
         medswitch("db", "stop", env=env, timeout=120)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -158,8 +156,8 @@ def embedded() -> Iterator[Embedded]:
 
 async def test_switch_killed_mid_load_loses_nothing(embedded: Embedded) -> None:
     async def kill_and_start() -> None:
-        assert embedded.stop(signal.SIGKILL) == -signal.SIGKILL
-        embedded.start()
+        assert await embedded.stop(signal.SIGKILL) == -signal.SIGKILL
+        await embedded.start()
 
     record, faulted_at = await load_through(embedded, kill_and_start)
     assert report("kill -9 switch", record, faulted_at) < 30
@@ -168,8 +166,8 @@ async def test_switch_killed_mid_load_loses_nothing(embedded: Embedded) -> None:
 
 async def test_switch_stopped_mid_load_drains_and_loses_nothing(embedded: Embedded) -> None:
     async def stop_and_start() -> None:
-        assert await asyncio.to_thread(embedded.stop, signal.SIGTERM) == 0
-        embedded.start()
+        assert await embedded.stop(signal.SIGTERM) == 0
+        await embedded.start()
 
     record, faulted_at = await load_through(embedded, stop_and_start)
     assert report("SIGTERM switch", record, faulted_at) < 30
@@ -179,26 +177,22 @@ async def test_switch_stopped_mid_load_drains_and_loses_nothing(embedded: Embedd
 
 
 async def test_database_killed_mid_load_loses_nothing(embedded: Embedded) -> None:
-    await embedded.wait_serving()
-    assert embedded.proc is not None
-    switch_pid = embedded.proc.pid
+    serving = embedded.running()
 
     async def kill_and_start() -> None:
-        embedded.kill_postgres()
+        await embedded.kill_postgres()
         await asyncio.to_thread(embedded.start_postgres)
 
     record, faulted_at = await load_through(embedded, kill_and_start)
     assert report("kill -9 PostgreSQL", record, faulted_at) < 30
     await check(embedded, record, {"UNAVAILABLE"})
-    assert embedded.proc.pid == switch_pid and embedded.proc.poll() is None, "not restarted"
+    assert embedded.running() is serving, "not the same process"
 
 
 async def test_database_frozen_mid_load_is_not_serving_then_loses_nothing(
     embedded: Embedded,
 ) -> None:
-    await embedded.wait_serving()
-    assert embedded.proc is not None
-    switch_pid = embedded.proc.pid
+    serving = embedded.running()
     # (seconds frozen, pool size, connections in use, health), sampled while frozen
     seen: list[tuple[float, float, float, int]] = []
 
@@ -233,7 +227,7 @@ async def test_database_frozen_mid_load_is_not_serving_then_loses_nothing(
     assert report("PostgreSQL frozen 10 s", record, faulted_at) < FREEZE_S + 20
     await check(embedded, record, {"UNAVAILABLE", "DEADLINE_EXCEEDED"})
     assert await asyncio.to_thread(embedded.health) == SERVING
-    assert embedded.proc.pid == switch_pid and embedded.proc.poll() is None, "not restarted"
+    assert embedded.running() is serving, "not the same process"
 
 
 async def _read_any(ch: grpc.aio.Channel) -> None:

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +85,7 @@ def ha() -> Iterator[HaCluster]:
 
 
 @pytest.fixture(scope="module")
-def switch(ha: HaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
+async def switch(ha: HaCluster, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Switch]:
     data_dir = tmp_path_factory.mktemp("ha-switch")
     url = ha.run("url")
     env = {
@@ -105,12 +105,12 @@ def switch(ha: HaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
-    running = Switch(serve_env, port, data_dir / "tls", url, data_dir)
-    running.start()
+    running = Switch(serve_env, port, data_dir / "tls", url)
+    await running.start()
     try:
         yield running
     finally:
-        running.stop()
+        await running.stop()
 
 
 # Resends were for UNAVAILABLE only: not INTERNAL for asyncpg's broken-protocol

@@ -108,7 +108,7 @@ async def db_run(
         out = tmp_path_factory.mktemp("db_run") / "run"
         rows, text = await locust_run(backend, pop, tls, out)
     finally:
-        await backend.close()
+        await backend.close()  # its settlement writer and health probe
         await pool.close()
     return rows, text, out.with_name("run_failures.csv").read_text()
 

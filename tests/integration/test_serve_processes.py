@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import random
 import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -39,13 +35,14 @@ from adjudication import limits as alimits
 from adjudication.memory import InMemoryRegion, load_region
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from tests.cli import medswitch, serve_process
+from tests.cli import ServeProcess, medswitch
 from tests.faults.settle_load import LoadRecord, settle_until_answered
 from tests.grpc_harness import Pki, error_details, free_port, pharmacy_request
 from tests.random_claims import ClaimMaker, answer_fields, model_answer
 from tests.switch_pg import REFERENCE, SwitchPg, serve_env
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow
 PROCESSES = 3
@@ -67,18 +64,26 @@ PHARMACY = "P33039900005"
 class Processes:
     port: int
     db_url: str
-    logs: list[Path]
+    serves: list[ServeProcess]
 
     def answered(self, method: str) -> list[list[dict[str, Any]]]:
         """For each process, the `rpc` events (its log) of the `method` calls it answered."""
         return [
             [
                 event
-                for event in map(json.loads, log.read_text("utf-8", "replace").splitlines())
+                for event in serve.output.events()
                 if event.get("event") == "rpc" and event.get("method") == method
             ]
-            for log in self.logs
+            for serve in self.serves
         ]
+
+    async def logged(self, method: str, count: int) -> list[list[dict[str, Any]]]:
+        """answered(method) once `count` such calls are logged in all (a process
+        logs a call as it answers it; its output is read a moment later)."""
+        await until(
+            lambda: sum(map(len, self.answered(method))) >= count, f"{count} {method} rpc events"
+        )
+        return self.answered(method)
 
 
 @pytest.fixture(scope="module")
@@ -89,33 +94,22 @@ async def processes(
     port = free_port()
     tmp = tmp_path_factory.mktemp("processes")
     env = serve_env(switch_pg, switch_certs, tmp, db_url, port, MEDSWITCH_REUSE_PORT="1")
-    logs = [tmp / f"serve-{n}.log" for n in range(PROCESSES)]
-    procs = [
-        serve_process({**env, "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}, log)
-        for log in logs
-    ]
+    serves: list[ServeProcess] = []
     try:
-        for proc, log in zip(procs, logs, strict=True):
-            await _logged_serving(proc, log)
-        yield Processes(port, db_url, logs)
+        for _ in range(PROCESSES):
+            serve = await ServeProcess.start(
+                {**env, "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
+            )
+            serves.append(serve)
+            await serve.serving()  # the port answers already (another's): wait for its word
+        yield Processes(port, db_url, serves)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def _logged_serving(proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the process says it serves (the port answers already: another's)."""
-    deadline = time.monotonic() + 60
-    while '"event": "serving"' not in log.read_text("utf-8", "replace"):
-        assert proc.poll() is None, log.read_text("utf-8", "replace")[-2000:]
-        assert time.monotonic() < deadline, "medswitch serve did not start"
-        await asyncio.sleep(0.2)
+        for serve in serves:
+            if serve.proc.returncode is None:
+                serve.proc.send_signal(signal.SIGTERM)
+        for serve in serves:
+            await serve.exit_code()
+            await serve.close()
 
 
 def _connection(port: int, creds: grpc.ChannelCredentials) -> grpc.aio.Channel:
@@ -158,7 +152,7 @@ async def test_processes_settling_for_the_same_members_agree_with_the_model(
     assert len(record.acknowledged) == CLAIMS
     # every process settled for every member: the members were moved from all sides
     card_member = {m["card_no"]: m["member_id"] for m in maker.members}
-    for events in processes.answered("Settle"):
+    for events in await processes.logged("Settle", CLAIMS):
         members = {card_member[record.requests[e["request_id"]].card_no] for e in events}
         assert members == MEMBERS, members
 
@@ -263,7 +257,8 @@ async def test_wrong_pins_spread_over_the_processes_lock_the_card_at_the_fifth(
             assert stored == limit
     finally:
         await conn.close()
-    after = [len(events) for events in processes.answered("GetMember")]
+    calls = sum(before) + len(PIN_CARDS) * (GUESSES + 1)
+    after = [len(events) for events in await processes.logged("GetMember", calls)]
     assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
 
 
@@ -284,7 +279,8 @@ async def test_one_request_sent_to_every_process_at_once_settles_once(
 
     before = [len(events) for events in processes.answered("Settle")]
     answers = await asyncio.gather(*(send() for _ in range(3 * PROCESSES)))
-    after = [len(events) for events in processes.answered("Settle")]
+    calls = sum(before) + len(answers)
+    after = [len(events) for events in await processes.logged("Settle", calls)]
     assert sum(a > b for a, b in zip(after, before, strict=True)) >= 2, "one process took all"
     assert all(answer == answers[0] for answer in answers)
     assert answers[0].status == pb.SETTLEMENT_STATUS_SETTLED
