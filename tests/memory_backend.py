@@ -9,9 +9,10 @@ gate to fill the server. The database-backed backend is tested separately.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from adjudication.memory import InMemoryRegion, load_region
 from adjudication.model import Claim
@@ -33,9 +34,20 @@ REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 BUSINESS_DATE = date(2026, 5, 10)
 
 
+class NoEncounters:
+    """This backend keeps no encounters: every EncounterService call is NOT_IMPLEMENTED."""
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
+
+        return refuse
+
+
 class MemoryBackend:
     def __init__(self, region: InMemoryRegion | None = None) -> None:
         self.region = region or load_region(REFERENCE)
+        self.encounters = NoEncounters()
         self.by_request: dict[tuple[str, str], tuple[bytes, SettlementView]] = {}
         self.gate: asyncio.Event | None = None  # when set: calls wait for it
         self.entered = 0
