@@ -364,7 +364,11 @@ async def client_main(args: argparse.Namespace) -> None:
     tls = Path(args.tls_dir)
     codes = [*manifest.pharmacies, *manifest.providers]
     channels = {c: grpc.aio.secure_channel(args.target, channel_credentials(tls, c)) for c in codes}
-    stubs = {c: pb_grpc.SettlementServiceStub(ch) for c, ch in channels.items()}
+    stubs = {
+        (c, service): getattr(pb_grpc, f"{service}Stub")(ch)
+        for c, ch in channels.items()
+        for service in ("SettlementService", "EncounterService")
+    }
     report = ClientReport()
     mix = MIXES[args.mix]
     start_at, stop_at = args.start_at, args.start_at + args.seconds
@@ -376,7 +380,7 @@ async def client_main(args: argparse.Namespace) -> None:
         action = session.action(pick_kind(session.rng, mix))
         t0 = time.perf_counter() if scheduled is None else scheduled
         try:
-            method = getattr(stubs[action.institution], action.method)
+            method = getattr(stubs[action.institution, action.service], action.method)
             resp = await method(action.request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             if now >= start_at:

@@ -1,5 +1,7 @@
 """A SettlementBackend over the engine's in-memory region, for edge tests.
 
+Encounters are kept in memory too (tests/memory_encounters.py).
+
 The gRPC edge (mTLS, binding, validation, load bound, deadlines, drain) is
 the same whatever stores the settlements; these tests drive it with the real
 engine and the reference region held in memory, and can hold calls open on a
@@ -9,10 +11,9 @@ gate to fill the server. The database-backed backend is tested separately.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from adjudication.memory import InMemoryRegion, load_region
 from adjudication.model import Claim
@@ -29,25 +30,16 @@ from switch.backend import (
     settlement_view,
 )
 from switch.errors import ErrorReason, SwitchError
+from tests.memory_encounters import MemoryEncounters
 
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 BUSINESS_DATE = date(2026, 5, 10)
 
 
-class NoEncounters:
-    """This backend keeps no encounters: every EncounterService call is NOT_IMPLEMENTED."""
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        async def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
-
-        return refuse
-
-
 class MemoryBackend:
     def __init__(self, region: InMemoryRegion | None = None) -> None:
         self.region = region or load_region(REFERENCE)
-        self.encounters = NoEncounters()
+        self.encounters = MemoryEncounters(self)
         self.by_request: dict[tuple[str, str], tuple[bytes, SettlementView]] = {}
         self.gate: asyncio.Event | None = None  # when set: calls wait for it
         self.entered = 0
