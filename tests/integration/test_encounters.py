@@ -28,6 +28,7 @@ from ledger.endofday import close_day
 from switch import convert
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
+from tests.cli import ROOT
 from tests.grpc_harness import channel, error_details
 from tests.switch_pg import LiveSwitch
 from tests.switch_pg import live as live
@@ -474,3 +475,21 @@ async def test_a_stay_of_20000_lines_settles(h2: Hospital) -> None:
     assert settled.split.total_fen == answer.total_fen
     print(f"20,000 lines: uploads {uploaded_s:.1f} s, settlement {settle_s:.2f} s")
     assert settle_s < 20, settle_s
+
+
+async def test_readme_encounter_example_works(live: LiveSwitch) -> None:
+    """The README's stay example, run as written against a live switch."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme[readme.index("**Inpatient stays (encounters).**") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 20)]
+
+    def run() -> dict[str, object]:
+        with grpc.secure_channel(f"127.0.0.1:{live.running.port}", live.certs.creds(H1)) as ch:
+            namespace: dict[str, object] = {"channel": ch, "pb": pb, "pb_grpc": pb_grpc}
+            exec(compile(code, "README.md", "exec"), namespace)
+            return namespace
+
+    namespace = await asyncio.to_thread(run)
+    answer = namespace["answer"]
+    assert isinstance(answer, pb.SettleResponse)
+    assert answer.status == pb.SETTLEMENT_STATUS_SETTLED and answer.split.total_fen == 3000
