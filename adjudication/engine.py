@@ -13,6 +13,7 @@ undoes them exactly.
 from __future__ import annotations
 
 from datetime import date
+from typing import NamedTuple
 
 from adjudication import limits, reasons
 from adjudication.catalog import Catalog, CatalogBook, CatalogItem, ItemClass, ItemKind, Rx
@@ -149,36 +150,51 @@ def _claim_rejection(
     if not context.pin_ok:
         return reasons.R_PIN_INVALID, member.pin_failures + 1
     pin_after = 0  # a right PIN resets the count, whatever follows
+    return _cover_rejection(claim, member, policy, catalog, day), pin_after
+
+
+def _cover_rejection(
+    claim: Claim, member: MemberState, policy: Policy, catalog: Catalog, day: date
+) -> str | None:
+    """The claim-level rules after the PIN: the member, the cause, the visit type."""
     if member.status is MemberStatus.DECEASED:
-        return reasons.R_MEMBER_DECEASED, pin_after
+        return reasons.R_MEMBER_DECEASED
     if member.status is MemberStatus.SUSPENDED:
-        return reasons.R_MEMBER_SUSPENDED, pin_after
+        return reasons.R_MEMBER_SUSPENDED
     if claim.injury_cause in NON_COVERED_CAUSES:
-        return reasons.R_NON_COVERED_CAUSE, pin_after
+        return reasons.R_NON_COVERED_CAUSE
     if claim.injury_cause is InjuryCause.ACCIDENT and not claim.accident_case_id:
-        return reasons.R_ACCIDENT_UNAPPROVED, pin_after
+        return reasons.R_ACCIDENT_UNAPPROVED
     if claim.visit_type is VisitType.SPECIAL_DISEASE:
         disease = approved_disease(member, claim.primary_diagnosis, day)
         if disease is None or disease.code not in policy.special_diseases:
-            return reasons.R_SPECIAL_DISEASE_NOT_APPROVED, pin_after
+            return reasons.R_SPECIAL_DISEASE_NOT_APPROVED
     if claim.visit_type is VisitType.PHARMACY:
-        items = [catalog.items.get(line.item_code) for line in claim.lines]
-        if any(item is not None and item.kind is ItemKind.GOODS for item in items):
-            return reasons.R_NON_MEDICAL_GOODS, pin_after
-        if not claim.prescription_ref:
-            if any(item is not None and item.rx is Rx.RX for item in items):
-                return reasons.R_RX_REQUIRES_PRESCRIPTION, pin_after
-            covered_fen = sum(
-                line.amount_fen
-                for line, item in zip(claim.lines, items, strict=True)
-                if item is not None and item.item_class is not ItemClass.C
-            )
-            single_package = len(claim.lines) == 1 and claim.lines[0].quantity == 1
-            if covered_fen > policy.otc_max_per_purchase_fen and not single_package:
-                return reasons.R_OTC_AMOUNT_LIMIT, pin_after
-        if member.pharmacy_purchases_today >= policy.max_purchases_per_day:
-            return reasons.R_FREQUENT_PURCHASE, pin_after
-    return None, pin_after
+        return _pharmacy_rejection(claim, member, policy, catalog)
+    return None
+
+
+def _pharmacy_rejection(
+    claim: Claim, member: MemberState, policy: Policy, catalog: Catalog
+) -> str | None:
+    """A pharmacy purchase: no goods, a prescription for RX drugs, the OTC and daily limits."""
+    items = [catalog.items.get(line.item_code) for line in claim.lines]
+    if any(item is not None and item.kind is ItemKind.GOODS for item in items):
+        return reasons.R_NON_MEDICAL_GOODS
+    if not claim.prescription_ref:
+        if any(item is not None and item.rx is Rx.RX for item in items):
+            return reasons.R_RX_REQUIRES_PRESCRIPTION
+        covered_fen = sum(
+            line.amount_fen
+            for line, item in zip(claim.lines, items, strict=True)
+            if item is not None and item.item_class is not ItemClass.C
+        )
+        single_package = len(claim.lines) == 1 and claim.lines[0].quantity == 1
+        if covered_fen > policy.otc_max_per_purchase_fen and not single_package:
+            return reasons.R_OTC_AMOUNT_LIMIT
+    if member.pharmacy_purchases_today >= policy.max_purchases_per_day:
+        return reasons.R_FREQUENT_PURCHASE
+    return None
 
 
 def _restriction_reason(
@@ -250,6 +266,40 @@ def _capped(raw_fen: int, room_fen: int | None) -> int:
     return raw_fen if room_fen is None else min(raw_fen, room_fen)
 
 
+class LineTotals(NamedTuple):
+    """Section 3 over the whole claim: each line's result and their sums."""
+
+    results: tuple[LineResult, ...]
+    total_fen: int
+    full_selfpay_fen: int
+    overlimit_selfpay_fen: int
+    preselfpay_fen: int
+    in_scope_fen: int
+    fund_scope_fen: int  # E: the in-scope amount that counts toward the pooled fund
+
+
+class Funds(NamedTuple):
+    """Section 4 for one claim: what the funds pay, and what that adds to the year.
+
+    The first four are the split's; the next six are the accumulator
+    deltas of StateChanges. A field a visit type does not use stays 0.
+    """
+
+    deductible_fen: int = 0
+    pooled_fund_fen: int = 0
+    serious_illness_fen: int = 0
+    institution_waiver_fen: int = 0
+    outpatient_deductible_used_fen: int = 0
+    outpatient_pooled_fen: int = 0
+    basic_pooled_fen: int = 0
+    inpatient_above_deductible_fen: int = 0
+    new_admissions: int = 0
+    serious_illness_base_fen: int = 0
+    special_disease: str = ""  # the approved disease a SPECIAL_DISEASE claim matched
+    warnings: tuple[str, ...] = ()
+    stay: InpatientStay | None = None  # the stay an INPATIENT claim adds
+
+
 def adjudicate(
     claim: Claim, context: Context, policies: PolicyBook, catalogs: CatalogBook
 ) -> Adjudication:
@@ -258,6 +308,24 @@ def adjudicate(
     Raises InvalidClaim for a malformed claim (section 1) or one dated before
     any policy or catalog is in force; business rejections are answers.
     """
+    day, policy, catalog = _rules_in_force(claim, policies, catalogs)
+    reason, pin_after = _claim_rejection(claim, context, policy, catalog, day)
+    if reason is not None:
+        return _reject(claim, reason, context, policy, catalog, day, pin_after)
+    member = context.member
+    institution = context.institution
+    assert member is not None and institution is not None  # checked above
+    assert member.year.year == day.year, "state must hold the claim's benefit year"
+    lines = classify_lines(claim, member, policy, catalog, day)
+    visit_funds = _FUNDS_BY_VISIT[claim.visit_type]
+    funds = visit_funds(claim, member, institution.level, policy, day, lines.fund_scope_fen)
+    return _accepted(claim, member, day, policy, catalog, lines, funds, pin_after)
+
+
+def _rules_in_force(
+    claim: Claim, policies: PolicyBook, catalogs: CatalogBook
+) -> tuple[date, Policy, Catalog]:
+    """Section 1, then the benefit date and the policy and catalog in force on it."""
     violations = validate_claim(claim)
     if violations:
         raise InvalidClaim(violations)
@@ -269,27 +337,22 @@ def adjudicate(
         raise InvalidClaim((Violation(date_field, f"no benefit policy in force on {day}"),))
     if catalog is None:
         raise InvalidClaim((Violation(date_field, f"no catalog in force on {day}"),))
+    return day, policy, catalog
 
-    reason, pin_after = _claim_rejection(claim, context, policy, catalog, day)
-    if reason is not None:
-        return _reject(claim, reason, context, policy, catalog, day, pin_after)
-    member = context.member
-    institution = context.institution
-    assert member is not None and institution is not None  # checked above
-    assert member.year.year == day.year, "state must hold the claim's benefit year"
 
+def classify_lines(
+    claim: Claim, member: MemberState, policy: Policy, catalog: Catalog, day: date
+) -> LineTotals:
+    """Section 3 for every line of an eligible claim, and the sums the funds start from."""
     visit = claim.visit_type
-    category = member.category
     adult = age_on(member.birth_date, day) >= ADULT_AGE
-    no_pre = category in policy.no_preselfpay_categories
+    no_pre = member.category in policy.no_preselfpay_categories
     items = catalog.items
-
-    lines: list[LineResult] = []
-    full = over = pre = scope = fund_scope = 0
-    total = 0
+    results: list[LineResult] = []
+    total = full = over = pre = scope = fund_scope = 0
     for line in claim.lines:
         result = classify_line(line, items.get(line.item_code), visit, adult, no_pre, policy)
-        lines.append(result)
+        results.append(result)
         total += line.amount_fen
         full += result.full_selfpay_fen
         over += result.overlimit_selfpay_fen
@@ -297,134 +360,213 @@ def adjudicate(
         scope += result.in_scope_fen
         if result.counts_toward_fund:
             fund_scope += result.in_scope_fen
-    e = fund_scope
-    acc = member.year
-    level = institution.level
+    return LineTotals(tuple(results), total, full, over, pre, scope, fund_scope)
 
-    deductible = pooled = si = waiver = 0
-    outpatient_deductible = outpatient_pooled = basic_pooled = 0
-    above = si_share = 0
-    new_admission = 0
-    disease_code = ""
-    warnings: tuple[str, ...] = ()
-    stay: InpatientStay | None = None
 
-    if visit is VisitType.OUTPATIENT:
-        left = max(
-            0, policy.outpatient_deductible_fen[category] - acc.outpatient_deductible_used_fen
-        )
-        deductible = min(e, left)
-        raw = pct(e - deductible, policy.outpatient_ratio_bp[category][level])
-        cap = policy.outpatient_annual_cap_fen.get(category)
-        pooled = _capped(raw, _room(cap, acc.outpatient_pooled_fen))
-        outpatient_deductible, outpatient_pooled = deductible, pooled
-    elif visit is VisitType.SPECIAL_DISEASE:
-        approved = approved_disease(member, claim.primary_diagnosis, day)
-        assert approved is not None  # checked by the claim-level rules
-        rule = policy.special_diseases[approved.code]
-        disease_code = rule.code
-        raw = pct(e, rule.pooled_bp)
-        cap = policy.basic_annual_cap_fen.get(category)
-        pooled = _capped(raw, _room(cap, acc.basic_pooled_fen))
-        waiver = min(pct(e, rule.waiver_bp), e - pooled)
-        basic_pooled = pooled
-    elif visit is VisitType.INPATIENT:
-        admitted = claim.admission_date
-        discharged = claim.discharge_date
-        assert admitted is not None and discharged is not None  # validated
-        primary = claim.primary_diagnosis
-        same_episode = False
-        split_warning = False
-        for earlier in member.stays:
-            gap_days = (admitted - earlier.discharge_date).days
-            if gap_days < 0:
-                continue
-            if gap_days <= policy.same_episode_days and earlier.primary_diagnosis == primary:
-                same_episode = True
-            if gap_days <= policy.split_admission_warn_days:
-                split_warning = True
-        if split_warning:
-            warnings = (reasons.W_SPLIT_ADMISSION,)
-        if same_episode:
-            deductible = 0
-        else:
-            new_admission = 1
-            if category in policy.inpatient_deductible_exempt:
-                full_deductible = 0
-            else:
-                full_deductible = policy.inpatient_deductible_fen[level]
-                if acc.new_admissions >= 1:
-                    full_deductible = pct(full_deductible, policy.repeat_admission_bp)
-            deductible = min(e, full_deductible)
-        above = e - deductible
-        band_room = max(0, policy.band_threshold_fen - acc.inpatient_above_deductible_fen)
-        p1 = min(above, band_room)
-        p2 = above - p1
-        ratio = policy.inpatient_ratio_bp[category][level]
-        raw = pct(p1, ratio) + pct(p2, min(BP_WHOLE, ratio + policy.band_extra_bp))
-        cap = policy.basic_annual_cap_fen.get(category)
-        pooled = _capped(raw, _room(cap, acc.basic_pooled_fen))
-        basic_pooled = pooled
-        stay = InpatientStay("", primary, admitted, discharged, bool(new_admission))
+# ---------------------------------------------------------------------------
+# Section 4, one function per visit type: (claim, member, institution level,
+# policy, benefit date, E) -> Funds.
 
-    if visit in (VisitType.INPATIENT, VisitType.SPECIAL_DISEASE) and (
-        category not in policy.serious_illness_exempt
-    ):
-        si_share = e - pooled - waiver
-        base_before = acc.serious_illness_base_fen
-        over_threshold = max(
-            0,
-            base_before + si_share - max(policy.serious_illness_threshold_fen, base_before),
-        )
-        si_room = max(0, policy.serious_illness_annual_cap_fen - acc.serious_illness_paid_fen)
-        si = min(pct(over_threshold, policy.serious_illness_ratio_bp), si_room)
 
-    funds = pooled + si + waiver
-    payable = pre + scope - funds
-    if policy.account_pays_full_selfpay:
-        payable += full
-    if policy.account_pays_overlimit:
-        payable += over
-    account = min(member.balance_fen, payable) if claim.use_individual_account else 0
-    account = max(0, account)
-    cash = total - funds - account
+def _pharmacy_funds(
+    claim: Claim, member: MemberState, level: str, policy: Policy, day: date, e_fen: int
+) -> Funds:
+    """PHARMACY: no fund pays; the account and cash pay it all."""
+    return Funds()
 
-    split = Split(
-        total_fen=total,
-        full_selfpay_fen=full,
-        overlimit_selfpay_fen=over,
-        preselfpay_fen=pre,
-        in_scope_fen=scope,
+
+def _outpatient_funds(
+    claim: Claim, member: MemberState, level: str, policy: Policy, day: date, e_fen: int
+) -> Funds:
+    """OUTPATIENT: the year's outpatient deductible, then the outpatient ratio up to its cap."""
+    category = member.category
+    year = member.year
+    left = max(0, policy.outpatient_deductible_fen[category] - year.outpatient_deductible_used_fen)
+    deductible = min(e_fen, left)
+    raw = pct(e_fen - deductible, policy.outpatient_ratio_bp[category][level])
+    cap = policy.outpatient_annual_cap_fen.get(category)
+    pooled = _capped(raw, _room(cap, year.outpatient_pooled_fen))
+    return Funds(
         deductible_fen=deductible,
         pooled_fund_fen=pooled,
-        serious_illness_fen=si,
-        institution_waiver_fen=waiver,
-        individual_account_fen=account,
-        patient_cash_fen=cash,
+        outpatient_deductible_used_fen=deductible,
+        outpatient_pooled_fen=pooled,
     )
-    assert total == full + over + pre + scope, split
-    assert cash >= 0 and payable >= 0, split
 
+
+def _special_disease_funds(
+    claim: Claim, member: MemberState, level: str, policy: Policy, day: date, e_fen: int
+) -> Funds:
+    """SPECIAL_DISEASE: the disease's ratio under the basic cap, its waiver, serious illness."""
+    approved = approved_disease(member, claim.primary_diagnosis, day)
+    assert approved is not None  # checked by the claim-level rules
+    rule = policy.special_diseases[approved.code]
+    raw = pct(e_fen, rule.pooled_bp)
+    pooled = _basic_capped(raw, member, policy)
+    waiver = min(pct(e_fen, rule.waiver_bp), e_fen - pooled)
+    share, serious = _serious_illness(member, policy, e_fen - pooled - waiver)
+    return Funds(
+        pooled_fund_fen=pooled,
+        serious_illness_fen=serious,
+        institution_waiver_fen=waiver,
+        basic_pooled_fen=pooled,
+        serious_illness_base_fen=share,
+        special_disease=rule.code,
+    )
+
+
+def _inpatient_funds(
+    claim: Claim, member: MemberState, level: str, policy: Policy, day: date, e_fen: int
+) -> Funds:
+    """INPATIENT: a deductible per new episode, two ratio bands, the basic cap, serious illness."""
+    admitted = claim.admission_date
+    discharged = claim.discharge_date
+    assert admitted is not None and discharged is not None  # validated
+    primary = claim.primary_diagnosis
+    same_episode, split_warning = _earlier_stays(member, admitted, primary, policy)
+    deductible = 0 if same_episode else min(e_fen, _inpatient_deductible(member, level, policy))
+    above = e_fen - deductible
+    band_room = max(0, policy.band_threshold_fen - member.year.inpatient_above_deductible_fen)
+    p1 = min(above, band_room)
+    p2 = above - p1
+    ratio = policy.inpatient_ratio_bp[member.category][level]
+    raw = pct(p1, ratio) + pct(p2, min(BP_WHOLE, ratio + policy.band_extra_bp))
+    pooled = _basic_capped(raw, member, policy)
+    share, serious = _serious_illness(member, policy, e_fen - pooled)
+    return Funds(
+        deductible_fen=deductible,
+        pooled_fund_fen=pooled,
+        serious_illness_fen=serious,
+        basic_pooled_fen=pooled,
+        inpatient_above_deductible_fen=above,
+        new_admissions=0 if same_episode else 1,
+        serious_illness_base_fen=share,
+        warnings=(reasons.W_SPLIT_ADMISSION,) if split_warning else (),
+        stay=InpatientStay("", primary, admitted, discharged, not same_episode),
+    )
+
+
+_FUNDS_BY_VISIT = {
+    VisitType.PHARMACY: _pharmacy_funds,
+    VisitType.OUTPATIENT: _outpatient_funds,
+    VisitType.SPECIAL_DISEASE: _special_disease_funds,
+    VisitType.INPATIENT: _inpatient_funds,
+}
+
+
+def _earlier_stays(
+    member: MemberState, admitted: date, primary_diagnosis: str, policy: Policy
+) -> tuple[bool, bool]:
+    """(same episode as an earlier stay, discharged recently enough to warn of a split)."""
+    same_episode = False
+    split_warning = False
+    for earlier in member.stays:
+        gap_days = (admitted - earlier.discharge_date).days
+        if gap_days < 0:
+            continue
+        if gap_days <= policy.same_episode_days and earlier.primary_diagnosis == primary_diagnosis:
+            same_episode = True
+        if gap_days <= policy.split_admission_warn_days:
+            split_warning = True
+    return same_episode, split_warning
+
+
+def _inpatient_deductible(member: MemberState, level: str, policy: Policy) -> int:
+    """The deductible of a new admission: by level, reduced for a repeat, 0 when exempt."""
+    if member.category in policy.inpatient_deductible_exempt:
+        return 0
+    deductible = policy.inpatient_deductible_fen[level]
+    if member.year.new_admissions >= 1:
+        return pct(deductible, policy.repeat_admission_bp)
+    return deductible
+
+
+def _basic_capped(raw_fen: int, member: MemberState, policy: Policy) -> int:
+    """The pooled fund's payment under the category's basic annual cap."""
+    cap = policy.basic_annual_cap_fen.get(member.category)
+    return _capped(raw_fen, _room(cap, member.year.basic_pooled_fen))
+
+
+def _serious_illness(member: MemberState, policy: Policy, share_fen: int) -> tuple[int, int]:
+    """(serious-illness base added, serious illness paid) for the share the member carries."""
+    if member.category in policy.serious_illness_exempt:
+        return 0, 0
+    base_before = member.year.serious_illness_base_fen
+    over_threshold = max(
+        0, base_before + share_fen - max(policy.serious_illness_threshold_fen, base_before)
+    )
+    room = max(0, policy.serious_illness_annual_cap_fen - member.year.serious_illness_paid_fen)
+    return share_fen, min(pct(over_threshold, policy.serious_illness_ratio_bp), room)
+
+
+# ---------------------------------------------------------------------------
+# Section 5 and the answer
+
+
+def _account_fen(
+    claim: Claim, member: MemberState, policy: Policy, lines: LineTotals, funds_fen: int
+) -> int:
+    """Section 5: what the individual account pays (never more than the balance)."""
+    payable = lines.preselfpay_fen + lines.in_scope_fen - funds_fen
+    if policy.account_pays_full_selfpay:
+        payable += lines.full_selfpay_fen
+    if policy.account_pays_overlimit:
+        payable += lines.overlimit_selfpay_fen
+    assert payable >= 0, (lines, funds_fen)
+    if not claim.use_individual_account:
+        return 0
+    return max(0, min(member.balance_fen, payable))
+
+
+def _accepted(
+    claim: Claim,
+    member: MemberState,
+    day: date,
+    policy: Policy,
+    catalog: Catalog,
+    lines: LineTotals,
+    funds: Funds,
+    pin_after: int | None,
+) -> Adjudication:
+    """The answer for an eligible claim: its split, and the changes settling it makes."""
+    paid_by_funds = funds.pooled_fund_fen + funds.serious_illness_fen + funds.institution_waiver_fen
+    account = _account_fen(claim, member, policy, lines, paid_by_funds)
+    split = Split(
+        total_fen=lines.total_fen,
+        full_selfpay_fen=lines.full_selfpay_fen,
+        overlimit_selfpay_fen=lines.overlimit_selfpay_fen,
+        preselfpay_fen=lines.preselfpay_fen,
+        in_scope_fen=lines.in_scope_fen,
+        deductible_fen=funds.deductible_fen,
+        pooled_fund_fen=funds.pooled_fund_fen,
+        serious_illness_fen=funds.serious_illness_fen,
+        institution_waiver_fen=funds.institution_waiver_fen,
+        individual_account_fen=account,
+        patient_cash_fen=lines.total_fen - paid_by_funds - account,
+    )
+    parts = lines.full_selfpay_fen + lines.overlimit_selfpay_fen + lines.preselfpay_fen
+    assert lines.total_fen == parts + lines.in_scope_fen, split
+    assert split.patient_cash_fen >= 0, split
     changes = StateChanges(
         member_id=member.member_id,
         benefit_year=day.year,
-        outpatient_deductible_used_fen=outpatient_deductible,
-        outpatient_pooled_fen=outpatient_pooled,
-        basic_pooled_fen=basic_pooled,
-        inpatient_above_deductible_fen=above,
-        new_admissions=new_admission,
-        serious_illness_base_fen=si_share,
-        serious_illness_paid_fen=si,
-        pharmacy_date=day if visit is VisitType.PHARMACY else None,
+        outpatient_deductible_used_fen=funds.outpatient_deductible_used_fen,
+        outpatient_pooled_fen=funds.outpatient_pooled_fen,
+        basic_pooled_fen=funds.basic_pooled_fen,
+        inpatient_above_deductible_fen=funds.inpatient_above_deductible_fen,
+        new_admissions=funds.new_admissions,
+        serious_illness_base_fen=funds.serious_illness_base_fen,
+        serious_illness_paid_fen=funds.serious_illness_fen,
+        pharmacy_date=day if claim.visit_type is VisitType.PHARMACY else None,
         account_debit_fen=account,
-        stay=stay,
+        stay=funds.stay,
     )
     return Adjudication(
         outcome=Outcome.ACCEPTED,
         reasons=(),
-        warnings=warnings,
+        warnings=funds.warnings,
         split=split,
-        lines=tuple(lines),
+        lines=lines.results,
         balance_after_fen=member.balance_fen - account,
         member_id=member.member_id,
         benefit_date=day,
@@ -432,5 +574,5 @@ def adjudicate(
         catalog_version=catalog.version,
         changes=changes,
         pin_failures_after=pin_after,
-        special_disease=disease_code,
+        special_disease=funds.special_disease,
     )

@@ -267,31 +267,7 @@ def parse_policy(text: str, path: str = "policy.toml") -> Policy:
         raise DataFileError(path, int(match.group(1)) if match else None, "", str(exc)) from None
     r = _Reader(path, text, data)
 
-    diseases: dict[str, SpecialDiseaseRule] = {}
-    entries = r.get(("special_disease",), [])
-    if not isinstance(entries, list):
-        raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
-    for i, node in enumerate(entries):
-        if not isinstance(node, dict):
-            raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
-        sub = _Reader(
-            path,
-            text,
-            node,
-            prefix=f"special_disease[{i}].",
-            line=_nth_array_table_line(text, "special_disease", i),
-        )
-        code = sub.str_(("code",))
-        if code in diseases:
-            raise sub.fail(("code",), f"duplicate special disease {code}")
-        waiver = sub.bp(("waiver_bp",)) if "waiver_bp" in node else 0
-        pooled = sub.bp(("pooled_bp",))
-        if pooled + waiver > 10_000:
-            raise sub.fail(("waiver_bp",), "pooled_bp + waiver_bp must not exceed 10000")
-        diseases[code] = SpecialDiseaseRule(
-            code=code, name=str(node.get("name", "")), pooled_bp=pooled, waiver_bp=waiver
-        )
-
+    diseases = _special_diseases(r, path, text)
     days = {}
     for key in DAYS_SUPPLY_KEYS:
         days[key] = r.int_(("days_supply", key), low=1)
@@ -328,6 +304,35 @@ def parse_policy(text: str, path: str = "policy.toml") -> Policy:
             ("policy", "no_preselfpay_categories"), [MemberCategory.RETIRED_CADRE.value]
         ),
     )
+
+
+def _special_diseases(r: _Reader, path: str, text: str) -> dict[str, SpecialDiseaseRule]:
+    """The [[special_disease]] tables, by code; DataFileError naming the entry if bad."""
+    diseases: dict[str, SpecialDiseaseRule] = {}
+    entries = r.get(("special_disease",), [])
+    if not isinstance(entries, list):
+        raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
+    for i, node in enumerate(entries):
+        if not isinstance(node, dict):
+            raise r.fail(("special_disease",), "must be an array of tables [[special_disease]]")
+        sub = _Reader(
+            path,
+            text,
+            node,
+            prefix=f"special_disease[{i}].",
+            line=_nth_array_table_line(text, "special_disease", i),
+        )
+        code = sub.str_(("code",))
+        if code in diseases:
+            raise sub.fail(("code",), f"duplicate special disease {code}")
+        waiver = sub.bp(("waiver_bp",)) if "waiver_bp" in node else 0
+        pooled = sub.bp(("pooled_bp",))
+        if pooled + waiver > 10_000:
+            raise sub.fail(("waiver_bp",), "pooled_bp + waiver_bp must not exceed 10000")
+        diseases[code] = SpecialDiseaseRule(
+            code=code, name=str(node.get("name", "")), pooled_bp=pooled, waiver_bp=waiver
+        )
+    return diseases
 
 
 def _entry_key_line(text: str, header_line: int | None, key: str) -> int | None:

@@ -42,27 +42,8 @@ def validate_claim(claim: Claim) -> tuple[Violation, ...]:
     _text(out, "request_id", claim.request_id, limits.request_id_len_max, True)
     _text(out, "institution_code", claim.institution_code, limits.institution_code_len_max, True)
     _text(out, "card_no", claim.card_no, limits.card_no_len_max, True)
-
-    if claim.visit_type is VisitType.INPATIENT:
-        if claim.admission_date is None:
-            out.append(Violation("admission_date", "is required for an inpatient claim"))
-        if claim.discharge_date is None:
-            out.append(Violation("discharge_date", "is required for an inpatient claim"))
-        if (
-            claim.admission_date is not None
-            and claim.discharge_date is not None
-            and claim.discharge_date < claim.admission_date
-        ):
-            out.append(Violation("discharge_date", "is before admission_date"))
-    elif claim.service_date is None:
-        out.append(Violation("service_date", "is required"))
-
-    if claim.visit_type is not VisitType.PHARMACY and not claim.diagnoses:
-        out.append(Violation("diagnoses", "at least the primary diagnosis is required"))
-    if len(claim.diagnoses) > limits.diagnoses_max:
-        out.append(Violation("diagnoses", f"more than {limits.diagnoses_max} diagnoses"))
-    for i, code in enumerate(claim.diagnoses):
-        _text(out, f"diagnoses[{i}]", code, limits.diagnosis_len_max, True)
+    _check_dates(out, claim)
+    _check_diagnoses(out, claim)
     _text(out, "accident_case_id", claim.accident_case_id, limits.accident_case_id_len_max, False)
     _text(out, "prescription_ref", claim.prescription_ref, limits.prescription_ref_len_max, False)
 
@@ -90,36 +71,64 @@ def validate_lines(lines: Sequence[ClaimLine], lines_max: int) -> list[Violation
         elif line.line_no in seen:
             out.append(Violation(f"{at}.line_no", f"duplicate line_no {line.line_no}"))
         seen.add(line.line_no)
-        _text(out, f"{at}.item_code", line.item_code, limits.item_code_len_max, True)
-        quantity_ok = 0 < line.quantity <= limits.line_quantity_max
-        price_ok = 0 <= line.unit_price_fen <= limits.line_unit_price_fen_max
-        if line.quantity <= 0:
-            out.append(Violation(f"{at}.quantity", "must be greater than 0"))
-        elif not quantity_ok:
-            out.append(Violation(f"{at}.quantity", f"must be at most {limits.line_quantity_max}"))
-        if line.unit_price_fen < 0:
-            out.append(Violation(f"{at}.unit_price_fen", "must not be negative"))
-        elif not price_ok:
-            out.append(
-                Violation(
-                    f"{at}.unit_price_fen", f"must be at most {limits.line_unit_price_fen_max}"
-                )
-            )
-        if line.amount_fen > limits.line_amount_fen_max:
-            out.append(
-                Violation(f"{at}.amount_fen", f"must be at most {limits.line_amount_fen_max}")
-            )
-        elif quantity_ok and price_ok and line.amount_fen != line.quantity * line.unit_price_fen:
-            out.append(
-                Violation(
-                    f"{at}.amount_fen",
-                    f"must equal quantity x unit_price_fen "
-                    f"({line.quantity} x {line.unit_price_fen} = "
-                    f"{line.quantity * line.unit_price_fen})",
-                )
-            )
-        if not 0 <= line.days_supply <= limits.days_supply_max:
-            out.append(
-                Violation(f"{at}.days_supply", f"must be between 0 and {limits.days_supply_max}")
-            )
+        _check_line(out, at, line)
     return out
+
+
+def _check_dates(out: list[Violation], claim: Claim) -> None:
+    """An inpatient claim has its stay's dates in order; any other its service date."""
+    if claim.visit_type is not VisitType.INPATIENT:
+        if claim.service_date is None:
+            out.append(Violation("service_date", "is required"))
+        return
+    if claim.admission_date is None:
+        out.append(Violation("admission_date", "is required for an inpatient claim"))
+    if claim.discharge_date is None:
+        out.append(Violation("discharge_date", "is required for an inpatient claim"))
+    if (
+        claim.admission_date is not None
+        and claim.discharge_date is not None
+        and claim.discharge_date < claim.admission_date
+    ):
+        out.append(Violation("discharge_date", "is before admission_date"))
+
+
+def _check_diagnoses(out: list[Violation], claim: Claim) -> None:
+    if claim.visit_type is not VisitType.PHARMACY and not claim.diagnoses:
+        out.append(Violation("diagnoses", "at least the primary diagnosis is required"))
+    if len(claim.diagnoses) > limits.diagnoses_max:
+        out.append(Violation("diagnoses", f"more than {limits.diagnoses_max} diagnoses"))
+    for i, code in enumerate(claim.diagnoses):
+        _text(out, f"diagnoses[{i}]", code, limits.diagnosis_len_max, True)
+
+
+def _check_line(out: list[Violation], at: str, line: ClaimLine) -> None:
+    """One line's own fields (its line_no is checked against the others by the caller)."""
+    _text(out, f"{at}.item_code", line.item_code, limits.item_code_len_max, True)
+    quantity_ok = 0 < line.quantity <= limits.line_quantity_max
+    price_ok = 0 <= line.unit_price_fen <= limits.line_unit_price_fen_max
+    if line.quantity <= 0:
+        out.append(Violation(f"{at}.quantity", "must be greater than 0"))
+    elif not quantity_ok:
+        out.append(Violation(f"{at}.quantity", f"must be at most {limits.line_quantity_max}"))
+    if line.unit_price_fen < 0:
+        out.append(Violation(f"{at}.unit_price_fen", "must not be negative"))
+    elif not price_ok:
+        out.append(
+            Violation(f"{at}.unit_price_fen", f"must be at most {limits.line_unit_price_fen_max}")
+        )
+    if line.amount_fen > limits.line_amount_fen_max:
+        out.append(Violation(f"{at}.amount_fen", f"must be at most {limits.line_amount_fen_max}"))
+    elif quantity_ok and price_ok and line.amount_fen != line.quantity * line.unit_price_fen:
+        out.append(
+            Violation(
+                f"{at}.amount_fen",
+                f"must equal quantity x unit_price_fen "
+                f"({line.quantity} x {line.unit_price_fen} = "
+                f"{line.quantity * line.unit_price_fen})",
+            )
+        )
+    if not 0 <= line.days_supply <= limits.days_supply_max:
+        out.append(
+            Violation(f"{at}.days_supply", f"must be between 0 and {limits.days_supply_max}")
+        )

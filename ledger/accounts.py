@@ -28,18 +28,23 @@ PAYOUTS_IN_TRANSIT = "payouts:in_transit"
 SETTLED_AT_BANK = "bank:settled"
 SUSPENSE = "suspense"
 OPENING_BALANCE = "equity:opening"
+# The parts of the keys made per member and per institution (SQL builds them too).
+MEMBER_PREFIX = "member:"
+INSTITUTION_PREFIX = "institution:"
+PAYABLE_SUFFIX = ":payable"
+RECEIVABLE_SUFFIX = ":receivable"
 
 
 def member_account(member_id: str) -> str:
-    return f"member:{member_id}"
+    return MEMBER_PREFIX + member_id
 
 
 def institution_payable(code: str) -> str:
-    return f"institution:{code}:payable"
+    return INSTITUTION_PREFIX + code + PAYABLE_SUFFIX
 
 
 def institution_receivable(code: str) -> str:
-    return f"institution:{code}:receivable"
+    return INSTITUTION_PREFIX + code + RECEIVABLE_SUFFIX
 
 
 def settlement_postings(

@@ -11,9 +11,11 @@ applied in order, each in its own transaction, under an advisory lock so two
 processes starting at once do not race, and recorded in `schema_version`. A
 database whose schema is newer than this code is refused.
 
-The application works as the role `medswitch_app` (SELECT/INSERT on the
-ledger tables, no UPDATE/DELETE), set for every pooled connection; migrations
-and operator tooling run as the connecting (owner) user.
+`medswitch serve` works as the role `medswitch_app`: it reads, and writes
+only through the owner's functions (migration 0012). The operator's commands
+that write (import-reference, day, payouts, recon) work as
+`medswitch_operator`, which holds the direct writes they make. Migrations,
+`db` and `ledger verify` run as the connecting (owner) user.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 APP_ROLE = "medswitch_app"
+OPERATOR_ROLE = "medswitch_operator"
+ROLES = (APP_ROLE, OPERATOR_ROLE)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x4D535357  # "MSSW": one advisory lock for schema changes
 REGION_TZ = ZoneInfo("Asia/Shanghai")
@@ -66,6 +70,29 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     if versions != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
     return found
+
+
+class NoWritableHost(ConnectionError):
+    """No host of a multi-host URL accepts writes now: a failover in progress.
+
+    A ConnectionError, so callers treat it like any unreachable database
+    (UNAVAILABLE, retried), not as asyncpg's client-side error it was.
+    """
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, for every connection MedSwitch opens (pools included).
+
+    A URL may name several hosts (`postgresql://h1:5432,h2:5432/db?target_
+    session_attrs=read-write`); asyncpg tries them in order. While none of
+    those that answer is a primary (between a primary's demotion and a
+    standby's promotion) it raises TargetServerAttributeNotMatched, which
+    here becomes NoWritableHost.
+    """
+    try:
+        return await asyncpg.connect(dsn, **kwargs)
+    except asyncpg.TargetServerAttributeNotMatched as exc:
+        raise NoWritableHost(str(exc)) from exc
 
 
 class ConfigError(ValueError):
@@ -193,8 +220,9 @@ async def migrate(
                 )
             applied.append(migration.version)
         is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if not is_super:  # let the owner act as the application role
-            await conn.execute(f"GRANT {APP_ROLE} TO CURRENT_USER")
+        if not is_super:  # let the owner act as either role
+            for role in ROLES:
+                await conn.execute(f"GRANT {role} TO CURRENT_USER")
         await conn.execute(
             "INSERT INTO business_days (business_date, status)"
             " SELECT $1, 'OPEN' WHERE NOT EXISTS (SELECT 1 FROM business_days)",
@@ -227,20 +255,19 @@ async def create_pool(
     *,
     min_size: int = 2,
     max_size: int = POOL_SIZE_MAX,
-    as_app_role: bool = True,
+    role: str = APP_ROLE,
     app_login: bool = False,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections act as the application role.
+    """A pool whose connections act as `role` (the application role by default).
 
-    With app_login they log in as the application role itself, so no
-    statement sent on them can take the owner's rights (SET ROLE, RESET
-    ROLE); otherwise they log in as the URL's user and take the role as a
-    connection parameter.
+    With app_login they log in as the role itself, so no statement sent on
+    them can take the owner's rights (SET ROLE, RESET ROLE); otherwise they
+    log in as the URL's user and take the role as a connection parameter.
     """
-    settings = {"role": APP_ROLE} if as_app_role and not app_login else {}
+    settings = {} if app_login else {"role": role}
     if app_login:
-        kwargs["user"] = APP_ROLE
+        kwargs["user"] = role
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -249,6 +276,7 @@ async def create_pool(
         reset=_keep_session,
         server_settings=settings,
         command_timeout=COMMAND_TIMEOUT_S,
+        connect=connect,
         **kwargs,
     )
     assert pool is not None
@@ -256,46 +284,62 @@ async def create_pool(
 
 
 async def open_database(
-    url: str, *, first_day: date | None = None, app_login: bool = False, **pool_kwargs: Any
+    url: str,
+    *,
+    first_day: date | None = None,
+    role: str = APP_ROLE,
+    app_login: bool = False,
+    **pool_kwargs: Any,
 ) -> asyncpg.Pool:
-    """Migrate (as the connecting user) and return an application-role pool.
+    """Migrate (as the connecting user) and return a pool acting as `role`.
 
     app_login, for the embedded server (whose local connections need no
-    password): the application role may log in and the pool logs in as it
-    (create_pool). An external server's operator decides how its roles log
-    in; there the pool takes the role as a connection parameter.
+    password): the role may log in and the pool logs in as it (create_pool).
+    An external server's operator decides how its roles log in; there the
+    pool takes the role as a connection parameter.
     """
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
-        await _prepare(conn, first_day=first_day, app_login=app_login)
+        await _prepare(conn, first_day=first_day, login_role=role if app_login else None)
     finally:
         await conn.close()
-    return await create_pool(url, app_login=app_login, **pool_kwargs)
+    return await create_pool(url, role=role, app_login=app_login, **pool_kwargs)
 
 
-async def connect_app(url: str, *, app_login: bool = False) -> asyncpg.Connection:
-    """One connection acting as the application role, by open_database's rules
-    (with app_login it logs in as the role, otherwise it takes it)."""
-    conn = await asyncpg.connect(url)
+async def connect_app(
+    url: str, *, role: str = APP_ROLE, app_login: bool = False
+) -> asyncpg.Connection:
+    """One connection acting as `role`, by open_database's rules (with
+    app_login it logs in as the role, otherwise it takes it)."""
+    conn = await connect(url)
     try:
-        await _prepare(conn, first_day=None, app_login=app_login)
+        await _prepare(conn, first_day=None, login_role=role if app_login else None)
         if not app_login:
-            await conn.execute(f"SET ROLE {APP_ROLE}")
+            await conn.execute(f"SET ROLE {_known(role)}")
             return conn
     except BaseException:
         await conn.close()
         raise
     await conn.close()
-    return await asyncpg.connect(url, user=APP_ROLE)
+    return await connect(url, user=role)
 
 
-async def _prepare(conn: asyncpg.Connection, *, first_day: date | None, app_login: bool) -> None:
-    """As the owner: migrate, refuse a server that loses commits, and let the
-    application role log in (app_login)."""
+async def _prepare(
+    conn: asyncpg.Connection, *, first_day: date | None, login_role: str | None
+) -> None:
+    """As the owner: migrate, refuse a server that loses commits, and let
+    `login_role` (one of ROLES) log in."""
     await migrate(conn, first_day=first_day)
     await check_durability(conn)
-    if app_login:
-        await conn.execute(f"ALTER ROLE {APP_ROLE} LOGIN")
+    if login_role is not None:
+        await conn.execute(f"ALTER ROLE {_known(login_role)} LOGIN")
+
+
+def _known(role: str) -> str:
+    """`role`, if it is one of MedSwitch's (it is put into SQL as a name)."""
+    if role not in ROLES:
+        raise ValueError(f"{role!r} is not one of MedSwitch's roles {ROLES}")
+    return role
 
 
 async def check_durability(conn: asyncpg.Connection) -> None:
@@ -329,9 +373,13 @@ def redact_url(url: str) -> str:
 
 __all__: Sequence[str] = (
     "APP_ROLE",
+    "OPERATOR_ROLE",
+    "ROLES",
+    "NoWritableHost",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",
+    "connect",
     "connect_app",
     "create_pool",
     "database_url",

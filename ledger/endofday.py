@@ -5,7 +5,10 @@ The numbers come from the pure modules (`payouts.net_payouts`,
 results and posts the ledger entries, each operation in one transaction.
 
 Accounts moved (posting amounts positive for a debit):
-- close D: for each institution whose receivable changes, the change moves
+- close D: the day's clearing is what its settlement and cancellation
+  entries moved on each institution's payable, once the day's records are
+  found to agree with them (day_clearing); for each institution whose
+  receivable changes, the change moves
   between its payable and its receivable (a negative day becomes owed by the
   institution; a later positive day uses it up);
 - export D: payable +P, payouts in transit -P for each payout P;
@@ -26,14 +29,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 
-from ledger import accounts
+from ledger import accounts, chain
 from ledger.bankfiles.pain001 import DebtorAccount
 from ledger.bankfiles.statement import Statement, normalise_account
 from ledger.payouts import (
     InstitutionDayAmount,
+    NettingResult,
     Payout,
     PayoutFiles,
     end_to_end_id,
@@ -91,7 +96,7 @@ class ReconRecord:
 _CLEARING_SQL = """
 WITH moves AS (
     SELECT institution_code, pooled_fund_fen, serious_illness_fen, individual_account_fen,
-           1 AS n
+           1 AS settlement_count
     FROM settlements WHERE business_date = $1 AND status = 'SETTLED'
     UNION ALL
     SELECT s.institution_code, -s.pooled_fund_fen, -s.serious_illness_fen,
@@ -99,9 +104,11 @@ WITH moves AS (
     FROM cancellations c JOIN settlements s USING (settlement_id)
     WHERE c.business_date = $1 AND s.status = 'SETTLED'
 )
-SELECT m.institution_code, coalesce(i.name, m.institution_code) AS name,
-       sum(m.pooled_fund_fen)::bigint AS pooled, sum(m.serious_illness_fen)::bigint AS serious,
-       sum(m.individual_account_fen)::bigint AS account, sum(m.n)::integer AS n
+SELECT m.institution_code, coalesce(i.name, m.institution_code) AS institution_name,
+       sum(m.pooled_fund_fen)::bigint AS pooled_fund_fen,
+       sum(m.serious_illness_fen)::bigint AS serious_illness_fen,
+       sum(m.individual_account_fen)::bigint AS individual_account_fen,
+       sum(m.settlement_count)::integer AS settlement_count
 FROM moves m LEFT JOIN institutions i ON i.code = m.institution_code
 GROUP BY m.institution_code, i.name
 ORDER BY m.institution_code
@@ -116,27 +123,102 @@ HAVING sum(p.amount_fen) <> 0
 """
 
 
+# What the ledger posted in a day for settlements and cancellations, per
+# institution payable account the entries moved (end of day pays from
+# this): what each credited the payable, and the legs that paid it (funds,
+# members' accounts; debits positive, so a cancellation's are negative).
+_POSTED_SQL = """
+WITH per_entry AS (
+    SELECT min(a.account_key) FILTER (WHERE a.kind = 'INSTITUTION_PAYABLE') AS payable,
+           -coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'INSTITUTION_PAYABLE'), 0)
+               AS credited,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'POOLED_FUND'), 0)
+               AS pooled_fund_fen,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'SERIOUS_ILLNESS_FUND'), 0)
+               AS serious_illness_fen,
+           coalesce(sum(p.amount_fen) FILTER (WHERE a.kind = 'MEMBER_INDIVIDUAL'), 0)
+               AS individual_account_fen
+    FROM entries e
+    JOIN postings p ON p.entry_id = e.entry_id
+    JOIN accounts a ON a.account_id = p.account_id
+    WHERE e.business_date = $1 AND e.kind IN ('SETTLEMENT', 'CANCELLATION')
+    GROUP BY e.entry_id
+)
+SELECT payable, sum(credited)::bigint AS credited,
+       sum(pooled_fund_fen)::bigint AS pooled_fund_fen,
+       sum(serious_illness_fen)::bigint AS serious_illness_fen,
+       sum(individual_account_fen)::bigint AS individual_account_fen
+FROM per_entry GROUP BY payable
+"""
+_SHOWN_PROBLEMS_MAX = 5
+
+
 async def day_clearing(conn: asyncpg.Connection, business_date: date) -> list[InstitutionDayAmount]:
-    """Per institution: settlements minus cancellations booked in `business_date`."""
-    rows = await conn.fetch(_CLEARING_SQL, business_date)
+    """Per institution: what the ledger posted in `business_date` to its payable
+    account for settlements and cancellations, by paying source, and how many
+    settlements minus cancellations its records count.
+
+    The day's settlement and cancellation records must agree with its
+    entries, record by record and institution by institution, to the fen:
+    otherwise EndOfDayError names the disagreements (nothing is paid from
+    books that contradict themselves).
+    """
+    problems = await chain.record_problems(conn, business_date)
+    posted: dict[str, tuple[int, int, int]] = {}
+    for row in await conn.fetch(_POSTED_SQL, business_date):
+        key = row["payable"] or "(no institution payable)"
+        code = key.removeprefix(accounts.INSTITUTION_PREFIX).removesuffix(accounts.PAYABLE_SUFFIX)
+        legs = _paid_from(row)
+        if row["credited"] != sum(legs):
+            problems.append(
+                f"the ledger credited {key} with {row['credited']} fen on {business_date}"
+                f" but its settlements' legs paid {_split(*legs)}"
+            )
+        posted[code] = legs
+    recorded = {r["institution_code"]: r for r in await conn.fetch(_CLEARING_SQL, business_date)}
+    for code in sorted(posted.keys() | recorded.keys()):
+        r = recorded.get(code)
+        stated = _paid_from(r) if r else (0, 0, 0)
+        if posted.get(code, (0, 0, 0)) != stated:
+            problems.append(
+                f"institution {code}: its records on {business_date} say {_split(*stated)},"
+                f" the ledger posted {_split(*posted.get(code, (0, 0, 0)))}"
+            )
+    if problems:
+        shown = "; ".join(problems[:_SHOWN_PROBLEMS_MAX])
+        more = len(problems) - _SHOWN_PROBLEMS_MAX
+        raise EndOfDayError(
+            f"business day {business_date}: its settlement records and its ledger entries"
+            f" disagree, so it is not cleared ({shown}{f'; {more} more' if more > 0 else ''});"
+            " nothing was changed; `medswitch ledger verify` lists what is wrong"
+        )
     return [
         InstitutionDayAmount(
-            institution_code=r["institution_code"],
-            institution_name=r["name"],
-            pooled_fund_fen=r["pooled"],
-            serious_illness_fen=r["serious"],
-            individual_account_fen=r["account"],
-            settlement_count=r["n"],
+            code, r["institution_name"], *posted.get(code, (0, 0, 0)), r["settlement_count"]
         )
-        for r in rows
+        for code, r in sorted(recorded.items())
     ]
+
+
+def _paid_from(row: asyncpg.Record) -> tuple[int, int, int]:
+    """(pooled fund, serious illness, individual accounts) of a row that sums them by source."""
+    return row["pooled_fund_fen"], row["serious_illness_fen"], row["individual_account_fen"]
+
+
+def _split(pooled: int, serious: int, account: int) -> str:
+    return (
+        f"{pooled + serious + account} fen (pooled fund {pooled}, serious illness {serious},"
+        f" individual accounts {account})"
+    )
 
 
 async def receivables(conn: asyncpg.Connection) -> dict[str, int]:
     """What institutions owe the funds now, from the ledger (receivable balances)."""
     owed: dict[str, int] = {}
     for row in await conn.fetch(_RECEIVABLES_SQL):
-        code = row["account_key"].removeprefix("institution:").removesuffix(":receivable")
+        key: str = row["account_key"]
+        code = key.removeprefix(accounts.INSTITUTION_PREFIX)
+        code = code.removesuffix(accounts.RECEIVABLE_SUFFIX)
         if row["owed"] < 0:
             raise EndOfDayError(f"receivable of {code} has a credit balance ({row['owed']} fen)")
         owed[code] = row["owed"]
@@ -183,26 +265,14 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
     """Close the open business day, open the next, and clear the closed one.
 
     `expected_date`, when given, must be the open day (an operator closing
-    "2026-11-22" must not close another day by mistake).
+    "2026-11-22" must not close another day by mistake). A day whose
+    records and entries disagree is refused (day_clearing), nothing changed.
     """
     async with conn.transaction():
-        # The table lock, not only the row's: a settlement already holding the
-        # open day FOR SHARE finishes first (it is in D), and one that asks
-        # after us waits *before* taking its snapshot, so it then sees D+1
-        # open. With the row lock alone a waiter re-checks the old row, finds
-        # it CLOSED, and is left with no open day at all.
-        # Settlements hold the day's advisory lock shared (ms_day_share), not
-        # the row FOR SHARE: taking it exclusively waits for those in flight
-        # and makes later ones wait until D+1 is open.
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", DAY_LOCK_KEY)
-        await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
-        day: date | None = await conn.fetchval(
-            "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
-        )
-        if day is None:
-            raise EndOfDayError("no business day is open")
-        if expected_date is not None and day != expected_date:
-            raise EndOfDayError(f"the open business day is {day}, not {expected_date}")
+        day = await _lock_open_day(conn, expected_date)
+        # Every settlement of `day` has committed (the day lock waited for
+        # them): what it cleared is read, and checked, before anything is written.
+        amounts = await day_clearing(conn, day)
         next_day = day + timedelta(days=1)
         await conn.execute(
             "UPDATE business_days SET status = 'CLOSED', closed_at = now()"
@@ -212,68 +282,9 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
         await conn.execute(
             "INSERT INTO business_days (business_date, status) VALUES ($1, 'OPEN')", next_day
         )
-        # Every settlement of `day` has committed: each held the day's row FOR
-        # SHARE, which our FOR UPDATE waited for.
-        amounts = await day_clearing(conn, day)
         owed_before = await receivables(conn)
         netting = net_payouts(day, amounts, owed_before)
-        paid = {p.institution_code: p.amount_fen for p in netting.payouts}
-        rows = []
-        for amount in amounts:
-            code = amount.institution_code
-            before = owed_before.get(code, 0)
-            after = netting.receivables_fen.get(code, 0)
-            change = after - before
-            carry_entry = None
-            if change:
-                await conn.execute(
-                    "INSERT INTO accounts (account_key, kind, normal_side)"
-                    " VALUES ($1, 'INSTITUTION_RECEIVABLE', 'DEBIT'),"
-                    " ($2, 'INSTITUTION_PAYABLE', 'CREDIT') ON CONFLICT DO NOTHING",
-                    accounts.institution_receivable(code),
-                    accounts.institution_payable(code),
-                )
-                carry_entry = await _post(
-                    conn,
-                    "ADJUSTMENT",
-                    f"carry:{end_to_end_id(day, code)}",
-                    [
-                        (accounts.institution_receivable(code), change),
-                        (accounts.institution_payable(code), -change),
-                    ],
-                )
-            rows.append(
-                (
-                    day,
-                    code,
-                    amount.institution_name,
-                    amount.pooled_fund_fen,
-                    amount.serious_illness_fen,
-                    amount.individual_account_fen,
-                    amount.settlement_count,
-                    before,
-                    after,
-                    paid.get(code, 0),
-                    carry_entry,
-                )
-            )
-        await conn.copy_records_to_table(
-            "day_clearing",
-            records=rows,
-            columns=(
-                "business_date",
-                "institution_code",
-                "institution_name",
-                "pooled_fund_fen",
-                "serious_illness_fen",
-                "individual_account_fen",
-                "settlement_count",
-                "receivable_before_fen",
-                "receivable_after_fen",
-                "payout_fen",
-                "carry_entry_id",
-            ),
-        )
+        await _record_clearing(conn, day, amounts, owed_before, netting)
     return CloseResult(
         closed_date=day,
         opened_date=next_day,
@@ -281,6 +292,95 @@ async def close_day(conn: asyncpg.Connection, *, expected_date: date | None = No
         payout_count=len(netting.payouts),
         payout_total_fen=netting.total_fen,
         receivables_fen=netting.receivables_fen,
+    )
+
+
+async def _lock_open_day(conn: asyncpg.Connection, expected_date: date | None) -> date:
+    """The open day, locked so that no settlement is in it or starts while we close it."""
+    # The table lock, not only the row's: a settlement already holding the
+    # open day FOR SHARE finishes first (it is in D), and one that asks
+    # after us waits *before* taking its snapshot, so it then sees D+1
+    # open. With the row lock alone a waiter re-checks the old row, finds
+    # it CLOSED, and is left with no open day at all.
+    # Settlements hold the day's advisory lock shared (ms_day_share), not
+    # the row FOR SHARE: taking it exclusively waits for those in flight
+    # and makes later ones wait until D+1 is open.
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", DAY_LOCK_KEY)
+    await conn.execute("LOCK TABLE business_days IN EXCLUSIVE MODE")
+    day: date | None = await conn.fetchval(
+        "SELECT business_date FROM business_days WHERE status = 'OPEN' FOR UPDATE"
+    )
+    if day is None:
+        raise EndOfDayError("no business day is open")
+    if expected_date is not None and day != expected_date:
+        raise EndOfDayError(f"the open business day is {day}, not {expected_date}")
+    return day
+
+
+async def _record_clearing(
+    conn: asyncpg.Connection,
+    day: date,
+    amounts: Sequence[InstitutionDayAmount],
+    owed_before: dict[str, int],
+    netting: NettingResult,
+) -> None:
+    """Carry each changed receivable forward (an entry) and record the day's clearing rows."""
+    paid = {p.institution_code: p.amount_fen for p in netting.payouts}
+    rows = []
+    for amount in amounts:
+        code = amount.institution_code
+        before = owed_before.get(code, 0)
+        after = netting.receivables_fen.get(code, 0)
+        change = after - before
+        carry_entry = None
+        if change:
+            await conn.execute(
+                "INSERT INTO accounts (account_key, kind, normal_side)"
+                " VALUES ($1, 'INSTITUTION_RECEIVABLE', 'DEBIT'),"
+                " ($2, 'INSTITUTION_PAYABLE', 'CREDIT') ON CONFLICT DO NOTHING",
+                accounts.institution_receivable(code),
+                accounts.institution_payable(code),
+            )
+            carry_entry = await _post(
+                conn,
+                "ADJUSTMENT",
+                f"carry:{end_to_end_id(day, code)}",
+                [
+                    (accounts.institution_receivable(code), change),
+                    (accounts.institution_payable(code), -change),
+                ],
+            )
+        rows.append(
+            (
+                day,
+                code,
+                amount.institution_name,
+                amount.pooled_fund_fen,
+                amount.serious_illness_fen,
+                amount.individual_account_fen,
+                amount.settlement_count,
+                before,
+                after,
+                paid.get(code, 0),
+                carry_entry,
+            )
+        )
+    await conn.copy_records_to_table(
+        "day_clearing",
+        records=rows,
+        columns=(
+            "business_date",
+            "institution_code",
+            "institution_name",
+            "pooled_fund_fen",
+            "serious_illness_fen",
+            "individual_account_fen",
+            "settlement_count",
+            "receivable_before_fen",
+            "receivable_after_fen",
+            "payout_fen",
+            "carry_entry_id",
+        ),
     )
 
 
@@ -485,123 +585,26 @@ async def record_reconciliation(
     """Record the report lines and post what the statement proves, exactly once."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", EOD_LOCK_KEY)
-        seen = await conn.fetchval(
-            "SELECT 1 FROM bank_statements WHERE sha256 = $1 AND business_date = $2",
-            statement.sha256,
-            recon.business_date,
-        )
-        if seen is not None:
+        if not await _record_statement(conn, recon, statement, source_name, account_id):
             return ReconRecord(already_recorded=True, entries_posted=0)
-        await conn.execute(
-            "INSERT INTO bank_statements (sha256, business_date, account_id, format,"
-            " statement_id, source_name) VALUES ($1, $2, $3, $4, $5, $6)",
-            statement.sha256,
-            recon.business_date,
-            statement.account_id or account_id,
-            statement.format,
-            statement.statement_id,
-            source_name,
-        )
         occurrence = _occurrences(statement, recon.lines)
         keyed = [
             (number, line, _posting_keys(account_id, statement, line, occurrence.get(number, 0)))
             for number, line in enumerate(recon.lines, start=1)
             if line.bank_fen is not None
         ]
-        all_keys = [key for _, _, keys in keyed for key in keys]
-        # What earlier reconciliations posted, and as what kind of entry: a bank
-        # entry another day's reconciliation parked in suspense (ADJUSTMENT) may
-        # be this day's matched payout.
-        posted_before = {
-            r["posting_key"]: r["kind"]
-            for r in await conn.fetch(
-                "SELECT k.posting_key, e.kind FROM bank_posting_keys k"
-                " JOIN entries e USING (entry_id) WHERE k.posting_key = ANY($1::text[])",
-                all_keys,
-            )
-        }
-        # What to post, decided first (a bank entry reported twice posts once),
-        # then posted in one call per kind of entry.
-        to_post: dict[str, list[tuple[int, list[str], str, list[tuple[str, int]]]]] = {}
-        for number, line, keys in keyed:
-            bank_fen = line.bank_fen
-            assert bank_fen is not None
-            ref = f"{line.status}:{line.end_to_end_id}:{line.bank_reference}"
-            used = [key for key in keys if key in posted_before]
-            if (
-                line.status == MATCHED
-                and used == keys[1:]
-                and posted_before[keys[1]] == "ADJUSTMENT"
-            ):
-                # The bank entry is known, parked in suspense by the reconciliation
-                # of another day whose payouts it did not match; it is this day's
-                # payout: move it from suspense to settle the payout in transit.
-                posted_before[keys[0]] = "BANK_SETTLED"
-                to_post.setdefault("BANK_SETTLED", []).append(
-                    (
-                        number,
-                        keys[:1],
-                        ref,
-                        [(accounts.PAYOUTS_IN_TRANSIT, bank_fen), (accounts.SUSPENSE, -bank_fen)],
-                    )
-                )
-                continue
-            if used:
-                continue  # another statement already reported this bank entry
-            debit_account = (
-                accounts.PAYOUTS_IN_TRANSIT if line.status == MATCHED else accounts.SUSPENSE
-            )
-            kind = {MATCHED: "BANK_SETTLED", "RETURNED": "BANK_RETURN"}.get(
-                line.status, "ADJUSTMENT"
-            )
-            posted_before.update(dict.fromkeys(keys, kind))
-            to_post.setdefault(kind, []).append(
-                (
-                    number,
-                    keys,
-                    ref,
-                    [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)],
-                )
-            )
+        posted_before = await _posted_before(conn, [key for _, _, keys in keyed for key in keys])
+        plan = _plan_bank_postings(keyed, posted_before)
         entry_ids: dict[int, int] = {}
         key_rows: list[tuple[str, str, date, int]] = []
-        for kind, items in to_post.items():
-            ids = await _post_many(conn, kind, [(ref, legs) for _, _, ref, legs in items])
-            for (number, keys, _, _), entry_id in zip(items, ids, strict=True):
-                entry_ids[number] = entry_id
+        for kind, postings in plan.items():
+            ids = await _post_many(conn, kind, [(p.ref, p.legs) for p in postings])
+            for posting, entry_id in zip(postings, ids, strict=True):
+                entry_ids[posting.line_no] = entry_id
                 key_rows.extend(
-                    (key, statement.sha256, recon.business_date, entry_id) for key in keys
+                    (key, statement.sha256, recon.business_date, entry_id) for key in posting.keys
                 )
-        await conn.copy_records_to_table(
-            "bank_statement_lines",
-            records=[
-                (
-                    statement.sha256,
-                    recon.business_date,
-                    number,
-                    line.status,
-                    line.end_to_end_id,
-                    line.institution_code,
-                    line.expected_fen,
-                    line.bank_fen,
-                    line.bank_reference,
-                    entry_ids.get(number),
-                )
-                for number, line in enumerate(recon.lines, start=1)
-            ],
-            columns=(
-                "sha256",
-                "business_date",
-                "line_no",
-                "status",
-                "end_to_end_id",
-                "institution_code",
-                "expected_fen",
-                "bank_fen",
-                "bank_reference",
-                "entry_id",
-            ),
-        )
+        await _copy_recon_lines(conn, recon, statement, entry_ids)
         await conn.copy_records_to_table(
             "bank_posting_keys",
             records=key_rows,
@@ -610,15 +613,145 @@ async def record_reconciliation(
     return ReconRecord(already_recorded=False, entries_posted=len(entry_ids))
 
 
+async def _record_statement(
+    conn: asyncpg.Connection,
+    recon: Reconciliation,
+    statement: Statement,
+    source_name: str,
+    account_id: str,
+) -> bool:
+    """Record the statement for the day; False when it was recorded for the day before."""
+    seen = await conn.fetchval(
+        "SELECT 1 FROM bank_statements WHERE sha256 = $1 AND business_date = $2",
+        statement.sha256,
+        recon.business_date,
+    )
+    if seen is not None:
+        return False
+    await conn.execute(
+        "INSERT INTO bank_statements (sha256, business_date, account_id, format,"
+        " statement_id, source_name) VALUES ($1, $2, $3, $4, $5, $6)",
+        statement.sha256,
+        recon.business_date,
+        statement.account_id or account_id,
+        statement.format,
+        statement.statement_id,
+        source_name,
+    )
+    return True
+
+
+async def _posted_before(conn: asyncpg.Connection, keys: list[str]) -> dict[str, str]:
+    """Which of `keys` earlier reconciliations posted, and as what kind of entry.
+
+    A bank entry another day's reconciliation parked in suspense
+    (ADJUSTMENT) may be this day's matched payout.
+    """
+    rows = await conn.fetch(
+        "SELECT k.posting_key, e.kind FROM bank_posting_keys k"
+        " JOIN entries e USING (entry_id) WHERE k.posting_key = ANY($1::text[])",
+        keys,
+    )
+    return {r["posting_key"]: r["kind"] for r in rows}
+
+
+class _BankPosting(NamedTuple):
+    """One entry a statement line calls for, and the posting keys it spends."""
+
+    line_no: int
+    keys: list[str]
+    ref: str
+    legs: list[tuple[str, int]]
+
+
+def _plan_bank_postings(
+    keyed: Sequence[tuple[int, ReconLine, list[str]]], posted_before: dict[str, str]
+) -> dict[str, list[_BankPosting]]:
+    """What to post, by kind of entry, decided before anything is posted.
+
+    `posted_before` grows with each planned posting, so a bank entry
+    reported twice posts once.
+    """
+    plan: dict[str, list[_BankPosting]] = {}
+    for number, line, keys in keyed:
+        planned = _plan_line(number, line, keys, posted_before)
+        if planned is not None:
+            kind, posting = planned
+            posted_before.update(dict.fromkeys(posting.keys, kind))
+            plan.setdefault(kind, []).append(posting)
+    return plan
+
+
+def _plan_line(
+    number: int, line: ReconLine, keys: list[str], posted_before: dict[str, str]
+) -> tuple[str, _BankPosting] | None:
+    """The entry one statement line calls for (its kind and posting), or None."""
+    bank_fen = line.bank_fen
+    assert bank_fen is not None
+    ref = f"{line.status}:{line.end_to_end_id}:{line.bank_reference}"
+    used = [key for key in keys if key in posted_before]
+    if line.status == MATCHED and used == keys[1:] and posted_before[keys[1]] == "ADJUSTMENT":
+        # The bank entry is known, parked in suspense by the reconciliation
+        # of another day whose payouts it did not match; it is this day's
+        # payout: move it from suspense to settle the payout in transit.
+        legs = [(accounts.PAYOUTS_IN_TRANSIT, bank_fen), (accounts.SUSPENSE, -bank_fen)]
+        return "BANK_SETTLED", _BankPosting(number, keys[:1], ref, legs)
+    if used:
+        return None  # another statement already reported this bank entry
+    debit_account = accounts.PAYOUTS_IN_TRANSIT if line.status == MATCHED else accounts.SUSPENSE
+    kind = {MATCHED: "BANK_SETTLED", "RETURNED": "BANK_RETURN"}.get(line.status, "ADJUSTMENT")
+    legs = [(debit_account, bank_fen), (accounts.SETTLED_AT_BANK, -bank_fen)]
+    return kind, _BankPosting(number, keys, ref, legs)
+
+
+async def _copy_recon_lines(
+    conn: asyncpg.Connection,
+    recon: Reconciliation,
+    statement: Statement,
+    entry_ids: dict[int, int],
+) -> None:
+    """Every line of the report, with the entry it posted (if any)."""
+    await conn.copy_records_to_table(
+        "bank_statement_lines",
+        records=[
+            (
+                statement.sha256,
+                recon.business_date,
+                number,
+                line.status,
+                line.end_to_end_id,
+                line.institution_code,
+                line.expected_fen,
+                line.bank_fen,
+                line.bank_reference,
+                entry_ids.get(number),
+            )
+            for number, line in enumerate(recon.lines, start=1)
+        ],
+        columns=(
+            "sha256",
+            "business_date",
+            "line_no",
+            "status",
+            "end_to_end_id",
+            "institution_code",
+            "expected_fen",
+            "bank_fen",
+            "bank_reference",
+            "entry_id",
+        ),
+    )
+
+
 async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DayStatus]:
     """The latest `days_max` business days, newest first, with their end-of-day state."""
     rows = await conn.fetch(
         """
         SELECT d.business_date, d.status,
                (SELECT count(*) FROM day_clearing c
-                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payouts,
+                 WHERE c.business_date = d.business_date AND c.payout_fen > 0) AS payout_count,
                (SELECT coalesce(sum(c.payout_fen), 0) FROM day_clearing c
-                 WHERE c.business_date = d.business_date)::bigint AS total,
+                 WHERE c.business_date = d.business_date)::bigint AS payout_total_fen,
                EXISTS (SELECT 1 FROM payout_exports e
                  WHERE e.business_date = d.business_date) AS exported,
                (SELECT count(*) FROM bank_statements s
@@ -628,7 +761,7 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
                    AND l.sha256 = (
                    SELECT s.sha256 FROM bank_statements s
                    WHERE s.business_date = d.business_date
-                   ORDER BY s.recorded_at DESC LIMIT 1)) AS exceptions
+                   ORDER BY s.recorded_at DESC LIMIT 1)) AS open_exceptions
         FROM business_days d ORDER BY d.business_date DESC LIMIT $1
         """,
         days_max,
@@ -637,11 +770,11 @@ async def recent_days(conn: asyncpg.Connection, days_max: int = 7) -> list[DaySt
         DayStatus(
             business_date=r["business_date"],
             status=r["status"],
-            payout_count=r["payouts"],
-            payout_total_fen=r["total"],
+            payout_count=r["payout_count"],
+            payout_total_fen=r["payout_total_fen"],
             exported=r["exported"],
             statements=r["statements"],
-            open_exceptions=r["exceptions"],
+            open_exceptions=r["open_exceptions"],
         )
         for r in rows
     ]

@@ -117,7 +117,7 @@ class StateRow(NamedTuple):
     settlement_id: str | None  # the id this settlement will get (Settle only)
     existing_settlement_id: str | None
     existing_fingerprint: bytes | None
-    tombstoned: bool
+    tombstoned: bool  # the request was cancelled before it arrived (REQUEST_CANCELLED)
     institution_code: str | None
     institution_name: str | None
     institution_kind: str | None
@@ -221,7 +221,7 @@ class StoredCancellation:
     reversal_id: str
     institution_code: str
     request_id: str
-    settlement_id: str | None  # None: tombstone (the original was never received)
+    settlement_id: str | None  # None: its request was cancelled before it arrived
     original_request_id: str | None
     business_date: date
     balance_after_fen: int
@@ -230,12 +230,14 @@ class StoredCancellation:
 
 
 @dataclass(frozen=True, slots=True)
-class ActivityRow:
+class AccountEntry:
+    """One posting on a member's individual account, as their statement lists it."""
+
     entry_id: int
     posted_at: datetime
     business_date: date
-    kind: str  # SETTLEMENT, CANCELLATION, OPENING, CREDIT...
-    settlement_id: str
+    kind: str  # the entry's: SETTLEMENT, CANCELLATION, OPENING, CREDIT...
+    settlement_id: str  # "" unless a SETTLEMENT or CANCELLATION
     institution_code: str
     amount_fen: int  # signed: spending negative
     balance_after_fen: int
@@ -243,6 +245,8 @@ class ActivityRow:
 
 @dataclass(frozen=True, slots=True)
 class DayTotals:
+    """An institution's figures for one business day (3201, ReconcileTotals)."""
+
     institution_code: str
     business_date: date
     settlement_count: int  # settled and not cancelled
@@ -253,12 +257,14 @@ class DayTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class DetailRow:
+class DetailRecord:
+    """One settlement of an institution's day, as both sides list it (3202, ReconcileDetails)."""
+
     settlement_id: str
     request_id: str
     total_fen: int
     fund_total_fen: int  # pooled + serious illness + individual account
-    status: str  # SETTLED, REJECTED, CANCELLED
+    status: str  # SETTLED, REJECTED, CANCELLED (switch.backend.SettlementStatus values)
 
 
 _LOAD_STATES = "SELECT * FROM ms_load_states($1, $2, $3, $4, $5, $6)"
@@ -410,13 +416,11 @@ class Ledger:
                 # cancellation's key (the retry sees the winner's row); any
                 # other is a bug, and retrying it cannot succeed.
                 lost_race = getattr(exc, "table_name", None) == "cancellations"
-                if attempt == TRANSIENT_RETRIES_MAX - 1 or not (
-                    lost_race or isinstance(exc, TRANSIENT_ERRORS)
-                ):
-                    if isinstance(exc, asyncpg.UniqueViolationError) and not lost_race:
-                        raise
+                if isinstance(exc, asyncpg.UniqueViolationError) and not lost_race:
+                    raise
+                if attempt == TRANSIENT_RETRIES_MAX - 1:
                     raise Busy(f"gave up after {TRANSIENT_RETRIES_MAX} attempts") from exc
-                await asyncio.sleep(0.002 * (attempt + 1))
+            await asyncio.sleep(0.002 * (attempt + 1))
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- reads
@@ -434,21 +438,12 @@ class Ledger:
     async def record_pin_check(self, member_id: str, *, ok: bool) -> int:
         """Count a PIN check made outside a settlement (PreSettle, GetMember).
 
-        A wrong PIN adds one to the stored count in the UPDATE itself, so wrong
-        PINs tried at the same moment through several serve processes are all
-        counted; a right one resets it. Returns the count now stored.
+        A wrong PIN adds one to the stored count in the database's own UPDATE
+        (ms_pin_check), so wrong PINs tried at the same moment through several
+        serve processes are all counted; a right one resets it. Returns the
+        count now stored.
         """
-        if ok:
-            await self.pool.execute(
-                "UPDATE members SET pin_failures = 0 WHERE member_id = $1 AND pin_failures <> 0",
-                member_id,
-            )
-            return 0
-        failures: int = await self.pool.fetchval(
-            "UPDATE members SET pin_failures = pin_failures + 1 WHERE member_id = $1"
-            " RETURNING pin_failures",
-            member_id,
-        )
+        failures: int = await self.pool.fetchval("SELECT ms_pin_check($1, $2)", member_id, ok)
         return failures
 
     async def member_name_masked(self, member_id: str) -> str:
@@ -493,7 +488,7 @@ class Ledger:
 
     async def account_activity(
         self, member_id: str, from_date: date | None = None, to_date: date | None = None
-    ) -> list[ActivityRow]:
+    ) -> list[AccountEntry]:
         """The member's own statement: every posting on their account, oldest first."""
         rows = await self.pool.fetch(
             """
@@ -517,7 +512,7 @@ class Ledger:
             to_date,
         )
         return [
-            ActivityRow(
+            AccountEntry(
                 entry_id=r["entry_id"],
                 posted_at=r["posted_at"],
                 business_date=r["business_date"],
@@ -534,10 +529,11 @@ class Ledger:
         """3201: the switch's figures for one institution and day (settled, not cancelled)."""
         row = await self.pool.fetchrow(
             """
-            SELECT count(*) AS n, coalesce(sum(total_fen), 0) AS total,
-                   coalesce(sum(pooled_fund_fen), 0) AS pooled,
-                   coalesce(sum(serious_illness_fen), 0) AS serious,
-                   coalesce(sum(individual_account_fen), 0) AS account
+            SELECT count(*) AS settlement_count,
+                   coalesce(sum(total_fen), 0) AS medical_total_fen,
+                   coalesce(sum(pooled_fund_fen), 0) AS pooled_fund_fen,
+                   coalesce(sum(serious_illness_fen), 0) AS serious_illness_fen,
+                   coalesce(sum(individual_account_fen), 0) AS individual_account_fen
             FROM settlements s
             WHERE s.institution_code = $1 AND s.business_date = $2 AND s.status = 'SETTLED'
               AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.settlement_id = s.settlement_id)
@@ -548,19 +544,20 @@ class Ledger:
         return DayTotals(
             institution_code=institution_code,
             business_date=business_date,
-            settlement_count=int(row["n"]),
-            medical_total_fen=int(row["total"]),
-            pooled_fund_fen=int(row["pooled"]),
-            serious_illness_fen=int(row["serious"]),
-            individual_account_fen=int(row["account"]),
+            settlement_count=int(row["settlement_count"]),
+            medical_total_fen=int(row["medical_total_fen"]),
+            pooled_fund_fen=int(row["pooled_fund_fen"]),
+            serious_illness_fen=int(row["serious_illness_fen"]),
+            individual_account_fen=int(row["individual_account_fen"]),
         )
 
-    async def day_details(self, institution_code: str, business_date: date) -> list[DetailRow]:
+    async def day_details(self, institution_code: str, business_date: date) -> list[DetailRecord]:
         """3202: every settlement of the institution booked on the day."""
         rows = await self.pool.fetch(
             """
             SELECT s.settlement_id, s.request_id, s.total_fen,
-                   s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen AS fund,
+                   s.pooled_fund_fen + s.serious_illness_fen + s.individual_account_fen
+                       AS fund_total_fen,
                    CASE WHEN c.reversal_id IS NOT NULL THEN 'CANCELLED' ELSE s.status END AS status
             FROM settlements s LEFT JOIN cancellations c ON c.settlement_id = s.settlement_id
             WHERE s.institution_code = $1 AND s.business_date = $2
@@ -570,12 +567,12 @@ class Ledger:
             business_date,
         )
         return [
-            DetailRow(
-                r["settlement_id"],
-                r["request_id"],
-                int(r["total_fen"]),
-                int(r["fund"]),
-                r["status"],
+            DetailRecord(
+                settlement_id=r["settlement_id"],
+                request_id=r["request_id"],
+                total_fen=int(r["total_fen"]),
+                fund_total_fen=int(r["fund_total_fen"]),
+                status=r["status"],
             )
             for r in rows
         ]
@@ -648,83 +645,107 @@ class Ledger:
 
         Idempotent per key; a second cancellation of the same settlement under
         another key returns the first. By original_request_id with no such
-        Settle: records a tombstone (settlement_id None) so a later Settle
-        with that id raises RequestCancelled.
+        Settle: records the request as cancelled before it arrived
+        (settlement_id None), so a later Settle with that id raises
+        RequestCancelled (REQUEST_CANCELLED).
         Raises RequestIdReused, SettlementNotFound, NotYourSettlement,
         NotCancellable, DayClosed, NoOpenDay, Busy.
         """
         if (settlement_id is None) == (original_request_id is None):
             raise ValueError("give exactly one of settlement_id and original_request_id")
-        institution_code, request_id = key
+        request = _CancelRequest(*key, fingerprint, settlement_id, original_request_id, reason)
+        return await self._retrying(request.run)
 
-        async def work(conn: asyncpg.Connection) -> StoredCancellation:
-            raw = await conn.fetchval(
-                "SELECT ms_load_cancel($1, $2, $3, $4)",
-                institution_code,
-                request_id,
-                settlement_id,
-                original_request_id,
-            )
-            existing = raw.get("existing")
-            if existing is not None:
-                if bytes.fromhex(existing["fingerprint"]) != fingerprint:
-                    raise RequestIdReused("this request id was used for another request")
-                return _cancellation(existing, replayed=True)
-            if raw.get("business_date") is None:
-                raise NoOpenDay("no business day is open")
-            target = raw.get("settlement")
-            if target is None:
-                if settlement_id is not None:
-                    raise SettlementNotFound("no such settlement")
-                if raw.get("tombstone") is not None:
-                    return _cancellation(raw["tombstone"], replayed=True)
-                await conn.execute(
-                    "INSERT INTO cancellations (reversal_id, institution_code, request_id,"
-                    " fingerprint, original_request_id, business_date, reason)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    raw["reversal_id"],
-                    institution_code,
-                    request_id,
-                    fingerprint,
-                    original_request_id,
-                    date.fromisoformat(raw["business_date"]),
-                    reason,
-                )
-                return StoredCancellation(
-                    reversal_id=raw["reversal_id"],
-                    institution_code=institution_code,
-                    request_id=request_id,
-                    settlement_id=None,
-                    original_request_id=original_request_id,
-                    business_date=date.fromisoformat(raw["business_date"]),
-                    balance_after_fen=0,
-                    entry_id=None,
-                )
-            if target["institution_code"] != institution_code:
-                raise NotYourSettlement("only the settling institution may cancel")
-            if raw.get("cancellation") is not None:
-                return _cancellation(raw["cancellation"], replayed=True)
-            if target["status"] != "SETTLED":
-                raise NotCancellable("a rejected settlement cannot be cancelled")
-            if target["day_status"] != "OPEN":
-                raise DayClosed("the settlement's business day is closed")
-            await conn.execute(
-                "SELECT ms_record_cancellation($1, $2, $3, $4, $5, $6, $7)",
-                raw["reversal_id"],
-                institution_code,
-                request_id,
-                fingerprint,
-                target["settlement_id"],
-                original_request_id,
-                reason,
-            )
-            row = await conn.fetchval(
-                "SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c WHERE reversal_id = $1",
-                raw["reversal_id"],
-            )
-            return _cancellation(row, replayed=False)
 
-        return await self._retrying(work)
+class _CancelRequest(NamedTuple):
+    """One CancelSettlement, run by Ledger.cancel in a transaction (again on a conflict)."""
+
+    institution_code: str
+    request_id: str
+    fingerprint: bytes
+    settlement_id: str | None
+    original_request_id: str | None
+    reason: str
+
+    async def run(self, conn: asyncpg.Connection) -> StoredCancellation:
+        """Load the facts under the keys' locks, then answer from them or record."""
+        facts = await conn.fetchval(
+            "SELECT ms_load_cancel($1, $2, $3, $4)",
+            self.institution_code,
+            self.request_id,
+            self.settlement_id,
+            self.original_request_id,
+        )
+        existing = facts.get("existing")
+        if existing is not None:
+            if bytes.fromhex(existing["fingerprint"]) != self.fingerprint:
+                raise RequestIdReused("this request id was used for another request")
+            return _cancellation(existing, replayed=True)
+        if facts.get("business_date") is None:
+            raise NoOpenDay("no business day is open")
+        target = facts.get("settlement")
+        if target is None:
+            return await self._cancel_before_arrival(conn, facts)
+        if target["institution_code"] != self.institution_code:
+            raise NotYourSettlement("only the settling institution may cancel")
+        if facts.get("cancellation") is not None:
+            return _cancellation(facts["cancellation"], replayed=True)
+        if target["status"] != "SETTLED":
+            raise NotCancellable("a rejected settlement cannot be cancelled")
+        if target["day_status"] != "OPEN":
+            raise DayClosed("the settlement's business day is closed")
+        return await self._reverse(conn, facts["reversal_id"], target["settlement_id"])
+
+    async def _cancel_before_arrival(
+        self, conn: asyncpg.Connection, facts: dict[str, Any]
+    ) -> StoredCancellation:
+        """No settlement to reverse: record its request as cancelled before it arrived."""
+        if self.settlement_id is not None:
+            raise SettlementNotFound("no such settlement")
+        # "tombstone" is the SQL's name (ms_load_cancel, ms_record_tombstone)
+        # for a request cancelled before it arrived: this one already was.
+        earlier = facts.get("tombstone")
+        if earlier is not None:
+            return _cancellation(earlier, replayed=True)
+        business_date: date = await conn.fetchval(  # the day it is booked into
+            "SELECT ms_record_tombstone($1, $2, $3, $4, $5, $6)",
+            facts["reversal_id"],
+            self.institution_code,
+            self.request_id,
+            self.fingerprint,
+            self.original_request_id,
+            self.reason,
+        )
+        return StoredCancellation(
+            reversal_id=facts["reversal_id"],
+            institution_code=self.institution_code,
+            request_id=self.request_id,
+            settlement_id=None,
+            original_request_id=self.original_request_id,
+            business_date=business_date,
+            balance_after_fen=0,
+            entry_id=None,
+        )
+
+    async def _reverse(
+        self, conn: asyncpg.Connection, reversal_id: str, settlement_id: str
+    ) -> StoredCancellation:
+        """Post the reversing entry and take the settlement's state changes back."""
+        await conn.execute(
+            "SELECT ms_record_cancellation($1, $2, $3, $4, $5, $6, $7)",
+            reversal_id,
+            self.institution_code,
+            self.request_id,
+            self.fingerprint,
+            settlement_id,
+            self.original_request_id,
+            self.reason,
+        )
+        row = await conn.fetchval(
+            "SELECT to_jsonb(c) - 'fingerprint' FROM cancellations c WHERE reversal_id = $1",
+            reversal_id,
+        )
+        return _cancellation(row, replayed=False)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -1,12 +1,14 @@
 """End-of-day benchmark: close, export and reconcile a day of a million settlements.
 
 A business day of `--settlements` settlements (default 1,000,000) across
-`--institutions` institutions (default 5,000) is loaded straight into the
-settlements table with COPY (the settle path has its own benchmark; here
-only the end of day is measured). Then, timed one by one, exactly what the
-commands do:
+`--institutions` institutions (default 5,000) is loaded as the owner: their
+entries through the posting function (`ms_post_set`, 10,000 a call) and
+their rows into the settlements table with COPY (the settle path has its own
+benchmark; here only the end of day is measured). Then, timed one by one, as
+the operator's role, exactly what the commands do:
 
-1. close: `ledger.endofday.close_day` (clearing per institution, netting);
+1. close: `ledger.endofday.close_day` (records checked against entries,
+   clearing per institution from the ledger, netting);
 2. export: `export_payouts` + `write_payout_files` (CSV and pain.001);
 3. reconcile: a camt.053.001.02 statement of the bank paying every payout
    (a few exceptions mixed in) is read with all checks, matched, recorded and
@@ -49,6 +51,29 @@ from ledger.recon_report import ReportContext, write_recon_files
 
 DAY = date(2026, 11, 20)
 FUND = DebtorAccount("6222020200112233445", "Bench fund", agent_id="102331000016")
+MEMBERS_MAX = 100_000
+BATCH = 10_000
+
+
+async def post_entries(
+    conn: asyncpg.Connection, kind: str, entries: list[tuple[str, list[tuple[str, int]]]]
+) -> list[int]:
+    """Entries of one kind in one ms_post_set call (as the owner); their ids, in order."""
+    entry_of, keys, amounts = [], [], []
+    for n, (_, legs) in enumerate(entries, start=1):
+        for key, fen in legs:
+            entry_of.append(n)
+            keys.append(key)
+            amounts.append(fen)
+    ids: list[int] = await conn.fetchval(
+        "SELECT ms_post_set($1, $2::text[], $3::integer[], $4::text[], $5::bigint[])",
+        kind,
+        [ref for ref, _ in entries],
+        entry_of,
+        keys,
+        amounts,
+    )
+    return ids
 
 
 async def load_day(conn: asyncpg.Connection, settlements: int, institutions: int) -> None:
@@ -70,22 +95,50 @@ async def load_day(conn: asyncpg.Connection, settlements: int, institutions: int
         ],
         columns=("account_key", "kind", "normal_side"),
     )
+    # Members' accounts, each with enough for its share of the day.
+    members = [f"M{m:07d}" for m in range(min(MEMBERS_MAX, settlements))]
+    await conn.copy_records_to_table(
+        "accounts",
+        records=[(accounts.member_account(m), "MEMBER_INDIVIDUAL", "CREDIT") for m in members],
+        columns=("account_key", "kind", "normal_side"),
+    )
+    await post_entries(
+        conn,
+        "OPENING",
+        [
+            (
+                "bench-opening",
+                [(accounts.OPENING_BALANCE, 10**7 * len(members))]
+                + [(accounts.member_account(m), -(10**7)) for m in members],
+            )
+        ],
+    )
     rng = random.Random(7)
-    batch = 100_000
-    for start in range(0, settlements, batch):
+    for start in range(0, settlements, BATCH):
         rows = []
-        for n in range(start, min(start + batch, settlements)):
-            pooled = rng.randrange(0, 50_000)
+        legs = []
+        for n in range(start, min(start + BATCH, settlements)):
+            pooled = rng.randrange(1, 50_000)
             serious = rng.randrange(0, 5_000) if n % 10 == 0 else 0
             account = rng.randrange(0, 3_000)
+            member, code = members[n % len(members)], codes[n % institutions]
+            legs.append(
+                accounts.settlement_postings(
+                    member,
+                    code,
+                    pooled_fund_fen=pooled,
+                    serious_illness_fen=serious,
+                    individual_account_fen=account,
+                )
+            )
             rows.append(
                 (
                     f"S{n:015d}",
-                    codes[n % institutions],
+                    code,
                     f"r{n}",
                     b"f",
                     "SETTLED",
-                    f"M{n % 100_000:07d}",
+                    member,
                     DAY,
                     pooled + serious + account + 1_000,
                     pooled,
@@ -94,9 +147,12 @@ async def load_day(conn: asyncpg.Connection, settlements: int, institutions: int
                     "{}",
                 )
             )
+        entry_ids = await post_entries(
+            conn, "SETTLEMENT", [(row[0], leg) for row, leg in zip(rows, legs, strict=True)]
+        )
         await conn.copy_records_to_table(
             "settlements",
-            records=rows,
+            records=[(*row, entry) for row, entry in zip(rows, entry_ids, strict=True)],
             columns=(
                 "settlement_id",
                 "institution_code",
@@ -110,20 +166,19 @@ async def load_day(conn: asyncpg.Connection, settlements: int, institutions: int
                 "serious_illness_fen",
                 "individual_account_fen",
                 "answer",
+                "entry_id",
             ),
         )
-    await conn.execute("ANALYZE settlements")
+    await conn.execute("ANALYZE settlements, entries, postings")
 
 
 async def run(url: str, settlements: int, institutions: int, out: Path) -> dict[str, float]:
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn, first_day=DAY)
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
         t0 = time.perf_counter()
-        await conn.execute("RESET ROLE")  # loading writes tables the app role may not
-        await load_day(conn, settlements, institutions)
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await load_day(conn, settlements, institutions)  # as the owner
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
         print(f"loaded {settlements:,} settlements in {time.perf_counter() - t0:.1f} s")
         timings: dict[str, float] = {}
         created_at = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

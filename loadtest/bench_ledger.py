@@ -144,7 +144,7 @@ async def prepare(url: str, keys_raw: bytes, members: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         await db.migrate(conn, first_day=DAY)
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")  # as import-reference does
         await importer.import_reference(
             conn,
             keys_raw,
@@ -152,9 +152,12 @@ async def prepare(url: str, keys_raw: bytes, members: int) -> None:
             catalog_version=1,
             catalog_effective_from=DAY,
             catalog=[],
-            institutions=[(c, c, "HOSPITAL", "L2", "330399", "ACTIVE") for c in INSTITUTIONS],
+            institutions=[
+                importer.InstitutionIn(c, c, "HOSPITAL", "L2", "330399", "ACTIVE")
+                for c in INSTITUTIONS
+            ],
             members=[
-                (
+                importer.MemberIn(
                     f"M{i:07d}",
                     f"C{i:010d}",
                     "123456",

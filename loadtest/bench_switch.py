@@ -636,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger-seconds", type=float, default=8.0)
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
+    parser.add_argument("--profile-mix", default="pharmacy", help="the mix --profile-s samples")
     parser.add_argument(
         "--group-commit",
         action=argparse.BooleanOptionalAction,
@@ -868,7 +869,7 @@ def measure(
         marks.update({f"metric {k}": v for k, v in scrape(servers).items()})
         if sampler is not None:
             sampler.start()
-        if args.profile_s and mix == "full" and not rate:
+        if args.profile_s and mix == args.profile_mix and not rate and not edge_only:
             spied = profile(server_pids[0], min(args.profile_s, int(seconds)),
                             log_dir / "profile", native=args.profile_native)  # fmt: skip
             profile_text.append(spied)
@@ -922,7 +923,7 @@ def measure(
               + ", ".join(f"{k} {v}" for k, v in waits.items()))  # fmt: skip
     if profile_text:
         result["profile"] = profile_text[0]
-        print("  py-spy profile of serve process 1 (full mix):")
+        print(f"  py-spy profile of serve process 1 ({mix} mix):")
         print("    " + profile_text[0].replace("\n", "\n    "))
     return result
 

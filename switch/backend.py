@@ -7,20 +7,24 @@ the storage swapped, without either knowing the other. Errors are raised as
 `switch.errors.SwitchError` with a stable reason.
 
 Every value here is plain data: money int fen, dates `date`, instants aware
-`datetime`.
+`datetime`. What the ledger already lists as a typed record (a member's
+AccountEntry, an institution's DayTotals and DetailRecords) is passed on as
+it is, not copied into a look-alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
 
 from adjudication import model
 from adjudication.benefits import Benefits
+from adjudication.catalog import Catalog, CatalogBook, CatalogItem
 from adjudication.engine import member_disclosed
+from ledger.store import AccountEntry, DayTotals, DetailRecord
 
 
 class SettlementStatus(StrEnum):
@@ -96,7 +100,7 @@ class CancelCommand:
 
 @dataclass(frozen=True, slots=True)
 class CancelView:
-    settlement_id: str  # "" when the original was never received
+    settlement_id: str  # "": the request was cancelled before it arrived (REQUEST_CANCELLED)
     reversal_id: str
     balance_after_fen: int
 
@@ -114,45 +118,6 @@ class MemberView:
     open_encounter: EncounterView | None = None  # the latest neither settled nor cancelled
 
 
-class EntryKind(StrEnum):
-    SETTLEMENT = "SETTLEMENT"
-    CANCELLATION = "CANCELLATION"
-    CREDIT = "CREDIT"
-
-
-@dataclass(frozen=True, slots=True)
-class AccountEntryView:
-    posted_at: datetime
-    business_date: date
-    institution_code: str
-    settlement_id: str
-    kind: EntryKind
-    amount_fen: int  # signed: spending negative
-    balance_after_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class InstitutionTotals:
-    """ReconcileTotals' six figures (3201), for one institution and business day."""
-
-    settlement_count: int  # settled and not cancelled
-    medical_total_fen: int
-    pooled_fund_fen: int
-    serious_illness_fen: int
-    individual_account_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class DetailRecord:
-    """One settlement of an institution's day, as both sides list it (3202)."""
-
-    settlement_id: str
-    request_id: str
-    total_fen: int
-    fund_total_fen: int  # pooled + serious illness + individual account
-    status: SettlementStatus
-
-
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     code: str
@@ -165,6 +130,40 @@ class CatalogEntry:
     restrictions: tuple[str, ...]
     version: int
     deleted: bool
+
+
+def catalog_entries(catalogs: CatalogBook, since_version: int) -> Iterator[CatalogEntry]:
+    """DownloadCatalog: each version after `since_version`, its items, then those it dropped."""
+    ordered = catalogs.catalogs
+    for previous, cat in zip((None, *ordered), ordered, strict=False):
+        if cat.version <= since_version:
+            continue
+        for item in cat.items.values():
+            yield _catalog_entry(item, cat.version, deleted=False)
+        for item in _dropped(previous, cat):
+            yield _catalog_entry(item, cat.version, deleted=True)
+
+
+def _dropped(previous: Catalog | None, current: Catalog) -> list[CatalogItem]:
+    """The items of `previous` that `current` no longer lists, by code."""
+    if previous is None:
+        return []
+    return [previous.items[code] for code in sorted(previous.items.keys() - current.items.keys())]
+
+
+def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
+    return CatalogEntry(
+        code=item.code,
+        name=item.name,
+        kind=item.kind.value,
+        item_class=item.item_class.value,
+        preselfpay_bp=item.preselfpay_bp,
+        price_cap_fen=item.price_cap_fen or 0,
+        rx=item.rx.value,
+        restrictions=tuple(sorted(r.value for r in item.restrictions)),
+        version=version,
+        deleted=deleted,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,12 +204,17 @@ class SettlementBackend(Protocol):
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView: ...
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
-    ) -> Sequence[AccountEntryView]: ...
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
+    ) -> Sequence[AccountEntry]:
+        """The member's own statement, read by an active institution after the PIN check."""
+        ...
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals: ...
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals: ...
 
     async def institution_details(
         self, institution_code: str, business_date: date

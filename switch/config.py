@@ -17,6 +17,7 @@ class Settings:
     tls_dir: Path
     listen: str
     metrics_listen: str
+    health_listen: str | None = None  # plaintext grpc.health.v1 only (probes); None: off
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -28,11 +29,13 @@ class Settings:
             tls_dir=Path(env.get("MEDSWITCH_TLS_DIR") or data_dir / "tls"),
             listen=env.get("MEDSWITCH_LISTEN") or "127.0.0.1:50051",
             metrics_listen=env.get("MEDSWITCH_METRICS_LISTEN") or "127.0.0.1:9464",
+            health_listen=env.get("MEDSWITCH_HEALTH_LISTEN") or None,
         )
 
     @property
     def app_login(self) -> bool:
-        """Commands log in as the application role itself: on the embedded
+        """Commands log in as their role itself (serve as the application
+        role, the operator's commands as the operator's): on the embedded
         server, whose local connections need no password. An external
         server's operator decides how its roles log in (db.open_database)."""
         return self.database_url is None

@@ -23,9 +23,9 @@ from adjudication import model
 from adjudication.benefits import Benefits
 from adjudication.validation import validate_claim, validate_lines
 from ledger.db import REGION_TZ
+from ledger.store import AccountEntry
 from switch import limits
 from switch.backend import (
-    AccountEntryView,
     AdmissionCommand,
     CatalogEntry,
     DischargeCommand,
@@ -223,6 +223,9 @@ def claim_lines(lines: Sequence[pb.ClaimLine], lines_max: int) -> tuple[model.Cl
     )
 
 
+REQUEST_DIGEST_BYTES = 32  # SHA-256
+
+
 def request_digest(req: Any) -> bytes:
     """SHA-256 of a request's deterministic serialisation, its PIN (if any) left out.
 
@@ -332,13 +335,18 @@ def benefits_to_pb(benefits: Benefits) -> pb.Benefits:
     )
 
 
-def entry_to_pb(entry: AccountEntryView) -> pb.AccountEntry:
+# The ledger's entry kinds a member's statement shows as they are; any other
+# posting on the account (an opening balance, a contribution) is a CREDIT.
+_STATEMENT_KINDS = {"SETTLEMENT": pb.SETTLEMENT, "CANCELLATION": pb.CANCELLATION}
+
+
+def entry_to_pb(entry: AccountEntry) -> pb.AccountEntry:
     return pb.AccountEntry(
         posted_at=entry.posted_at.isoformat(),
         business_date=entry.business_date.isoformat(),
         institution_code=entry.institution_code,
         settlement_id=entry.settlement_id,
-        kind=pb.EntryKind.Value(entry.kind.value),
+        kind=_STATEMENT_KINDS.get(entry.kind, pb.CREDIT),
         amount_fen=entry.amount_fen,
         balance_after_fen=entry.balance_after_fen,
     )

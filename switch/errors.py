@@ -39,6 +39,7 @@ class ErrorReason(StrEnum):
     INTERNAL = "INTERNAL"
     NO_OPEN_BUSINESS_DAY = "NO_OPEN_BUSINESS_DAY"  # operators must open a day first
     STREAM_TIMEOUT = "STREAM_TIMEOUT"  # a client stream paused or lasted too long
+    INSTITUTION_NOT_ACTIVE = "INSTITUTION_NOT_ACTIVE"  # member reads: suspended, revoked, unknown
     ENCOUNTER_NOT_FOUND = "ENCOUNTER_NOT_FOUND"
     NOT_ADMITTING_INSTITUTION = "NOT_ADMITTING_INSTITUTION"  # another institution's encounter
     ENCOUNTER_CLOSED = "ENCOUNTER_CLOSED"  # settled (cancel the settlement first) or cancelled
@@ -60,6 +61,7 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.CARD_INVALID: grpc.StatusCode.NOT_FOUND,
     ErrorReason.PIN_INVALID: grpc.StatusCode.UNAUTHENTICATED,
     ErrorReason.PIN_LOCKED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorReason.INSTITUTION_NOT_ACTIVE: grpc.StatusCode.PERMISSION_DENIED,
     ErrorReason.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorReason.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorReason.DATABASE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,

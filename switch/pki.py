@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ledger.bankfiles.files import write_atomically
+
 CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 825
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
@@ -89,7 +91,9 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # a new file renamed into place: a symlink planted at `path` is replaced,
+    # never written through
+    write_atomically(path, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _load_ca(paths: TlsPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from switch.backend import DetailRecord, InstitutionTotals, SettlementStatus
+from ledger.store import DayTotals, DetailRecord
+from switch.backend import SettlementStatus
 from switch.proto import medswitch_pb2 as pb
 
 TOTAL_FIELDS = (
@@ -21,7 +22,7 @@ TOTAL_FIELDS = (
 )
 
 
-def compare_totals(theirs: pb.ReconcileTotalsRequest, ours: InstitutionTotals) -> list[str]:
+def compare_totals(theirs: pb.ReconcileTotalsRequest, ours: DayTotals) -> list[str]:
     """Names of the figures where the institution and the switch differ."""
     return [name for name in TOTAL_FIELDS if getattr(theirs, name) != getattr(ours, name)]
 
@@ -67,7 +68,7 @@ def compare_details(
     missing_at_institution = [
         r.settlement_id
         for r in ours
-        if r.settlement_id not in seen and r.status is not SettlementStatus.REJECTED
+        if r.settlement_id not in seen and r.status != SettlementStatus.REJECTED
     ]
     return DetailComparison(
         matched, tuple(missing_at_switch), tuple(missing_at_institution), tuple(mismatched)

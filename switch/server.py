@@ -30,6 +30,11 @@ from switch.config import Settings
 from switch.edge import Edge, EdgeLimits
 from switch.pki import TlsPaths
 
+# A grpc.health.v1 service name that is SERVING while the process runs, whatever
+# the database does (NOT_SERVING only once it drains): for liveness probes,
+# which must not restart every switch while a database fails over.
+LIVENESS_SERVICE = "liveness"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -43,6 +48,10 @@ class ServerConfig:
     # connections). Off by default, so a second switch started by mistake on
     # a port in use fails instead of silently taking half the traffic.
     reuse_port: bool = False
+    # A plaintext listener serving grpc.health.v1 and nothing else, for probes
+    # that cannot present a client certificate (Kubernetes' `grpc:` probes).
+    # None: no such listener; health is then served on the mTLS port only.
+    health_listen: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -50,6 +59,7 @@ class ServerConfig:
             listen=settings.listen,
             tls_dir=settings.tls_dir,
             metrics_listen=settings.metrics_listen,
+            health_listen=settings.health_listen,
         )
 
 
@@ -117,6 +127,7 @@ class RunningServer:
         edge: Edge,
         metrics_server: WSGIServer | None = None,
         probe: asyncio.Task[None] | None = None,
+        health_server: tuple[grpc.aio.Server, int] | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
@@ -126,6 +137,8 @@ class RunningServer:
         self.metrics_server = metrics_server
         self.metrics_port = metrics_server.server_port if metrics_server else 0
         self.probe = probe
+        self.health_server: grpc.aio.Server | None = health_server[0] if health_server else None
+        self.health_port = health_server[1] if health_server else 0  # the health-only listener
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops accepting calls and lets those in flight finish (up to the grace)."""
@@ -134,6 +147,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         await self.server.stop(grace)
+        if self.health_server is not None:  # after the drain: probes see NOT_SERVING till then
+            await self.health_server.stop(0)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -191,13 +206,34 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     if config.metrics_listen:
         host, mport = _split_host_port(config.metrics_listen)
         metrics_server, _ = start_http_server(mport, addr=host)
+    health_server = await _start_health_listener(health_servicer, config.health_listen)
     await server.start()
-    for name in ("", *names):
+    for name in ("", *names, LIVENESS_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     probe = asyncio.create_task(
         _probe_database(backend, health_servicer, ["", *names], config.health_probe_interval_s)
     )
-    return RunningServer(server, health_servicer, port, config, edge, metrics_server, probe)
+    return RunningServer(
+        server, health_servicer, port, config, edge, metrics_server, probe, health_server
+    )
+
+
+async def _start_health_listener(
+    health_servicer: health.aio.HealthServicer, listen: str | None
+) -> tuple[grpc.aio.Server, int] | None:
+    """The plaintext health-only listener (ServerConfig.health_listen), started."""
+    if not listen:
+        return None
+    server = grpc.aio.server(maximum_concurrent_rpcs=64)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    return server, port
 
 
 async def _probe_database(
@@ -239,7 +275,11 @@ async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -
     running = await start(backend, config)
     log = structlog.get_logger("medswitch.server")
     log.info(
-        "serving", listen=config.listen, port=running.port, metrics=config.metrics_listen or ""
+        "serving",
+        listen=config.listen,
+        port=running.port,
+        metrics=config.metrics_listen or "",
+        health=config.health_listen or "",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

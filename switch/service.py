@@ -34,27 +34,31 @@ from adjudication.catalog import (
     Rx,
 )
 from adjudication.engine import adjudicate, benefit_date
-from adjudication.model import CardStatus, Claim, Context, MemberCategory, MemberStatus
+from adjudication.model import (
+    CardStatus,
+    Claim,
+    Context,
+    InstitutionStatus,
+    MemberCategory,
+    MemberStatus,
+)
 from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
 from ledger import encounters as le
 from ledger import store as ls
 from ledger.reference_rows import load_reference_rows
-from ledger.store import Ledger, StateRow, canonical_json
+from ledger.store import AccountEntry, DayTotals, DetailRecord, Ledger, StateRow, canonical_json
 from switch import limits
 from switch.backend import (
-    AccountEntryView,
     CancelCommand,
     CancelView,
     CatalogEntry,
-    DetailRecord,
-    EntryKind,
-    InstitutionTotals,
     MemberView,
     PoolStats,
     SettlementStatus,
     SettlementView,
+    catalog_entries,
     settlement_view,
     view_from_dict,
 )
@@ -160,21 +164,11 @@ class KeyedLocks:
 class LedgerBackend:
     """SettlementBackend over ledger.store.Ledger and the adjudication engine."""
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        policies: PolicyBook,
-        catalogs: CatalogBook,
-        *,
-        batch_max: int,
-        records_max: int = 1,
-    ) -> None:
-        self.ledger = ledger
-        self.policies = policies
-        self.catalogs = catalogs
-        self.writer = SettleWriter(
-            ledger, policies, catalogs, batch_max=batch_max, records_max=records_max
-        )
+    def __init__(self, writer: SettleWriter) -> None:
+        self.writer = writer
+        self.ledger = writer.ledger
+        self.policies = writer.policies
+        self.catalogs = writer.catalogs
         # The PIN checks outside Settle (PreSettle, GetMember,
         # ListAccountActivity) read the failure count and write it back: this
         # per-card lock counts parallel guesses at one card one by one, so the
@@ -198,14 +192,12 @@ class LedgerBackend:
         """
         policies, catalogs = await load_reference(pool)
         if group_commit:
-            return cls(
-                ledger,
-                policies,
-                catalogs,
-                batch_max=limits.settle_batch_max,
-                records_max=limits.settle_records_inflight_max,
-            )
-        return cls(ledger, policies, catalogs, batch_max=1)
+            batch_max, records_max = limits.settle_batch_max, limits.settle_records_inflight_max
+        else:
+            batch_max, records_max = 1, 1
+        return cls(
+            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max)
+        )
 
     async def close(self) -> None:
         """After the server has drained: stops the settlement writer."""
@@ -296,6 +288,12 @@ class LedgerBackend:
         self, institution_code: str, card_no: str, pin: str, today: date
     ) -> StateRow:
         state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
+        if state.institution_status != InstitutionStatus.ACTIVE.value:
+            # checked first: an institution that may not read members learns
+            # nothing of the card, and its guesses count toward no lock
+            raise SwitchError(
+                ErrorReason.INSTITUTION_NOT_ACTIVE, "only an active institution may read members"
+            )
         if state.member_id is None or state.card_status != CardStatus.ACTIVE.value:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
         failures = state.pin_failures or 0
@@ -338,69 +336,35 @@ class LedgerBackend:
         )
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
-    ) -> Sequence[AccountEntryView]:
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
+    ) -> Sequence[AccountEntry]:
         with domain_errors():
-            state = await self._member_checked("", card_no, pin)
+            state = await self._member_checked(institution_code, card_no, pin)
             assert state.member_id is not None
-            rows = await self.ledger.account_activity(state.member_id, from_date, to_date)
-        kinds = {k.value: k for k in EntryKind}
-        return [
-            AccountEntryView(
-                posted_at=r.posted_at,
-                business_date=r.business_date,
-                institution_code=r.institution_code,
-                settlement_id=r.settlement_id,
-                kind=kinds.get(r.kind, EntryKind.CREDIT),  # opening balances are credits
-                amount_fen=r.amount_fen,
-                balance_after_fen=r.balance_after_fen,
-            )
-            for r in rows
-        ]
+            return await self.ledger.account_activity(state.member_id, from_date, to_date)
 
     # -------------------------------------------------------- reconciliation
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals:
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals:
         with domain_errors():
-            t = await self.ledger.day_totals(institution_code, business_date)
-        return InstitutionTotals(
-            settlement_count=t.settlement_count,
-            medical_total_fen=t.medical_total_fen,
-            pooled_fund_fen=t.pooled_fund_fen,
-            serious_illness_fen=t.serious_illness_fen,
-            individual_account_fen=t.individual_account_fen,
-        )
+            return await self.ledger.day_totals(institution_code, business_date)
 
     async def institution_details(
         self, institution_code: str, business_date: date
     ) -> Sequence[DetailRecord]:
         with domain_errors():
-            rows = await self.ledger.day_details(institution_code, business_date)
-        return [
-            DetailRecord(
-                r.settlement_id,
-                r.request_id,
-                r.total_fen,
-                r.fund_total_fen,
-                SettlementStatus(r.status),
-            )
-            for r in rows
-        ]
+            return await self.ledger.day_details(institution_code, business_date)
 
     # --------------------------------------------------------------- catalog
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        previous: Catalog | None = None
-        for cat in self.catalogs.catalogs:
-            if cat.version > since_version:
-                for item in cat.items.values():
-                    yield _catalog_entry(item, cat.version, deleted=False)
-                if previous is not None:
-                    for code in sorted(previous.items.keys() - cat.items.keys()):
-                        yield _catalog_entry(previous.items[code], cat.version, deleted=True)
-            previous = cat
+        for entry in catalog_entries(self.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         pool = self.ledger.pool
@@ -420,18 +384,3 @@ class LedgerBackend:
         pool = self.ledger.pool
         size = pool.get_size()
         return PoolStats(size=size, in_use=size - pool.get_idle_size())
-
-
-def _catalog_entry(item: CatalogItem, version: int, *, deleted: bool) -> CatalogEntry:
-    return CatalogEntry(
-        code=item.code,
-        name=item.name,
-        kind=item.kind.value,
-        item_class=item.item_class.value,
-        preselfpay_bp=item.preselfpay_bp,
-        price_cap_fen=item.price_cap_fen or 0,
-        rx=item.rx.value,
-        restrictions=tuple(sorted(r.value for r in item.restrictions)),
-        version=version,
-        deleted=deleted,
-    )

@@ -16,10 +16,10 @@ import grpc
 
 from adjudication import limits as alimits
 from adjudication.model import Claim
+from ledger.store import DetailRecord
 from switch import convert, limits, metrics
 from switch.backend import (
     CancelCommand,
-    DetailRecord,
     EncounterBackend,
     SettlementBackend,
     SettlementStatus,
@@ -187,6 +187,7 @@ class MemberServicer(pb_grpc.MemberServiceServicer):
     ) -> pb.ListAccountActivityResponse:
         async def work() -> pb.ListAccountActivityResponse:
             ck = Checker()
+            ck.institution(request.institution_code)
             ck.card(request.card_no)
             ck.text("pin", request.pin, limits.pin_len_max)
             from_date = ck.date("from_date", request.from_date)
@@ -196,7 +197,7 @@ class MemberServicer(pb_grpc.MemberServiceServicer):
             if ck.violations:
                 raise invalid(ck.violations)
             entries = await self.backend.account_activity(
-                request.card_no, request.pin, from_date, to_date
+                request.institution_code, request.card_no, request.pin, from_date, to_date
             )
             return pb.ListAccountActivityResponse(entries=[convert.entry_to_pb(e) for e in entries])
 

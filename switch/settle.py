@@ -37,14 +37,17 @@ from datetime import date
 import asyncpg
 import structlog
 
+from adjudication import limits as alimits
 from adjudication.catalog import CatalogBook
 from adjudication.engine import adjudicate, benefit_date
 from adjudication.model import Claim
 from adjudication.policy import PolicyBook
 from ledger.store import (
+    Busy,
     Ledger,
     LedgerError,
     LoadRequest,
+    RequestIdReused,
     SettlementRow,
     StaleRows,
     StateRow,
@@ -53,6 +56,8 @@ from ledger.store import (
 )
 from switch import limits, metrics
 from switch.backend import SettlementView, settlement_view, view_from_dict
+from switch.convert import REQUEST_DIGEST_BYTES
+from switch.errors import ErrorReason, SwitchError
 from switch.postings import settlement_record
 from switch.state import engine_context
 
@@ -187,9 +192,18 @@ class SettleWriter:
         metrics.SETTLE_STAGE_MS.labels(stage="load").observe(1000 * (loaded - started))
         out = Batch()
         replays: dict[str, list[Pending]] = {}
+        wrong_pins: list[tuple[Pending, str]] = []
         for pending, state in zip(batch, states, strict=True):
             pending.loads += 1
-            prior = prior_outcome(state, pending.fingerprint)
+            prior: str | Exception | None = prior_outcome(state, pending.fingerprint)
+            if _a_retry(state, pending.fingerprint):
+                # The same request again: its answer is the member's, given only
+                # for the PIN it was settled with, and never to a locked card.
+                if (state.pin_failures or 0) >= alimits.pin_failures_max:
+                    prior = SwitchError(ErrorReason.PIN_LOCKED, "the card is locked")
+                elif isinstance(prior, LedgerError) and state.member_id is not None:
+                    wrong_pins.append((pending, state.member_id))
+                    continue
             if isinstance(prior, str):
                 replays.setdefault(prior, []).append(pending)
             elif prior is not None:
@@ -203,6 +217,9 @@ class SettleWriter:
         metrics.SETTLE_STAGE_MS.labels(stage="decide").observe(
             1000 * (time.perf_counter() - loaded)
         )
+        for pending, member_id in wrong_pins:  # counted toward the card's lock, like any
+            await self.ledger.record_pin_check(member_id, ok=False)
+            pending.fail(RequestIdReused("this request id was settled with another PIN"))
         if replays:
             for stored in await self.ledger.stored_settlements(list(replays)):
                 for pending in replays[stored.settlement_id]:
@@ -275,7 +292,7 @@ class SettleWriter:
     def _load_again(self, stale: list[Pending]) -> None:
         for pending in reversed(stale):
             if pending.loads >= limits.settle_loads_max:
-                pending.fail(LedgerError(f"the member's state kept moving ({pending.loads} loads)"))
+                pending.fail(Busy(f"the member's state kept moving ({pending.loads} loads)"))
             else:
                 self._queue.appendleft(pending)
         self._arrived.set()
@@ -312,6 +329,18 @@ class SettleWriter:
         self._task = None
         self._recording.clear()
         self._fail_queued(ConnectionError("the switch is shutting down"))
+
+
+def _a_retry(state: StateRow, fingerprint: bytes) -> bool:
+    """Whether the request was settled before (whatever PIN came with it then and now).
+
+    A fingerprint is the request's digest (its PIN left out) followed by the
+    keyed tag of its PIN (LedgerBackend.settle).
+    """
+    stored = state.existing_fingerprint
+    return (
+        stored is not None and stored[:REQUEST_DIGEST_BYTES] == fingerprint[:REQUEST_DIGEST_BYTES]
+    )
 
 
 def _replayed(stored: StoredSettlement) -> SettlementView:

@@ -23,3 +23,15 @@ def medswitch(
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def serve_process(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`medswitch serve` in the background with `env`; stdout and stderr to `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )

@@ -17,16 +17,15 @@ from pathlib import Path
 
 from adjudication.memory import InMemoryRegion, load_region
 from adjudication.model import Claim
+from ledger.store import AccountEntry, DayTotals, DetailRecord
 from switch.backend import (
-    AccountEntryView,
     CancelCommand,
     CancelView,
     CatalogEntry,
-    DetailRecord,
-    InstitutionTotals,
     MemberView,
     PoolStats,
     SettlementView,
+    catalog_entries,
     settlement_view,
 )
 from switch.errors import ErrorReason, SwitchError
@@ -106,13 +105,16 @@ class MemoryBackend:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
     async def account_activity(
-        self, card_no: str, pin: str, from_date: date | None, to_date: date | None
-    ) -> Sequence[AccountEntryView]:
+        self,
+        institution_code: str,
+        card_no: str,
+        pin: str,
+        from_date: date | None,
+        to_date: date | None,
+    ) -> Sequence[AccountEntry]:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
-    async def institution_totals(
-        self, institution_code: str, business_date: date
-    ) -> InstitutionTotals:
+    async def institution_totals(self, institution_code: str, business_date: date) -> DayTotals:
         raise SwitchError(ErrorReason.NOT_IMPLEMENTED, "not in the edge test backend")
 
     async def institution_details(
@@ -121,22 +123,8 @@ class MemoryBackend:
         return []  # the edge tests stream records to a day of no settlements
 
     async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
-        for cat in self.region.catalogs.catalogs:
-            if cat.version <= since_version:
-                continue
-            for item in cat.items.values():
-                yield CatalogEntry(
-                    item.code,
-                    item.name,
-                    item.kind.value,
-                    item.item_class.value,
-                    item.preselfpay_bp,
-                    item.price_cap_fen or 0,
-                    item.rx.value,
-                    tuple(sorted(r.value for r in item.restrictions)),
-                    cat.version,
-                    False,
-                )
+        for entry in catalog_entries(self.region.catalogs, since_version):
+            yield entry
 
     async def ping(self) -> bool:
         return True

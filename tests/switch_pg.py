@@ -9,6 +9,7 @@ real grpc.aio server with mutual TLS on port 0 in front of it.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import secrets
 from collections.abc import AsyncIterator
@@ -30,6 +31,16 @@ from tests.grpc_harness import Pki, make_pki
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 TEMPLATE = "ms_reference"  # built by tests/integration/conftest.py
 _counter = itertools.count()
+
+
+def active_cards() -> list[tuple[str, str]]:
+    """(card, PIN) of the reference members who can settle."""
+    with (REFERENCE / "members.csv").open(encoding="utf-8") as fh:
+        return [
+            (row["card_no"], row["pin"])
+            for row in csv.DictReader(fh)
+            if row["status"] == "ACTIVE" and row["card_status"] == "ACTIVE"
+        ]
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ async def live_switch(
     inflight_max: int = 256,
     pool_max: int = 10,
     group_commit: bool = False,
+    health_listen: str | None = None,
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
@@ -87,6 +99,7 @@ async def live_switch(
             listen="127.0.0.1:0",
             tls_dir=certs.tls_dir,
             edge_limits=EdgeLimits.for_inflight_max(inflight_max),
+            health_listen=health_listen,
         ),
     )
     return LiveSwitch(running, backend, pool, url, certs)

@@ -251,7 +251,7 @@ CREATE FUNCTION ms_encounter_admit(p_institution text, p_request_id text, p_fing
                                    p_department text, p_diagnoses text[],
                                    p_injury_cause text, p_accident_case_id text)
 RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_answer jsonb;
     v_member text;
@@ -284,7 +284,7 @@ $$;
 CREATE FUNCTION ms_encounter_cancel_admission(p_institution text, p_request_id text,
                                               p_fingerprint bytea, p_encounter_id text,
                                               p_reason text) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_answer jsonb;
     e encounters := ms_encounter_get(p_institution, p_encounter_id);
@@ -315,7 +315,7 @@ CREATE FUNCTION ms_encounter_upload(p_institution text, p_request_id text, p_fin
                                     p_encounter_id text, p_lines ms_encounter_line[],
                                     p_results jsonb, p_lines_max integer,
                                     p_stored_lines_max integer) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_answer jsonb;
     v_refused jsonb;
@@ -366,7 +366,7 @@ $$;
 CREATE FUNCTION ms_encounter_void(p_institution text, p_request_id text, p_fingerprint bytea,
                                   p_encounter_id text, p_line_nos integer[], p_reason text)
 RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_answer jsonb;
     v_refused jsonb;
@@ -411,7 +411,7 @@ $$;
 CREATE FUNCTION ms_encounter_discharge(p_institution text, p_request_id text,
                                        p_fingerprint bytea, p_encounter_id text,
                                        p_discharge_date date, p_diagnoses text[]) RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_answer jsonb;
     e encounters;
@@ -443,7 +443,7 @@ $$;
 CREATE FUNCTION ms_encounter_settle_intent(p_institution text, p_request_id text,
                                            p_fingerprint bytea, p_encounter_id text,
                                            p_card_hmac bytea) RETURNS encounters
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     r encounter_requests;
     v_settled boolean;
@@ -476,7 +476,7 @@ $$;
 -- It runs as the owner, whoever records (search_path fixed: a temporary
 -- table must not stand in for a real one).
 CREATE FUNCTION ms_settlements_settle_encounters() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
     SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     r record;
@@ -508,23 +508,14 @@ CREATE TRIGGER settlements_settle_encounters AFTER INSERT ON settlements
     FOR EACH STATEMENT EXECUTE FUNCTION ms_settlements_settle_encounters();
 
 -- ---------------------------------------------------------------------------
--- The application role reads the encounters and calls the functions above;
--- it writes nothing directly.
+-- The application role reads the encounters and calls the functions above
+-- (those that write run as the owner); it writes nothing directly. Every
+-- other function here runs for no role (0012's default): the trigger runs
+-- its own.
 
-GRANT SELECT ON encounters, encounter_lines, encounter_requests TO medswitch_app;
+GRANT SELECT ON encounters, encounter_lines, encounter_requests TO medswitch_app,
+    medswitch_operator;
 GRANT USAGE ON TYPE ms_encounter_line TO medswitch_app;
-REVOKE ALL ON FUNCTION ms_encounter_standing(encounters), ms_encounter_json(encounters),
-    ms_encounter_get(text, text), ms_encounter_claimable(text, text, bytea, boolean),
-    ms_encounter_refuse_closed(encounters),
-    ms_encounter_replay(text, text, bytea, text), ms_encounter_for_change(text, text),
-    ms_encounter_answered(text, text, bytea, text, text, jsonb),
-    ms_encounter_admit(text, text, bytea, bytea, date, text, text[], text, text),
-    ms_encounter_cancel_admission(text, text, bytea, text, text),
-    ms_encounter_upload(text, text, bytea, text, ms_encounter_line[], jsonb, integer, integer),
-    ms_encounter_void(text, text, bytea, text, integer[], text),
-    ms_encounter_discharge(text, text, bytea, text, date, text[]),
-    ms_encounter_settle_intent(text, text, bytea, text, bytea),
-    ms_settlements_settle_encounters() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ms_encounter_standing(encounters), ms_encounter_json(encounters),
     ms_encounter_get(text, text), ms_encounter_claimable(text, text, bytea, boolean),
     ms_encounter_refuse_closed(encounters),

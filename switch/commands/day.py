@@ -5,7 +5,9 @@ stands (payouts, export, reconciliation).
 
 Also the connection helper the other end-of-day commands share: the
 database is migrated as the connecting user, then the work runs as the
-application role, which can append to the ledger but never rewrite it.
+operator's role (medswitch_operator), which can append to the ledger but
+never rewrite it, and cannot write what only `serve` records (settlements,
+cancellations, members' state).
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-async def with_app_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def with_operator_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     settings = Settings.from_env()
-    conn = await db.connect_app(connect_url(settings), app_login=settings.app_login)
+    conn = await db.connect_app(
+        connect_url(settings), role=db.OPERATOR_ROLE, app_login=settings.app_login
+    )
     try:
         return await work(conn)
     finally:
@@ -50,7 +54,7 @@ async def with_app_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]
 def run_database_command(name: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T | int:
     """`work`'s result, or an exit code after printing why it could not run."""
     try:
-        return asyncio.run(with_app_connection(work))
+        return asyncio.run(with_operator_connection(work))
     except EndOfDayError as exc:
         print(f"medswitch {name}: {exc}", file=sys.stderr)
         return EXIT_REFUSED

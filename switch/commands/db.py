@@ -50,7 +50,7 @@ async def open_ledger(settings: Settings, **pool_kwargs: Any) -> tuple[asyncpg.P
 
 
 async def _status(url: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(url)
+    conn = await db.connect(url)
     try:
         return await db.schema_version(conn), len(db.migrations())
     finally:
@@ -58,7 +58,7 @@ async def _status(url: str) -> tuple[int, int]:
 
 
 async def _start(url: str) -> list[int]:
-    conn = await asyncpg.connect(url)
+    conn = await db.connect(url)
     try:
         await db.check_durability(conn)
         return await db.migrate(conn)

@@ -72,79 +72,85 @@ def load_dir(directory: Path) -> dict[str, Any]:
     )
     institutions_path = directory / "institutions.csv"
     institutions = parse_institutions(read_text(institutions_path), str(institutions_path))
-    members_path = directory / "members.csv"
-    members: list[importer.MemberIn] = [
-        (
-            m.member_id,
-            m.card_no,
-            m.pin,
-            m.name,
-            m.id_number,
-            m.birth_date,
-            m.category.value,
-            m.status.value,
-            m.card_status.value,
-            m.balance_fen,
-            m.region,
+    members = _members(directory / "members.csv")
+    known = {m.member_id for m in members}
+    return {
+        "policy": importer.PolicyIn(policy.version, policy.effective_from, policy_text),
+        "catalog_version": catalog.version,
+        "catalog_effective_from": catalog.effective_from,
+        "catalog": [
+            importer.CatalogItemIn(
+                code=i.code,
+                name=i.name,
+                kind=i.kind.value,
+                item_class=i.item_class.value,
+                preselfpay_bp=i.preselfpay_bp,
+                price_cap_fen=i.price_cap_fen,
+                rx=i.rx.value,
+                restrictions="|".join(sorted(r.value for r in i.restrictions)),
+            )
+            for i in catalog.items.values()
+        ],
+        "institutions": [
+            importer.InstitutionIn(i.code, i.name, i.kind.value, i.level, i.region, i.status.value)
+            for i in institutions
+        ],
+        "members": members,
+        "diseases": _diseases(directory / "member_special_diseases.csv", known),
+    }
+
+
+def _members(path: Path) -> list[importer.MemberIn]:
+    """members.csv, whose balances must fit in one opening entry."""
+    members = [
+        importer.MemberIn(
+            member_id=m.member_id,
+            card_no=m.card_no,
+            pin=m.pin,
+            name=m.name,
+            id_number=m.id_number,
+            birth_date=m.birth_date,
+            category=m.category.value,
+            status=m.status.value,
+            card_status=m.card_status.value,
+            balance_fen=m.balance_fen,
+            region=m.region,
         )
-        for m in parse_members(read_text(members_path), str(members_path))
+        for m in parse_members(read_text(path), str(path))
     ]
-    if sum(m[9] for m in members) > OPENING_TOTAL_FEN_MAX:
+    if sum(m.balance_fen for m in members) > OPENING_TOTAL_FEN_MAX:
         raise DataFileError(
-            str(members_path),
+            str(path),
             None,
             "balance_fen",
             f"the balances add up to more than {OPENING_TOTAL_FEN_MAX:,} fen,"
             " more than one ledger entry can hold",
         )
-    known = {m[0] for m in members}
-    diseases_path = directory / "member_special_diseases.csv"
-    diseases_text = read_text(diseases_path)
+    return members
+
+
+def _diseases(path: Path, known_members: set[str]) -> list[importer.DiseaseIn]:
+    """member_special_diseases.csv: each for a known member, no approval twice."""
     diseases: list[importer.DiseaseIn] = []
     seen: set[tuple[str, str, Any]] = set()
-    for row in parse_special_diseases(diseases_text, str(diseases_path)):
-        if row.member_id not in known:
-            raise DataFileError(
-                str(diseases_path),
-                row.line,
-                "member_id",
-                f"unknown member {row.member_id}",
-            )
+    for row in parse_special_diseases(read_text(path), str(path)):
+        if row.member_id not in known_members:
+            raise DataFileError(str(path), row.line, "member_id", f"unknown member {row.member_id}")
         key = (row.member_id, row.disease.code, row.disease.valid_from)
         if key in seen:
             raise DataFileError(
-                str(diseases_path),
+                str(path),
                 row.line,
                 "disease_code",
                 f"duplicate approval {row.disease.code} from {row.disease.valid_from}",
             )
         seen.add(key)
         diseases.append(
-            (row.member_id, row.disease.code, row.disease.valid_from, row.disease.valid_to)
-        )
-    return {
-        "policy": importer.PolicyIn(policy.version, policy.effective_from, policy_text),
-        "catalog_version": catalog.version,
-        "catalog_effective_from": catalog.effective_from,
-        "catalog": [
-            (
-                i.code,
-                i.name,
-                i.kind.value,
-                i.item_class.value,
-                i.preselfpay_bp,
-                i.price_cap_fen,
-                i.rx.value,
-                "|".join(sorted(r.value for r in i.restrictions)),
+            importer.DiseaseIn(
+                row.member_id, row.disease.code, row.disease.valid_from, row.disease.valid_to
             )
-            for i in catalog.items.values()
-        ],
-        "institutions": [
-            (i.code, i.name, i.kind.value, i.level, i.region, i.status.value) for i in institutions
-        ],
-        "members": members,
-        "diseases": diseases,
-    }
+        )
+    return diseases
 
 
 async def _import(
@@ -152,7 +158,9 @@ async def _import(
 ) -> importer.ImportSummary:
     from ledger import db
 
-    pool = await db.open_database(url, app_login=app_login, min_size=1, max_size=1)
+    pool = await db.open_database(
+        url, role=db.OPERATOR_ROLE, app_login=app_login, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn:
             return await importer.import_reference(conn, data_key, **loaded)

@@ -41,10 +41,8 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-async def _verify(
-    url: str, anchors: dict[int, tuple[int, bytes]] | None = None
-) -> chain.VerifyReport:
-    conn = await asyncpg.connect(url)
+async def _verify(url: str, anchors: dict[int, chain.ChainEnd] | None = None) -> chain.VerifyReport:
+    conn = await db.connect(url)
     try:
         await db.migrate(conn)
         return await chain.verify(conn, anchors=anchors)

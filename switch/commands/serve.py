@@ -30,6 +30,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--tls-dir", type=Path, help="default $MEDSWITCH_TLS_DIR")
     parser.add_argument(
+        "--health-listen",
+        help="plaintext address serving only grpc.health.v1, for probes without a client"
+        " certificate (default $MEDSWITCH_HEALTH_LISTEN; unset: none)",
+    )
+    parser.add_argument(
         "--inflight-max",
         type=int,
         default=int(os.environ.get("MEDSWITCH_INFLIGHT_MAX") or limits.inflight_requests_max),
@@ -85,6 +90,7 @@ async def _serve(args: argparse.Namespace) -> int:
         edge_limits=EdgeLimits.for_inflight_max(args.inflight_max),
         drain_grace_s=args.drain_grace_s,
         reuse_port=args.reuse_port,
+        health_listen=args.health_listen or settings.health_listen,
     )
     server_credentials(config.tls_dir)  # no certificates: fail now, not after the database
     log = structlog.get_logger("medswitch.server")

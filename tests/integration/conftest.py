@@ -14,7 +14,9 @@ Fixtures:
   (add MEDSWITCH_DATABASE_URL yourself).
 - `empty_db` / `reference_db` (function): superuser URL of a fresh database.
 - `app_pool` (function): application-role asyncpg pool on a fresh
-  reference database (`reference_db`); `ledger`: Ledger over it.
+  reference database (`reference_db`); `ledger`: Ledger over it;
+  `operator_pool`: an operator-role pool on the same database (what
+  import-reference and end of day work as).
 - `make_db(template)` (function): factory for more fresh databases.
 """
 
@@ -116,7 +118,7 @@ async def templates(pg: PgCluster, data_key: bytes) -> list[str]:
         try:
             await db.migrate(conn, first_day=FIRST_DAY)
             if name == REFERENCE_TEMPLATE:
-                await conn.execute(f"SET ROLE {db.APP_ROLE}")
+                await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
                 await importer.import_reference(conn, data_key, **load_dir(REFERENCE_DIR))
         finally:
             await conn.close()
@@ -161,6 +163,15 @@ async def reference_db(make_db: Callable[[str], Awaitable[str]]) -> str:
 @pytest.fixture
 async def app_pool(reference_db: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await db.create_pool(reference_db, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def operator_pool(reference_db: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(reference_db, min_size=1, max_size=2, role=db.OPERATOR_ROLE)
     try:
         yield pool
     finally:

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ from ledger.crypto import DataKeys
 from ledger.store import Ledger
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from switch.server import ServerConfig, start
+from switch.server import LIVENESS_SERVICE, ServerConfig, start
 from switch.service import LedgerBackend
-from tests.cli import ROOT
+from tests.cli import ROOT, serve_process
 from tests.grpc_harness import Pki, channel, error_details, free_port, pharmacy_request
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
@@ -153,6 +151,11 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
 
         await proxy.cut()
         await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # liveness probes ask another name: a database outage restarts no switch
+        alive = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE)
+        )
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
         for n in range(3):
             try:
                 await stub.Settle(purchase(f"out-down-{n}"), timeout=10)
@@ -196,14 +199,7 @@ async def test_serve_waits_for_the_database_and_starts_by_itself(
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "switch.cli", "serve"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+    proc = serve_process(env, log_path)
     try:
         for _ in range(100):
             if b"database_unreachable" in log_path.read_bytes():

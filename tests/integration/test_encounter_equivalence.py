@@ -48,10 +48,10 @@ ACTIVE = (
     ("C3303990014", "121212"),
 )
 MEMBERS = (*ACTIVE, *ACTIVE, ("C3303990009", "111111"), ("C3303990010", "222222"))
-# L3, L2, L1 hospitals (three times as likely), a clinic, a suspended
-# hospital and a pharmacy.
+# L3, L2, L1 hospitals (three times as likely), a clinic and a pharmacy (an
+# institution that is not active admits no one: INSTITUTION_NOT_ACTIVE).
 HOSPITALS = ("H33039900001", "H33039900002", "H33039900003")
-INSTITUTIONS = (*HOSPITALS, *HOSPITALS, *HOSPITALS, "H33039900004", "H33039900008", "P33039900005")
+INSTITUTIONS = (*HOSPITALS, *HOSPITALS, *HOSPITALS, "H33039900004", "P33039900005")
 # Bed, nursing, procedures, drugs (A, B, C, inpatient-only, restricted,
 # child-only), materials, and a code not in the catalog.
 ITEMS = (

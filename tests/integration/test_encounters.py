@@ -363,7 +363,7 @@ async def test_details_never_reach_the_ledger_and_a_settled_stay_reconciles(
     try:
         report = await chain.verify(conn)
         assert report.sound, report.problems
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")  # as `medswitch day close`
         closed = await close_day(conn)
         row = await conn.fetchrow(
             "SELECT pooled_fund_fen, serious_illness_fen, individual_account_fen, settlement_count"

@@ -1,8 +1,10 @@
 """End of day against a real PostgreSQL: close, clear, export, reconcile.
 
-Settlements and cancellations are written with the ledger's own database
-functions (`ms_record_settlement`, `ms_record_cancellation`), the same calls
-the settle path makes, so these tests need no gRPC server.
+Settlements are written with the ledger's own database function for
+fixtures (`ms_record_settlement`, as the owner), cancellations with the one
+the switch calls (`ms_record_cancellation`, as the application role), so
+these tests need no gRPC server; end of day runs as the operator's role, as
+the commands do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import itertools
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -42,11 +45,19 @@ _ids = itertools.count(1)
 @pytest.fixture
 async def conn(reference_db: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(reference_db)
-    await connection.execute(f"SET ROLE {db.APP_ROLE}")
+    await connection.execute(f"SET ROLE {db.OPERATOR_ROLE}")
     try:
         yield connection
     finally:
         await connection.close()
+
+
+@asynccontextmanager
+async def as_role(conn: asyncpg.Connection, role: str) -> AsyncIterator[None]:
+    """In a transaction on `conn`, `role` (NONE: the owner), whatever role `conn` has."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {role}")
+        yield
 
 
 async def settle(
@@ -65,35 +76,37 @@ async def settle(
         serious_illness_fen=serious,
         individual_account_fen=account,
     )
-    await conn.fetchval(
-        "SELECT ms_record_settlement($1, $2, $3, $4, 'SETTLED', $5, $6, 2026, '', 0, $7, $8, $9,"
-        " $10, '{}'::jsonb, NULL, $11::text[], $12::bigint[], NULL)",
-        sid,
-        institution,
-        sid,
-        b"fp",
-        member,
-        FIRST_DAY,
-        pooled + serious + account + 100,
-        pooled,
-        serious,
-        account,
-        [k for k, _ in postings],
-        [a for _, a in postings],
-    )
+    async with as_role(conn, "NONE"):
+        await conn.fetchval(
+            "SELECT ms_record_settlement($1, $2, $3, $4, 'SETTLED', $5, $6, 2026, '', 0, $7, $8,"
+            " $9, $10, '{}'::jsonb, NULL, $11::text[], $12::bigint[], NULL)",
+            sid,
+            institution,
+            sid,
+            b"fp",
+            member,
+            FIRST_DAY,
+            pooled + serious + account + 100,
+            pooled,
+            serious,
+            account,
+            [k for k, _ in postings],
+            [a for _, a in postings],
+        )
     return sid
 
 
 async def cancel(conn: asyncpg.Connection, institution: str, settlement_id: str) -> None:
     rid = f"R{next(_ids):012d}"
-    await conn.fetchval(
-        "SELECT ms_record_cancellation($1, $2, $3, $4, $5, NULL, 'test')",
-        rid,
-        institution,
-        rid,
-        b"fp",
-        settlement_id,
-    )
+    async with as_role(conn, db.APP_ROLE):
+        await conn.fetchval(
+            "SELECT ms_record_cancellation($1, $2, $3, $4, $5, NULL, 'test')",
+            rid,
+            institution,
+            rid,
+            b"fp",
+            settlement_id,
+        )
 
 
 async def balance(conn: asyncpg.Connection, key: str) -> int:
@@ -381,7 +394,6 @@ async def test_operator_closes_exports_and_reconciles_with_the_commands(
 ) -> None:
     conn = await asyncpg.connect(reference_db)
     try:
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
         await settle(conn, H1, 12345, 600, 29)
         await settle(conn, H2, 800)
     finally:
@@ -488,7 +500,7 @@ async def test_unusable_statements_exit_2_and_post_nothing(
 ) -> None:
     conn = await asyncpg.connect(reference_db)
     try:
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
         await settle(conn, H1, 100)
         await close_day(conn)
         await export_payouts(conn, FIRST_DAY, debtor=FUND, created_at=_at())
@@ -510,8 +522,8 @@ def _export(env: dict[str, str], out: Path) -> subprocess.CompletedProcess[str]:
 
 
 async def _two_payouts_closed(conn: asyncpg.Connection) -> int:
-    """Settles for H1 and H2 as the application role, closes the day; the entry count."""
-    await conn.execute(f"SET ROLE {db.APP_ROLE}")
+    """Settles for H1 and H2, closes the day as the operator's role; the entry count."""
+    await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")
     await settle(conn, H1, 100)
     await settle(conn, H2, 200)
     await close_day(conn)
@@ -610,8 +622,11 @@ async def test_close_under_load_puts_every_settlement_in_exactly_one_day(referen
     try:
         tasks = [asyncio.create_task(writer(n)) for n in range(6)]
         await asyncio.sleep(0.4)
-        async with pool.acquire() as c:
-            result = await close_day(c)
+        operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
+        try:
+            result = await close_day(operator)
+        finally:
+            await operator.close()
         await asyncio.sleep(0.4)
         stop.set()
         await asyncio.gather(*tasks)

@@ -41,7 +41,7 @@ async def test_clearing_payouts_and_receivables_follow_the_model(
 ) -> None:
     conn = await asyncpg.connect(await make_db("ms_reference"))
     try:
-        await conn.execute(f"SET ROLE {db.APP_ROLE}")
+        await conn.execute(f"SET ROLE {db.OPERATOR_ROLE}")  # settle and cancel act as the app
         open_settlements: list[tuple[str, str, int, int]] = []
         owed: dict[str, int] = {}
         paid_total_fen = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -81,15 +82,17 @@ async def _unbalanced_refused_at_commit(conn: asyncpg.Connection, debit: int, cr
         await tx.commit()
 
 
-async def test_an_unbalanced_entry_is_refused_at_commit(app_pool: asyncpg.Pool) -> None:
-    async with app_pool.acquire() as conn:
+async def test_an_unbalanced_entry_is_refused_at_commit(operator_pool: asyncpg.Pool) -> None:
+    async with operator_pool.acquire() as conn:
         await _unbalanced_refused_at_commit(conn, 100, 99)
-    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    assert (
+        await operator_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    )
 
 
-async def test_every_entry_of_a_set_is_checked_at_commit(app_pool: asyncpg.Pool) -> None:
+async def test_every_entry_of_a_set_is_checked_at_commit(operator_pool: asyncpg.Pool) -> None:
     # the check runs once per chain-lane advance; it must still see each entry
-    async with app_pool.acquire() as conn:
+    async with operator_pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
         ids = await conn.fetchval(
@@ -103,14 +106,16 @@ async def test_every_entry_of_a_set_is_checked_at_commit(app_pool: asyncpg.Pool)
         )
         with pytest.raises(asyncpg.CheckViolationError, match=f"entry {ids[1]} is unbalanced"):
             await tx.commit()
-    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    assert (
+        await operator_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    )
 
 
 async def test_the_application_role_writes_entries_only_through_the_ledger_functions(
-    ledger: Ledger, app_pool: asyncpg.Pool
+    ledger: Ledger, app_pool: asyncpg.Pool, operator_pool: asyncpg.Pool
 ) -> None:
     # no posting can join a committed entry, name a missing entry or account, or
-    # come without its entry: the role cannot insert into either table itself
+    # come without its entry: the roles cannot insert into either table themselves
     [entry_id] = await _settle_some(ledger, 1)
     for sql, args in (
         (
@@ -128,20 +133,22 @@ async def test_the_application_role_writes_entries_only_through_the_ledger_funct
             (),
         ),
     ):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
-            await app_pool.execute(sql, *args)
+        for pool in (app_pool, operator_pool):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await pool.execute(sql, *args)
     # the functions themselves refuse an unknown account
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
-        await app_pool.fetchval(
+        await operator_pool.fetchval(
             "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['fund:pooled', 'no:such'],"
             " ARRAY[100, -100]::bigint[])"
         )
 
 
-async def test_only_the_application_role_may_call_the_ledger_writers(
+async def test_only_the_operators_role_may_call_the_posting_functions(
     reference_db: str,
 ) -> None:
     # they run with the owner's rights; a read-only role must not post with them
+    # (nor may the switch's: tests/integration/test_application_rights.py)
     admin = await asyncpg.connect(reference_db)
     try:
         await admin.execute(
@@ -161,18 +168,18 @@ async def test_only_the_application_role_may_call_the_ledger_writers(
         await admin.close()
 
 
-async def test_an_opening_entry_is_checked_and_moves_balances(app_pool: asyncpg.Pool) -> None:
+async def test_an_opening_entry_is_checked_and_moves_balances(operator_pool: asyncpg.Pool) -> None:
     # the import's opening entry goes through ms_post, as every entry does
     member_account = "member:M0002"
     opening = "equity:opening"
-    before = await app_pool.fetchval(
+    before = await operator_pool.fetchval(
         "SELECT b.balance_fen FROM account_balances b JOIN accounts a USING (account_id)"
         " WHERE a.account_key = $1",
         member_account,
     )
 
     async def stage(rows: list[tuple[str, int]]) -> int:
-        entry: int = await app_pool.fetchval(
+        entry: int = await operator_pool.fetchval(
             "SELECT ms_post('OPENING', 'test', $1, $2)",
             [account for account, _ in rows],
             [amount for _, amount in rows],
@@ -186,7 +193,7 @@ async def test_an_opening_entry_is_checked_and_moves_balances(app_pool: asyncpg.
     with pytest.raises(asyncpg.CheckViolationError, match="unbalanced"):
         await stage([(opening, 700), (member_account, -699)])
     await stage([(opening, 700), (member_account, -700)])  # a credit of 7 yuan
-    after = await app_pool.fetchval(
+    after = await operator_pool.fetchval(
         "SELECT b.balance_fen FROM account_balances b JOIN accounts a USING (account_id)"
         " WHERE a.account_key = $1",
         member_account,
@@ -197,19 +204,34 @@ async def test_an_opening_entry_is_checked_and_moves_balances(app_pool: asyncpg.
         await stage([(member_account, after + 1), (opening, -(after + 1))])
 
 
+async def _views_over_a_function_of_the_callers(conn: asyncpg.Connection) -> None:
+    """Temporary views named like the tables the owner's functions read, each
+    running a function of the caller's that names who runs it."""
+    await conn.execute(
+        "CREATE FUNCTION pg_temp.evil() RETURNS TABLE (seq integer, account_id bigint,"
+        " amount_fen bigint) LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'the caller''s function ran as %', current_user; END $$"
+    )
+    for name in (
+        "ms_staged_postings",
+        "accounts",
+        "postings",
+        "account_balances",
+        "business_days",
+        "members",
+        "settlements",
+        "cancellations",
+    ):
+        await conn.execute(f"CREATE TEMPORARY VIEW {name} AS SELECT * FROM pg_temp.evil()")
+
+
 async def test_the_owners_functions_read_no_object_of_the_callers_temporary_schema(
-    app_pool: asyncpg.Pool,
+    app_pool: asyncpg.Pool, operator_pool: asyncpg.Pool
 ) -> None:
     # they run with the owner's rights: a temporary view named like a table they
     # read, over a function of the caller's, would run that function as the owner
-    async with app_pool.acquire() as conn:
-        await conn.execute(
-            "CREATE FUNCTION pg_temp.evil() RETURNS TABLE (seq integer, account_id bigint,"
-            " amount_fen bigint) LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'the caller''s function ran as %', current_user; END $$"
-        )
-        for name in ("ms_staged_postings", "accounts", "postings", "account_balances"):
-            await conn.execute(f"CREATE TEMPORARY VIEW {name} AS SELECT * FROM pg_temp.evil()")
+    async with operator_pool.acquire() as conn:
+        await _views_over_a_function_of_the_callers(conn)
         async with conn.transaction():
             await conn.fetchval(
                 "SELECT ms_post_set('OPENING', ARRAY['x'], ARRAY[1, 1],"
@@ -225,10 +247,20 @@ async def test_the_owners_functions_read_no_object_of_the_callers_temporary_sche
             await conn.fetchval("SELECT ms_post_staged('OPENING', 'z')")
         with pytest.raises(asyncpg.UndefinedFunctionError):
             await conn.fetchval("SELECT ms_post_ids('OPENING', 'z', '{}', '{}')")
+    # and the switch's own: PIN counts, cancellations
+    async with app_pool.acquire() as conn:
+        await _views_over_a_function_of_the_callers(conn)
+        async with conn.transaction():
+            assert await conn.fetchval("SELECT ms_pin_check('M0002', false)") == 1
+            await conn.fetchval("SELECT ms_load_cancel($1, 'c1', NULL, 'r1')", INSTITUTION)
+            booked = await conn.fetchval(
+                "SELECT ms_record_tombstone('R1', $1, 'c1', '\\x00', 'r1', '')", INSTITUTION
+            )
+            assert booked == DAY
 
 
 async def test_balance_rows_and_lane_heads_move_only_through_the_ledger_functions(
-    app_pool: asyncpg.Pool,
+    app_pool: asyncpg.Pool, operator_pool: asyncpg.Pool
 ) -> None:
     member = await app_pool.fetchval(
         "SELECT account_id FROM accounts WHERE account_key = 'member:M0002'"
@@ -243,50 +275,55 @@ async def test_balance_rows_and_lane_heads_move_only_through_the_ledger_function
         "SELECT setval('entries_entry_id_seq', 1)",  # ids would collide: the switch stops
         "SELECT setval('settlement_seq', 1)",
     ):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
-            await app_pool.execute(sql)
-    # a member account opened by the application gets its limit with it ...
-    opened = await app_pool.fetchval(
+        for pool in (app_pool, operator_pool):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await pool.execute(sql)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+        await app_pool.execute("SELECT setval('accounts_account_id_seq', 1)")  # import reserves
+    # a member account opened by the import gets its limit with it ...
+    opened = await operator_pool.fetchval(
         "INSERT INTO accounts (account_key, kind, normal_side)"
         " VALUES ('member:M9999', 'MEMBER_INDIVIDUAL', 'CREDIT') RETURNING account_id"
     )
     assert (
-        await app_pool.fetchval(
+        await operator_pool.fetchval(
             "SELECT balance_fen FROM account_balances WHERE account_id = $1", opened
         )
         == 0
     )
     with pytest.raises(asyncpg.CheckViolationError):  # ... so it cannot be debited
-        await app_pool.fetchval(
+        await operator_pool.fetchval(
             "SELECT ms_post('ADJUSTMENT', 'x', ARRAY['member:M9999', 'suspense'],"
             " ARRAY[1, -1]::bigint[])"
         )
     # and no account can have the wrong normal side (debits raising a member's balance)
     with pytest.raises(asyncpg.CheckViolationError, match="accounts_normal_side"):
-        await app_pool.execute(
+        await operator_pool.execute(
             "INSERT INTO accounts (account_key, kind, normal_side)"
             " VALUES ('member:M9998', 'MEMBER_INDIVIDUAL', 'DEBIT')"
         )
 
 
 async def test_a_set_of_entries_is_refused_whole_when_one_is_malformed(
-    app_pool: asyncpg.Pool,
+    operator_pool: asyncpg.Pool,
 ) -> None:
     post_set = "SELECT ms_post_set('ADJUSTMENT', $1::text[], $2::int[], $3::text[], $4::bigint[])"
     with pytest.raises(asyncpg.CheckViolationError, match=r"at least two postings \(entry 2"):
-        await app_pool.fetchval(
+        await operator_pool.fetchval(
             post_set, ["a", "b"], [1, 1, 2], ["fund:pooled", "suspense", "suspense"], [5, -5, 5]
         )
     pair = ["fund:pooled", "suspense"] * 2
     with pytest.raises(asyncpg.CheckViolationError, match=r"at least two postings \(entry 2 of 3"):
-        await app_pool.fetchval(post_set, ["a", "b", "c"], [1, 1, 3, 3], pair, [5, -5, 5, -5])
+        await operator_pool.fetchval(post_set, ["a", "b", "c"], [1, 1, 3, 3], pair, [5, -5, 5, -5])
     with pytest.raises(asyncpg.CheckViolationError, match="at least two postings"):
-        await app_pool.fetchval(post_set, ["a", "b"], [1, 1, 5, 5], pair, [5, -5, 5, -5])
+        await operator_pool.fetchval(post_set, ["a", "b"], [1, 1, 5, 5], pair, [5, -5, 5, -5])
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="unknown account"):
-        await app_pool.fetchval(
+        await operator_pool.fetchval(
             post_set, ["a"], [1, 1], ["fund:pooled", "no:such:account"], [5, -5]
         )
-    assert await app_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    assert (
+        await operator_pool.fetchval("SELECT count(*) FROM entries WHERE kind = 'ADJUSTMENT'") == 0
+    )
 
 
 async def test_verify_is_sound_on_untouched_books(
@@ -450,7 +487,7 @@ async def test_personal_data_is_not_stored_in_clear(app_pool: asyncpg.Pool) -> N
             "its amounts are not what its entry posts (institution:H33039900099:payable:",
         ),
         (
-            "settlement_borrowing_anothers_entry",  # the application role can insert this
+            "settlement_borrowing_anothers_entry",  # the app role could insert this (< 0012)
             "INSERT INTO settlements (settlement_id, institution_code, request_id, fingerprint,"
             " status, member_id, business_date, service_date, benefit_year, total_fen,"
             " pooled_fund_fen, serious_illness_fen, individual_account_fen, answer, entry_id)"
@@ -547,7 +584,7 @@ async def test_a_temporary_table_cannot_stand_in_for_the_ledger_at_commit(
     reference_db: str,
 ) -> None:
     # the commit-time check runs as the committing role; pg_temp must not shadow it
-    conn = await asyncpg.connect(reference_db, server_settings={"role": "medswitch_app"})
+    conn = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
     try:
         await conn.execute(
             "CREATE TEMPORARY TABLE entries (entry_id bigint, lane smallint, lane_seq bigint)"
@@ -578,19 +615,23 @@ def _settle_row(settlement_id: str, request_id: str, entry_no: int | None) -> tu
     ids=["repeated", "one_missing", "not_from_1"],
 )
 async def test_each_settlement_of_a_batch_owns_its_own_entry(
-    app_pool: asyncpg.Pool, entry_nos: list[int | None], entry_of: list[int]
+    reference_db: str, entry_nos: list[int | None], entry_of: list[int]
 ) -> None:
     rows = [_settle_row(f"SX{i}", f"x{i}", n) for i, n in enumerate(entry_nos)]
     keys = ["member:M0001", f"institution:{INSTITUTION}:payable"] * 2
-    with pytest.raises(asyncpg.CheckViolationError, match="entry numbers"):
-        await app_pool.fetchrow(
-            "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
-            rows,
-            entry_of,
-            keys,
-            [100, -100, 100, -100],
-        )
-    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    owner = await asyncpg.connect(reference_db)  # the unchecked form is the owner's (fixtures)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="entry numbers"):
+            await owner.fetchrow(
+                "SELECT * FROM ms_record_batch($1, $2, $3, $4)",
+                rows,
+                entry_of,
+                keys,
+                [100, -100, 100, -100],
+            )
+        assert await owner.fetchval("SELECT count(*) FROM settlements") == 0
+    finally:
+        await owner.close()
 
 
 @pytest.mark.parametrize(
@@ -599,19 +640,23 @@ async def test_each_settlement_of_a_batch_owns_its_own_entry(
     ids=["no_benefit_year", "another_member"],
 )
 async def test_the_single_settlement_form_refuses_changes_it_cannot_file(
-    app_pool: asyncpg.Pool, changes: dict[str, Any]
+    reference_db: str, changes: dict[str, Any]
 ) -> None:
-    with pytest.raises(asyncpg.CheckViolationError, match="changes must name"):
-        await app_pool.fetchval(
-            "SELECT ms_record_settlement('SY1', $1, 'y1', '\\x00', 'SETTLED', 'M0001', $2, 2026,"
-            " '', 0, 100, 0, 0, 100, '{}'::jsonb, $3::jsonb,"
-            " ARRAY['member:M0001', $4], ARRAY[100, -100]::bigint[], NULL)",
-            INSTITUTION,
-            DAY,
-            changes,
-            f"institution:{INSTITUTION}:payable",
-        )
-    assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 0
+    owner = await asyncpg.connect(reference_db)  # the unchecked form is the owner's (fixtures)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="changes must name"):
+            await owner.fetchval(
+                "SELECT ms_record_settlement('SY1', $1, 'y1', '\\x00', 'SETTLED', 'M0001', $2,"
+                " 2026, '', 0, 100, 0, 0, 100, '{}'::jsonb, $3::jsonb,"
+                " ARRAY['member:M0001', $4], ARRAY[100, -100]::bigint[], NULL)",
+                INSTITUTION,
+                DAY,
+                json.dumps(changes),
+                f"institution:{INSTITUTION}:payable",
+            )
+        assert await owner.fetchval("SELECT count(*) FROM settlements") == 0
+    finally:
+        await owner.close()
 
 
 async def test_verify_is_sound_while_settlements_commit(ledger: Ledger, reference_db: str) -> None:
@@ -670,10 +715,10 @@ async def test_on_the_embedded_server_the_switch_logs_in_as_the_application_role
             assert await conn.fetchval("SELECT count(*) FROM members") > 0
     finally:
         await pool.close()
-    # the operators' commands (day, payouts, recon) connect the same way
-    conn = await db.connect_app(reference_db, app_login=True)
+    # the operators' commands (day, payouts, recon) connect the same way, as their role
+    conn = await db.connect_app(reference_db, role=db.OPERATOR_ROLE, app_login=True)
     try:
-        assert await conn.fetchval("SELECT session_user") == db.APP_ROLE
+        assert await conn.fetchval("SELECT session_user") == db.OPERATOR_ROLE
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("SET ROLE postgres")
     finally:
@@ -741,11 +786,16 @@ async def _rewrite_lane_from(url: str, entry_id: int, *, ref: str, drop: bool) -
 
 @pytest.mark.parametrize("rewrite", ["changed_and_rehashed", "last_dropped_head_rewound"])
 async def test_an_anchor_kept_outside_the_database_catches_a_rewritten_lane(
-    ledger: Ledger, reference_db: str, cli_env: dict[str, str], tmp_path: Any, rewrite: str
+    ledger: Ledger,
+    operator_pool: asyncpg.Pool,
+    reference_db: str,
+    cli_env: dict[str, str],
+    tmp_path: Any,
+    rewrite: str,
 ) -> None:
     await _settle_some(ledger)
     # an entry no settlement or cancellation cross-checks: only its chain vouches for it
-    adjustment = await ledger.pool.fetchval(
+    adjustment = await operator_pool.fetchval(
         "SELECT ms_post('ADJUSTMENT', 'fix-1', ARRAY['fund:pooled', 'suspense'],"
         " ARRAY[500, -500]::bigint[])"
     )
@@ -788,18 +838,29 @@ def test_a_missing_or_malformed_anchor_file_is_one_line_and_exit_2(
     assert run.returncode == 2 and "already exists" in run.stderr, run.stderr
 
 
-async def test_business_days_only_move_forward(app_pool: asyncpg.Pool) -> None:
+async def test_business_days_only_move_forward(
+    app_pool: asyncpg.Pool, operator_pool: asyncpg.Pool
+) -> None:
     today = await app_pool.fetchval("SELECT business_date FROM business_days WHERE status = 'OPEN'")
-    async with app_pool.acquire() as conn, conn.transaction():  # what end of day does
-        await conn.execute("SELECT ms_close_day()")
+    async with operator_pool.acquire() as conn, conn.transaction():  # what end of day does
+        await conn.execute(
+            "UPDATE business_days SET status = 'CLOSED', closed_at = now()"
+            " WHERE business_date = $1",
+            today,
+        )
+        await conn.execute(
+            "INSERT INTO business_days (business_date, status) VALUES ($1::date + 1, 'OPEN')",
+            today,
+        )
     for sql in (
         "UPDATE business_days SET status = 'OPEN', closed_at = NULL WHERE business_date = $1",
         "UPDATE business_days SET business_date = business_date - 30 WHERE business_date = $1",
         "DELETE FROM business_days WHERE business_date = $1",
         "INSERT INTO business_days (business_date, status) VALUES ($1::date - 1, 'OPEN')",
     ):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"business.day"):
-            await app_pool.execute(sql, today)
+        for pool in (app_pool, operator_pool):  # no grant, or the rules
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"business.day"):
+                await pool.execute(sql, today)
     assert await app_pool.fetch(
         "SELECT business_date, status FROM business_days ORDER BY business_date"
     ) == [(today, "CLOSED"), (today + timedelta(days=1), "OPEN")]

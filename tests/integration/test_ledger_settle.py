@@ -126,7 +126,7 @@ async def test_a_connection_killed_mid_transaction_leaves_nothing(
 
     assert isinstance(data_keys, DataKeys)
     lanes_before = await app_pool.fetch("SELECT * FROM chain_lanes ORDER BY lane")
-    conn = await asyncpg.connect(reference_db, server_settings={"role": "medswitch_app"})
+    conn = await asyncpg.connect(reference_db)  # (ms_record_settlement is the owner's)
     victim_pid = conn.get_server_pid()
     await conn.execute("BEGIN")
     loaded = await conn.fetchrow(
@@ -255,9 +255,9 @@ async def test_cancel_refusals(ledger: Ledger, app_pool: asyncpg.Pool, reference
     assert later.business_date == date(2026, 11, 21)
 
 
-async def test_cancel_before_arrival_refuses_the_late_original(ledger: Ledger) -> None:
-    tomb = await ledger.cancel((INSTITUTION, "c9"), b"x", original_request_id="never-seen")
-    assert tomb.settlement_id is None
+async def test_a_request_cancelled_before_it_arrived_never_settles(ledger: Ledger) -> None:
+    cancelled = await ledger.cancel((INSTITUTION, "c9"), b"x", original_request_id="never-seen")
+    assert cancelled.settlement_id is None
     with pytest.raises(RequestCancelled):
         await settle(ledger, (INSTITUTION, "never-seen"), b"f", CARD, debit(100))
     # another institution's request id of the same name is unaffected

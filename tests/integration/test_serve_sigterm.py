@@ -8,7 +8,6 @@ The server process stops accepting calls, finishes those in flight and exits
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import signal
@@ -23,23 +22,14 @@ import grpc
 import pytest
 
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from tests.cli import ROOT, medswitch
+from tests.cli import ROOT, medswitch, serve_process
 from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
-from tests.switch_pg import REFERENCE, SwitchPg
+from tests.switch_pg import SwitchPg, active_cards
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
 
 PHARMACY = "P33039900005"
 WORKERS = 16
-
-
-def active_cards() -> list[tuple[str, str]]:
-    with (REFERENCE / "members.csv").open(encoding="utf-8") as fh:
-        return [
-            (row["card_no"], row["pin"])
-            for row in csv.DictReader(fh)
-            if row["status"] == "ACTIVE" and row["card_status"] == "ACTIVE"
-        ]
 
 
 def serve_env(
@@ -164,14 +154,7 @@ async def test_serve_processes_share_a_port_only_when_asked(
 
     def start(name: str, reuse: str) -> subprocess.Popen[bytes]:
         env = serve_env(switch_pg, switch_certs, tmp_path, db_url, port, MEDSWITCH_REUSE_PORT=reuse)
-        with (tmp_path / f"{name}.log").open("wb") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "switch.cli", "serve"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+        return serve_process(env, tmp_path / f"{name}.log")
 
     procs = [start("a", "1")]
     try:

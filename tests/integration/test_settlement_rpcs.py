@@ -1,7 +1,8 @@
 """Every RPC besides the worked examples, over real gRPC + mTLS + PostgreSQL.
 
 Idempotency and ALREADY_EXISTS, GetSettlement, CancelSettlement (by id and by
-original_request_id, with the late original refused), PreSettle recording
+original_request_id, a request cancelled before it arrived then refused with
+REQUEST_CANCELLED), PreSettle recording
 nothing but PIN failures, GetMember, ListAccountActivity, both
 reconciliations and the catalog download.
 """
@@ -153,10 +154,9 @@ async def test_cancel_restores_the_balance_exactly_once(live: LiveSwitch) -> Non
         assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_SETTLING_INSTITUTION")
 
 
-async def test_cancel_by_original_request_id_refuses_the_late_original(
-    live: LiveSwitch,
-) -> None:
-    """冲正 before the Settle arrived: CANCELLED with no settlement; the late Settle is refused."""
+async def test_a_request_cancelled_before_it_arrived_never_settles(live: LiveSwitch) -> None:
+    """冲正 before the Settle arrived: CANCELLED with no settlement; the Settle, when it
+    comes, fails with REQUEST_CANCELLED."""
     async with channel(live.running.port, live.certs.creds(P1)) as ch:
         stub = pb_grpc.SettlementServiceStub(ch)
         done = await stub.CancelSettlement(
@@ -224,7 +224,7 @@ async def test_get_member_and_statement(live: LiveSwitch) -> None:
             purchase("stmt-1", card=card, pin=pin)
         )
         statement = await members.ListAccountActivity(
-            pb.ListAccountActivityRequest(card_no=card, pin=pin)
+            pb.ListAccountActivityRequest(institution_code=P1, card_no=card, pin=pin)
         )
         kinds = [e.kind for e in statement.entries]
         assert kinds == [pb.CREDIT, pb.SETTLEMENT]
@@ -369,6 +369,87 @@ async def test_a_retry_with_another_pin_is_another_request(live: LiveSwitch) -> 
         assert (code, reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
         assert await _balance(live, "M0012") == before
         assert await stub.Settle(purchase("pin-retry-1", day="2026-07-15")) == first  # a resend
+
+
+async def _pin_failures(live: LiveSwitch, member_id: str) -> int:
+    conn = await asyncpg.connect(live.db_url)
+    try:
+        value: int = await conn.fetchval(
+            "SELECT pin_failures FROM members WHERE member_id = $1", member_id
+        )
+    finally:
+        await conn.close()
+    return value
+
+
+async def test_a_retry_with_another_pin_counts_as_a_wrong_pin(live: LiveSwitch) -> None:
+    # resending a settled request id with guessed PINs is PIN guessing: each
+    # guess counts toward the card's lock, and a locked card gets no answer
+    CARD, PIN = "C3303990013", "909090"
+    async with channel(live.running.port, live.certs.creds(P1)) as ch:
+        stub = pb_grpc.SettlementServiceStub(ch)
+        first = await stub.Settle(purchase("guess-1", day="2026-07-17", card=CARD, pin=PIN))
+        assert await _pin_failures(live, "M0013") == 0
+        for n in range(1, 6):
+            guess = purchase("guess-1", card=CARD, pin=f"00000{n}", day="2026-07-17")
+            code, reason = await _code_and_reason(stub.Settle(guess))
+            assert (code, reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+            assert await _pin_failures(live, "M0013") == n
+        for pin in (PIN, "000009"):  # the right PIN too, once the card is locked
+            code, reason = await _code_and_reason(
+                stub.Settle(purchase("guess-1", card=CARD, pin=pin, day="2026-07-17"))
+            )
+            assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "PIN_LOCKED")
+        assert await _pin_failures(live, "M0013") == 5
+        # the outcome stays readable by the settling institution, without the PIN
+        got = await stub.GetSettlement(
+            pb.GetSettlementRequest(institution_code=P1, request_id="guess-1")
+        )
+        assert got.settlement_id == first.settlement_id
+        # a different claim under the id is still just a reused id, counting nothing
+        other = purchase("guess-2", day="2026-07-17", card="C3303990014", pin="121212")
+        await stub.Settle(other)
+        other.lines[0].quantity = 3
+        other.lines[0].amount_fen *= 3
+        other.lines[0].amount_fen //= 2
+        code, reason = await _code_and_reason(stub.Settle(other))
+        assert (code, reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+        assert await _pin_failures(live, "M0014") == 0
+
+
+@pytest.mark.parametrize("code", ["H33039900008", "P33039900009", "P33039900999"])
+async def test_only_an_active_institution_reads_members(live: LiveSwitch, code: str) -> None:
+    # suspended, revoked and unknown institutions learn nothing of a member,
+    # and their wrong PINs lock no card
+    card, pin = "C3303990016", "565656"
+    failures = await _pin_failures(live, "M0016")
+    async with channel(live.running.port, live.certs.creds(code)) as ch:
+        members = pb_grpc.MemberServiceStub(ch)
+        for guess in (pin, "000000", "000001", "000002", "000003", "000004", "000005"):
+            for call in (
+                members.GetMember(
+                    pb.GetMemberRequest(institution_code=code, card_no=card, pin=guess)
+                ),
+                members.ListAccountActivity(
+                    pb.ListAccountActivityRequest(institution_code=code, card_no=card, pin=guess)
+                ),
+            ):
+                assert await _code_and_reason(call) == (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "INSTITUTION_NOT_ACTIVE",
+                )
+    assert await _pin_failures(live, "M0016") == failures
+    async with channel(live.running.port, live.certs.creds(P1)) as ch:
+        member = await pb_grpc.MemberServiceStub(ch).GetMember(
+            pb.GetMemberRequest(institution_code=P1, card_no=card, pin=pin)
+        )
+        assert member.member_id == "M0016"
+        code_, reason = await _code_and_reason(
+            pb_grpc.MemberServiceStub(ch).ListAccountActivity(
+                pb.ListAccountActivityRequest(card_no=card, pin=pin)
+            )
+        )
+        assert (code_, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
 
 
 async def test_no_member_id_before_the_pin_is_proved(live: LiveSwitch) -> None:

@@ -108,3 +108,13 @@ def test_commands_log_in_as_the_application_role_on_the_embedded_server_only() -
     assert Settings.from_env({"MEDSWITCH_DATABASE_URL": ""}).app_login  # unset, in effect
     external = Settings.from_env({"MEDSWITCH_DATABASE_URL": "postgresql://db.example/ms"})
     assert not external.app_login
+
+
+def test_the_plaintext_health_listener_is_off_unless_configured() -> None:
+    from switch.config import Settings
+    from switch.server import ServerConfig
+
+    assert Settings.from_env({}).health_listen is None
+    assert Settings.from_env({"MEDSWITCH_HEALTH_LISTEN": ""}).health_listen is None
+    on = Settings.from_env({"MEDSWITCH_HEALTH_LISTEN": "0.0.0.0:8081"})
+    assert ServerConfig.from_settings(on).health_listen == "0.0.0.0:8081"

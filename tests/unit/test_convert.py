@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from adjudication import limits as alimits
 from adjudication import model
+from ledger.store import AccountEntry
 from switch.backend import settlement_view
-from switch.convert import claim_from_request, mask_card, request_digest, settle_response
+from switch.convert import (
+    claim_from_request,
+    entry_to_pb,
+    mask_card,
+    request_digest,
+    settle_response,
+)
 from switch.proto import medswitch_pb2 as pb
 
 
@@ -290,3 +297,35 @@ def test_request_digest_leaves_out_the_pin_and_nothing_else() -> None:
 
 def _fields(req: pb.SettleRequest) -> dict[str, object]:
     return {f.name: v for f, v in req.ListFields()}
+
+
+@pytest.mark.parametrize(
+    ("ledger_kind", "shown"),
+    [
+        ("SETTLEMENT", pb.SETTLEMENT),
+        ("CANCELLATION", pb.CANCELLATION),
+        ("OPENING", pb.CREDIT),
+        ("CREDIT", pb.CREDIT),
+    ],
+)
+def test_statement_shows_settlements_and_cancellations_and_any_other_posting_as_credit(
+    ledger_kind: str, shown: int
+) -> None:
+    entry = AccountEntry(
+        entry_id=7,
+        posted_at=datetime(2026, 5, 10, 9, 30, tzinfo=UTC),
+        business_date=date(2026, 5, 10),
+        kind=ledger_kind,
+        settlement_id="S1" if shown != pb.CREDIT else "",
+        institution_code="H1",
+        amount_fen=-500,
+        balance_after_fen=9_500,
+    )
+    got = entry_to_pb(entry)
+    assert got.kind == shown
+    assert (got.business_date, got.settlement_id, got.amount_fen, got.balance_after_fen) == (
+        "2026-05-10",
+        entry.settlement_id,
+        -500,
+        9_500,
+    )

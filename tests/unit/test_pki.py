@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from switch import pki
 from tests.cli import medswitch
 
 
@@ -74,3 +75,19 @@ def test_a_certificate_is_replaced_only_when_asked_and_never_readable(tmp_path: 
         assert spy.read() == before  # the open handle still sees only the old key
     assert key.read_bytes() != before
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_a_symlink_planted_at_a_certificate_path_is_replaced_not_written_through(
+    tmp_path: Path,
+) -> None:
+    tls = tmp_path / "tls"
+    pki.init(tls)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    crt = pki.TlsPaths(tls).client_crt("P33039900005")
+    crt.parent.mkdir(parents=True, exist_ok=True)
+    crt.symlink_to(victim)
+    pki.issue(tls, "P33039900005", force=True)
+    assert victim.read_text() == "keep me"
+    assert not crt.is_symlink()
+    assert pki.common_name(crt.read_bytes()) == "P33039900005"

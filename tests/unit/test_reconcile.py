@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from switch.backend import DetailRecord, InstitutionTotals, SettlementStatus
+from datetime import date
+
+from ledger.store import DayTotals, DetailRecord
+from switch.backend import SettlementStatus
 from switch.proto import medswitch_pb2 as pb
 from switch.reconcile import compare_details, compare_totals
 
@@ -10,7 +13,7 @@ S, C, R = SettlementStatus.SETTLED, SettlementStatus.CANCELLED, SettlementStatus
 
 
 def test_totals_name_every_differing_figure() -> None:
-    ours = InstitutionTotals(3, 1000, 400, 0, 300)
+    ours = DayTotals("H1", date(2026, 5, 10), 3, 1000, 400, 0, 300)
     same = pb.ReconcileTotalsRequest(
         settlement_count=3, medical_total_fen=1000, pooled_fund_fen=400, individual_account_fen=300
     )
