@@ -198,27 +198,39 @@ async def test_a_stay_from_admission_to_settlement_and_back(h1: Hospital) -> Non
     )
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ENCOUNTER_CLOSED")
 
-    # 2305: cancelling the settlement reopens the stay for correction.
+
+async def test_cancelling_the_settlement_reopens_the_stay_for_correction(h1: Hospital) -> None:
+    """2305: CancelSettlement gives back what the settlement took; the stay is open
+    again, takes a correction and settles again under a new request id."""
+    card, pin = "C3303990014", "121212"
+    stay = await h1.admit("re-admit", card, pin)
+    await h1.upload("re-up", stay.encounter_id, 1, 4)
+    await h1.discharge("re-out", stay.encounter_id)
+    settled = await h1.enc.SettleEncounter(
+        h1.settle_request("re-settle", stay.encounter_id, card, pin)
+    )
     await h1.settlement.CancelSettlement(
         pb.CancelSettlementRequest(
-            request_id="st-cancel", institution_code=H1, settlement_id=settled.settlement_id
+            request_id="re-cancel", institution_code=H1, settlement_id=settled.settlement_id
         )
     )
     reopened = await h1.enc.GetEncounter(
         pb.GetEncounterRequest(institution_code=H1, encounter_id=stay.encounter_id)
     )
     assert reopened.status == pb.ENCOUNTER_STATUS_DISCHARGED and not reopened.settlement_id
-    await h1.upload("st-fix", stay.encounter_id, 11, 2)
+    await h1.upload("re-fix", stay.encounter_id, 11, 2)
     again = await h1.enc.SettleEncounter(
-        h1.settle_request("st-settle-2", stay.encounter_id, card, pin)
+        h1.settle_request("re-settle-2", stay.encounter_id, card, pin)
     )
     assert again.status == pb.SETTLEMENT_STATUS_SETTLED
     assert again.settlement_id != settled.settlement_id
     extra = sum(ln.amount_fen for ln in fee_lines(11, 2))
     assert again.split.total_fen == settled.split.total_fen + extra
     # The cancellation gave back the deductible and the admission: the same
-    # deductible again, and the account back to where it was before.
+    # deductible again, and the balance counted from where it was before.
     assert again.split.deductible_fen == settled.split.deductible_fen
+    before = settled.balance_after_fen + settled.split.individual_account_fen
+    assert again.balance_after_fen == before - again.split.individual_account_fen
 
 
 async def test_calls_are_idempotent_and_bound_to_the_registering_institution(
