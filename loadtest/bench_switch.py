@@ -338,7 +338,7 @@ def stop_servers(servers: list[subprocess.Popen[bytes]]) -> None:
 @dataclass
 class ClientReport:
     calls: int = 0
-    settled: int = 0  # first Settle of a request answered SETTLED
+    settled: int = 0  # first Settle (or SettleEncounter) of a request answered SETTLED
     latencies_ms: list[float] = field(default_factory=list)  # every call in the window
     settle_latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)  # gRPC status -> count
@@ -397,7 +397,7 @@ async def client_main(args: argparse.Namespace) -> None:
         report.by_kind[action.kind] = report.by_kind.get(action.kind, 0) + 1
         if problem is not None:
             report.wrong[problem] = report.wrong.get(problem, 0) + 1
-        elif action.method == "Settle" and action.kind != "retry":
+        elif action.method in ("Settle", "SettleEncounter") and action.kind != "retry":
             report.settle_latencies_ms.append(elapsed_ms)
             report.settled += resp.status == pb.SETTLEMENT_STATUS_SETTLED
 
