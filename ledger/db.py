@@ -6,13 +6,18 @@ and is started on demand; it keeps running between commands until
 `medswitch db stop`. Durability settings (fsync, synchronous_commit) are the
 PostgreSQL defaults and are checked, never relaxed.
 
-Schema changes are numbered SQL files in `ledger/migrations/NNNN_name.sql`,
-applied in order, each in its own transaction, under an advisory lock so two
-processes starting at once do not race, and recorded in `schema_version`. A
-database whose schema is newer than this code is refused.
+The schema is `ledger/migrations/0001_baseline.sql`, the whole schema of a
+new database; changes after it are further numbered files
+(`NNNN_name.sql`, numbered 1..n without gaps), applied in order, each in its
+own transaction, under an advisory lock so two processes starting at once
+do not race, and recorded (number and name) in `schema_version`. A database
+whose schema is newer than this code is refused, and so is one whose
+recorded migrations are not this code's (made by an unreleased build from
+before the baseline, or by another branch). ledger/schema.snapshot
+describes the schema the migrations make (tests/schema_catalog.py).
 
 `medswitch serve` works as the role `medswitch_app`: it reads, and writes
-only through the owner's functions (migration 0012). The operator's commands
+only through the owner's functions (the baseline's rights). The operator's commands
 that write (import-reference, day, payouts, recon) work as
 `medswitch_operator`, which holds the direct writes they make. Migrations,
 `db` and `ledger verify` run as the connecting (owner) user.
@@ -44,8 +49,18 @@ COMMAND_TIMEOUT_S = 60.0
 SERVER_VERSION_NUM_MIN = 150000  # PostgreSQL 15
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaMismatch(RuntimeError):
+    """The database's schema is not one this code can bring up to date."""
+
+
+class SchemaTooNew(SchemaMismatch):
     """The database was migrated by newer code than this."""
+
+
+class SchemaDiverged(SchemaMismatch):
+    """The database's recorded migrations are not this code's (same number,
+    another name): made by a build from before the schema baseline, or by a
+    branch whose migrations this code does not have."""
 
 
 class NoOpenDay(RuntimeError):
@@ -204,12 +219,7 @@ async def migrate(
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await schema_version(conn)
-        if current > len(wanted):
-            raise SchemaTooNew(
-                f"the database schema is version {current} but this code knows only up to "
-                f"{len(wanted)}; upgrade MedSwitch before using this database"
-            )
+        current = await _check_applied(conn, wanted)
         for migration in wanted[current:]:
             async with conn.transaction():
                 await conn.execute(migration.sql)
@@ -231,6 +241,32 @@ async def migrate(
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied
+
+
+async def _check_applied(conn: asyncpg.Connection, wanted: list[Migration]) -> int:
+    """The database's schema version, if its recorded migrations are `wanted`'s
+    first ones (SchemaDiverged if not, SchemaTooNew if it has more)."""
+    applied = await conn.fetch("SELECT version, name FROM schema_version ORDER BY version")
+    for row in applied:
+        if row["version"] > len(wanted):
+            break
+        ours = wanted[row["version"] - 1].name
+        if row["name"] != ours:
+            raise SchemaDiverged(
+                f"the database's migration {row['version']} is {row['name']!r} but this "
+                f"code's is {ours!r}: it was made by other migrations than this code's (an "
+                "unreleased build from before the schema baseline, or another branch). Use "
+                "the build that made it, or start from a new database (the embedded one: "
+                "`medswitch db stop`, move $MEDSWITCH_DATA_DIR/pg aside) and import the "
+                "reference data again"
+            )
+    current = applied[-1]["version"] if applied else 0
+    if current > len(wanted):
+        raise SchemaTooNew(
+            f"the database schema is version {current} but this code knows only up to "
+            f"{len(wanted)}; upgrade MedSwitch before using this database"
+        )
+    return int(current)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -376,6 +412,8 @@ __all__: Sequence[str] = (
     "OPERATOR_ROLE",
     "ROLES",
     "NoWritableHost",
+    "SchemaDiverged",
+    "SchemaMismatch",
     "SchemaTooNew",
     "check_durability",
     "check_server_version",

@@ -2,7 +2,7 @@
 
 None of this is money: an encounter and its lines are kept apart from the
 books until it is settled, and its settlement is recorded by the settle
-path like any other (ledger/store.py). Migration 0013 holds the rules:
+path like any other (ledger/store.py). Migration 0002 holds the rules:
 each call here is one statement of one owner's function, idempotent per
 (institution, request id), refusing with a SQLSTATE that `refusal` turns
 into a LedgerError of its own kind (nothing is written then). Answers are

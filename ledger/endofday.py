@@ -49,7 +49,8 @@ from ledger.recon import MATCHED, ExpectedPayout, Reconciliation, ReconLine
 
 EOD_LOCK_KEY = 0x4D534544  # "MSED": exports and reconciliations, one at a time
 # The open day's lock: every writing transaction holds it shared
-# (ms_day_share in migrations/0001_ledger.sql), closing takes it exclusively.
+# (ms_day_share in ledger/migrations/0001_baseline.sql), closing takes it
+# exclusively.
 DAY_LOCK_KEY = 7370001
 
 

@@ -254,8 +254,8 @@ async def _store_members(
         ),
         columns=["account_id", "account_key", "kind", "normal_side"],
     )
-    # (their balance rows, at zero, come with them: the opening entry's
-    # postings move them; migration 0007)
+    # Their balance rows come with them, at zero (the accounts_balance_rows
+    # trigger); the opening entry's postings move them.
     await conn.copy_records_to_table(
         "members",
         records=(
@@ -263,7 +263,6 @@ async def _store_members(
                 m.member_id,
                 p.card_hmac,
                 p.name_enc,
-                "",  # name_masked: derived from the encrypted name when shown
                 p.id_number_enc,
                 m.birth_date,
                 m.category,
@@ -279,7 +278,6 @@ async def _store_members(
             "member_id",
             "card_hmac",
             "name_enc",
-            "name_masked",
             "id_number_enc",
             "birth_date",
             "category",

@@ -117,7 +117,7 @@ class StateRow(NamedTuple):
     settlement_id: str | None  # the id this settlement will get (Settle only)
     existing_settlement_id: str | None
     existing_fingerprint: bytes | None
-    tombstoned: bool  # the request was cancelled before it arrived (REQUEST_CANCELLED)
+    request_cancelled: bool  # the request was cancelled before it arrived (REQUEST_CANCELLED)
     institution_code: str | None
     institution_name: str | None
     institution_kind: str | None
@@ -324,7 +324,7 @@ def prior_outcome(state: StateRow, fingerprint: bytes) -> str | LedgerError | No
         if state.existing_fingerprint == fingerprint:
             return state.existing_settlement_id
         return RequestIdReused("this request id was used for another request")
-    if state.tombstoned:
+    if state.request_cancelled:
         return RequestCancelled("this request id was cancelled before the settlement arrived")
     if state.business_date is None:
         return NoOpenDay("no business day is open")
@@ -702,13 +702,12 @@ class _CancelRequest(NamedTuple):
         """No settlement to reverse: record its request as cancelled before it arrived."""
         if self.settlement_id is not None:
             raise SettlementNotFound("no such settlement")
-        # "tombstone" is the SQL's name (ms_load_cancel, ms_record_tombstone)
-        # for a request cancelled before it arrived: this one already was.
-        earlier = facts.get("tombstone")
+        # this request id may already have been cancelled before it arrived
+        earlier = facts.get("request_cancelled")
         if earlier is not None:
             return _cancellation(earlier, replayed=True)
         business_date: date = await conn.fetchval(  # the day it is booked into
-            "SELECT ms_record_tombstone($1, $2, $3, $4, $5, $6)",
+            "SELECT ms_record_request_cancelled($1, $2, $3, $4, $5, $6)",
             facts["reversal_id"],
             self.institution_code,
             self.request_id,

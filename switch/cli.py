@@ -93,6 +93,8 @@ def _operator_error(exc: BaseException) -> tuple[int, str] | None:
         return 2, f"data key: {exc}"
     if kind == "ConfigError":
         return 2, str(exc)
+    if kind in ("SchemaTooNew", "SchemaDiverged"):  # ledger.db's SchemaMismatch
+        return 1, f"database: {exc}"
     if isinstance(exc, OSError) or kind in ("ConnectionDoesNotExistError", "CannotConnectNowError"):
         return 1, f"{exc} (is the database reachable, the address free?)"
     return None

@@ -1,6 +1,6 @@
 """Encounters held in memory, for the in-memory backend (edge tests, edge-only benchmark).
 
-The same rules as the database's (ledger/migrations/0013_encounters.sql), as
+The same rules as the database's (ledger/migrations/0002_encounters.sql), as
 far as a stay run by a well-behaved hospital meets them: the registering
 institution only, idempotent calls, line numbers used once, no change to a
 settled or cancelled stay, a settlement only after the discharge; the

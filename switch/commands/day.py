@@ -58,7 +58,7 @@ def run_database_command(name: str, work: Callable[[asyncpg.Connection], Awaitab
     except EndOfDayError as exc:
         print(f"medswitch {name}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except (db.SchemaTooNew, OSError, asyncpg.PostgresError) as exc:
+    except (db.SchemaMismatch, OSError, asyncpg.PostgresError) as exc:
         print(f"medswitch {name}: database: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(db.redact_url(url))
         print(f"schema version {current} (this code: {known})")
         return 0
-    except db.SchemaTooNew as exc:
+    except db.SchemaMismatch as exc:
         print(f"medswitch db: {exc}", file=sys.stderr)
         return 1
     except (OSError, asyncpg.PostgresError) as exc:

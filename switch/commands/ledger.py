@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         report = asyncio.run(_verify(connect_url(settings), anchors))
-    except (db.SchemaTooNew, OSError, asyncpg.PostgresError) as exc:
+    except (db.SchemaMismatch, OSError, asyncpg.PostgresError) as exc:
         print(f"medswitch ledger verify: {exc}", file=sys.stderr)
         return 1
     for line in report.problems:

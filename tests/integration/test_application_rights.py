@@ -1,4 +1,4 @@
-"""What each database role may write (migration 0012), and day close against
+"""What each database role may write (the baseline schema's rights), and day close against
 books whose settlement records and entries disagree.
 
 `medswitch serve` works as medswitch_app: it writes nothing directly, only
@@ -54,7 +54,7 @@ WRITES: list[tuple[str, str, tuple[str, ...]]] = [
     ("members", "DELETE FROM members WHERE member_id = 'M0001'", (APP, OPERATOR)),
     (
         "members",
-        "INSERT INTO members SELECT 'M9999', '\\x01', name_enc, '', id_number_enc, birth_date,"
+        "INSERT INTO members SELECT 'M9999', '\\x01', name_enc, id_number_enc, birth_date,"
         " category, status, card_status, region, account_id, pin_hash FROM members LIMIT 1",
         (APP,),
     ),
@@ -154,7 +154,7 @@ WRITES: list[tuple[str, str, tuple[str, ...]]] = [
         "INSERT INTO schema_version (version, name) VALUES (999, 'x')",
         (APP, OPERATOR),
     ),
-    # Encounters (0013) change only through the owner's ms_encounter_* functions.
+    # Encounters (0002) change only through the owner's ms_encounter_* functions.
     (
         "encounters",
         "INSERT INTO encounters (encounter_id, institution_code, member_id, request_id,"
@@ -209,9 +209,9 @@ SWITCH_FUNCTIONS = {
     "ms_record_checked": True,
     "ms_load_cancel": True,
     "ms_record_cancellation": True,
-    "ms_record_tombstone": True,
+    "ms_record_request_cancelled": True,
     "ms_pin_check": True,
-    # encounters (0013): the reads run as the switch, the calls that write as the owner
+    # encounters (0002): the reads run as the switch, the calls that write as the owner
     "ms_encounter_standing": False,
     "ms_encounter_json": False,
     "ms_encounter_get": False,
@@ -304,8 +304,8 @@ async def test_the_switchs_writers_check_what_they_are_asked(
         with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="cannot cancel"):
             await app_pool.execute(cancel, reversal, institution, f"c-{reversal}", target)
     with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="was settled"):
-        await app_pool.execute(  # a tombstone would hide a settlement from its cancellation
-            "SELECT ms_record_tombstone('R4', $1, 'c4', '\\x00', 't0', '')", INSTITUTION
+        await app_pool.execute(  # a request cancelled before it arrived would hide a settlement
+            "SELECT ms_record_request_cancelled('R4', $1, 'c4', '\\x00', 't0', '')", INSTITUTION
         )
     assert await app_pool.fetchval("SELECT count(*) FROM cancellations") == 0
     # PIN failures move by one, or back to none, and by nothing else

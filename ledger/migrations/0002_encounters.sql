@@ -510,7 +510,7 @@ CREATE TRIGGER settlements_settle_encounters AFTER INSERT ON settlements
 -- ---------------------------------------------------------------------------
 -- The application role reads the encounters and calls the functions above
 -- (those that write run as the owner); it writes nothing directly. Every
--- other function here runs for no role (0012's default): the trigger runs
+-- other function here runs for no role (the baseline's default): the trigger runs
 -- its own.
 
 GRANT SELECT ON encounters, encounter_lines, encounter_requests TO medswitch_app,
