@@ -4,7 +4,7 @@ A region changes its rules every year or two, and a claim must be
 re-adjudicable years later with the rules of its day, so several versions
 are kept side by side and `PolicyBook.in_force(day)` picks the one whose
 `effective_from` is the latest not after that day. The schema is that of
-shared/reference/policy.toml; its meaning is shared/spec/adjudication.md.
+shared/reference/policy.toml; its meaning is docs/rules.md.
 """
 
 from __future__ import annotations

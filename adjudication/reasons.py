@@ -2,7 +2,7 @@
 
 Claim-level rejections (R_*) are listed in the order they are checked;
 line-level reasons (L_*) and warnings (W_*) follow. Never rename, renumber or
-reuse one (shared/spec/adjudication.md section 7).
+reuse one: clients program against them (docs/integrators.md).
 """
 
 from __future__ import annotations

@@ -150,5 +150,5 @@ async def check_opens_database(keys: DataKeys, conn: Any) -> None:
 
 
 def mask_name(name: str) -> str:
-    """First character then one `*` per further character (api.md: name_masked)."""
+    """First character then one `*` per further character (the API's name_masked)."""
     return name[:1] + "*" * (len(name) - 1) if name else ""

@@ -36,6 +36,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from ledger.pgserver_import import import_pgserver
+
 APP_ROLE = "medswitch_app"
 OPERATOR_ROLE = "medswitch_operator"
 ROLES = (APP_ROLE, OPERATOR_ROLE)
@@ -143,11 +145,10 @@ EMBEDDED_SETTINGS = {
 
 def embedded_url(data_dir: Path, *, start: bool = True) -> str | None:
     """The URL of the embedded server, started if needed (None if not running and not start)."""
-    import pgserver  # imported lazily: an external database needs no binaries
-
     directory = pg_dir(data_dir).resolve()
     if not start and not (directory / "postmaster.pid").exists():
         return None
+    pgserver = import_pgserver()  # lazily: an external database needs no binaries
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "PG_VERSION").exists():
         made = pgserver.get_server(directory, cleanup_mode="stop")
@@ -170,7 +171,7 @@ def stop_embedded(data_dir: Path) -> bool:
     directory = pg_dir(data_dir).resolve()
     if not (directory / "postmaster.pid").exists():
         return False
-    import pgserver
+    pgserver = import_pgserver()
     from pgserver import _commands
 
     # This process's handle (embedded_url's, or a new one) is let go without

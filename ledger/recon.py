@@ -1,7 +1,7 @@
 """Matching a day's expected payouts against the bank statement.
 
 Pure: expected payouts and statement entries in, one line per payout and per
-entry out, each with exactly one status of end-of-day.md. The ledger and the
+entry out, each with exactly one status (docs/operations.md). The ledger and the
 report are both written from this result, so what the finance office reads
 is what was posted.
 

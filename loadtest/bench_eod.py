@@ -250,9 +250,9 @@ async def main_async(args: argparse.Namespace) -> int:
     if external:
         base = external
     else:
-        import pgserver
+        from ledger.pgserver_import import import_pgserver
 
-        server = pgserver.get_server(
+        server = import_pgserver().get_server(
             Path(tempfile.mkdtemp(prefix="mspg-")) / "pg", cleanup_mode="stop"
         )
         base = str(server.get_uri())

@@ -50,9 +50,9 @@ DAY = date(2026, 11, 20)
 
 
 def pgbench_bin() -> Path:
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
-    return Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+    return Path(import_pgserver().__file__).parent / "pginstall" / "bin" / "pgbench"
 
 
 def conn_args(url: str) -> list[str]:

@@ -68,9 +68,9 @@ HEALTH_WAIT_S = 120.0
 
 
 def pg_bin(name: str) -> Path:
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
-    return Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+    return Path(import_pgserver().__file__).parent / "pginstall" / "bin" / name
 
 
 def embedded_url(data_dir: Path) -> str:

@@ -214,7 +214,7 @@ def pick_kind(rng: random.Random, mix: Sequence[tuple[Kind, int]]) -> Kind:
 
 
 def split_problems(req: pb.SettleRequest, resp: pb.SettleResponse) -> str | None:
-    """What is arithmetically wrong with an accepted claim's answer (api.md, rules s.1)."""
+    """What is arithmetically wrong with an accepted claim's answer (docs/rules.md, Units)."""
     s = resp.split
     total = sum(line.amount_fen for line in req.lines)
     if s.total_fen != total:

@@ -63,7 +63,7 @@ def settlement_view(
     """The caller's view of one adjudicated claim.
 
     A rejection carries its reasons, the claim total as split.total_fen and
-    patient_cash_fen, every other money field 0 and no lines (api.md).
+    patient_cash_fen, every other money field 0 and no lines (docs/integrators.md).
     """
     if adjudication.accepted:
         status = SettlementStatus.PREVIEW if preview else SettlementStatus.SETTLED
@@ -226,6 +226,11 @@ class SettlementBackend(Protocol):
 
     async def ping(self) -> bool:
         """Whether the storage answers now (health checking)."""
+        ...
+
+    def dead_worker(self) -> str | None:
+        """The name of a background task of the backend that has died, if one has
+        (health checking: the switch cannot serve without it)."""
         ...
 
 

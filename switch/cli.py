@@ -52,8 +52,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 # Configuration options every command accepts, anywhere on the line: each
-# sets its environment variable (operations.md: "environment, or the
-# matching --option"), which the commands then read as usual.
+# sets its environment variable (docs/operations.md: "driven by the environment
+# or the matching option"), which the commands then read as usual.
 CONFIG_OPTIONS: dict[str, str] = {
     "--data-dir": "MEDSWITCH_DATA_DIR",
     "--database-url": "MEDSWITCH_DATABASE_URL",

@@ -1,6 +1,6 @@
 """Configuration from the environment (or the matching command-line options).
 
-The names and defaults are the contract of shared/spec/operations.md.
+The names and defaults are a contract with operators (docs/operations.md).
 """
 
 from __future__ import annotations

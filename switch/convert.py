@@ -1,7 +1,7 @@
 """Translation between the wire (medswitch.v1 messages) and the domain values.
 
 Requests become `adjudication.model` values only after every wire-format rule
-of adjudication.md section 1 holds; otherwise the caller gets the complete
+of docs/rules.md section 1 holds; otherwise the caller gets the complete
 list of field violations (paths like "lines[2].amount_fen", 0-based as in
 google.rpc.BadRequest) and nothing is recorded. Engine answers become
 responses here, so servicers stay proto -> domain -> proto and nothing else.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ from switch.config import Settings
 from switch.edge import Edge, EdgeLimits
 from switch.pki import TlsPaths
 
+log = structlog.get_logger("medswitch.server")
+
 # A grpc.health.v1 service name that is SERVING while the process runs, whatever
-# the database does (NOT_SERVING only once it drains): for liveness probes,
-# which must not restart every switch while a database fails over.
+# the database does: for liveness probes, which must not restart every switch
+# while a database fails over. NOT_SERVING once it drains, or once a background
+# task has died (only a restart brings that back).
 LIVENESS_SERVICE = "liveness"
 
 
@@ -64,7 +68,7 @@ class ServerConfig:
 
 
 def configure_logging() -> None:
-    """JSON lines on stdout, one object per event (operations.md).
+    """JSON lines on stdout, one object per event (docs/operations.md).
 
     Libraries that log through the standard library (asyncpg, grpc, the
     embedded PostgreSQL's launcher) are rendered as JSON too, so stdout stays
@@ -202,16 +206,21 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
     metrics.track_pool(
         lambda: float(backend.pool_stats().size), lambda: float(backend.pool_stats().in_use)
     )
-    metrics_server = None
+    metrics_server = metrics_thread = None
     if config.metrics_listen:
         host, mport = _split_host_port(config.metrics_listen)
-        metrics_server, _ = start_http_server(mport, addr=host)
+        metrics_server, metrics_thread = start_http_server(mport, addr=host)
     health_server = await _start_health_listener(health_servicer, config.health_listen)
     await server.start()
-    for name in ("", *names, LIVENESS_SERVICE):
+    health_names = ["", *names]
+    for name in (*health_names, LIVENESS_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     probe = asyncio.create_task(
-        _probe_database(backend, health_servicer, ["", *names], config.health_probe_interval_s)
+        _watch_health(
+            Health(backend, health_servicer, health_names, metrics_thread),
+            config.health_probe_interval_s,
+        ),
+        name="health-probe",
     )
     return RunningServer(
         server, health_servicer, port, config, edge, metrics_server, probe, health_server
@@ -236,36 +245,77 @@ async def _start_health_listener(
     return server, port
 
 
-async def _probe_database(
-    backend: SettlementBackend,
-    health_servicer: health.aio.HealthServicer,
-    names: list[str],
-    interval_s: float,
-) -> None:
-    """NOT_SERVING while the database does not answer, so balancers route around us.
+DATABASE_UNREACHABLE = "database_unreachable"  # the one problem that passes by itself
 
-    Calls are still accepted meanwhile and answered UNAVAILABLE; this only
-    tells health checkers early.
+
+@dataclass(slots=True)
+class Health:
+    """What the health service reports, and what it is read from."""
+
+    backend: SettlementBackend
+    servicer: health.aio.HealthServicer
+    names: list[str]  # "" (the whole switch) and every service
+    metrics_thread: threading.Thread | None = None
+    problem: str | None = None  # why it is NOT_SERVING (None: SERVING)
+    metrics_reported: bool = False
+
+    async def set(self, problem: str | None) -> None:
+        """SERVING (problem None) or NOT_SERVING, for every name, and a log event saying why.
+
+        A task's death (any problem but the database) is for liveness too.
+        """
+        self.problem = problem
+        serving = problem is None
+        log.warning("health", status="SERVING" if serving else "NOT_SERVING", reason=problem or "")
+        status = health_pb2.HealthCheckResponse
+        names = self.names
+        if problem is not None and problem != DATABASE_UNREACHABLE:
+            names = [*names, LIVENESS_SERVICE]
+        for name in names:
+            await self.servicer.set(name, status.SERVING if serving else status.NOT_SERVING)
+
+
+async def _watch_health(health: Health, interval_s: float) -> None:
+    """NOT_SERVING while the switch cannot serve, so balancers route around it: the
+    database does not answer, or a background task of the backend (the settlement
+    writer) has died, which no retry brings back: the process must be restarted.
+
+    Calls are still accepted meanwhile and answered UNAVAILABLE (the database)
+    or INTERNAL (a dead writer); this tells health checkers early. If this
+    watcher itself dies, it says so and leaves the switch NOT_SERVING: nothing
+    is watching any more.
     """
-    serving = True
-    log = structlog.get_logger("medswitch.server")
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            ok = await backend.ping()
-        except Exception:  # a probe must never die: log it and count it as down
-            log.exception("health_probe_failed")
-            ok = False
-        if ok != serving:
-            serving = ok
-            status = (
-                health_pb2.HealthCheckResponse.SERVING
-                if ok
-                else (health_pb2.HealthCheckResponse.NOT_SERVING)
-            )
-            log.warning("database_" + ("back" if ok else "unreachable"))
-            for name in names:
-                await health_servicer.set(name, status)
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            problem = await _problem(health.backend)
+            if problem != health.problem:
+                await health.set(problem)
+            _report_metrics_death(health)
+    except Exception:
+        log.exception("health_probe_died")
+        await health.set("health_probe_died")
+
+
+async def _problem(backend: SettlementBackend) -> str | None:
+    """Why the switch cannot serve now (None: it can)."""
+    if (dead := backend.dead_worker()) is not None:
+        return f"{dead}_died"
+    try:
+        ok = await backend.ping()
+    except Exception:  # a probe that fails counts the database as down
+        log.exception("health_probe_failed")
+        ok = False
+    return None if ok else DATABASE_UNREACHABLE
+
+
+def _report_metrics_death(health: Health) -> None:
+    """The metrics endpoint is a thread of its own: its end is logged, once. The
+    switch still settles without it, so health does not follow it."""
+    thread = health.metrics_thread
+    if thread is not None and not thread.is_alive() and not health.metrics_reported:
+        health.metrics_reported = True
+        log.error("metrics_server_died")
 
 
 async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -> int:
@@ -273,7 +323,6 @@ async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -
     import signal
 
     running = await start(backend, config)
-    log = structlog.get_logger("medswitch.server")
     log.info(
         "serving",
         listen=config.listen,

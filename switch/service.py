@@ -380,6 +380,9 @@ class LedgerBackend:
             return False
         return True
 
+    def dead_worker(self) -> str | None:
+        return "settle_writer" if self.writer.failure is not None else None
+
     def pool_stats(self) -> PoolStats:
         pool = self.ledger.pool
         size = pool.get_size()

@@ -27,7 +27,6 @@ the front of the queue to be loaded and decided again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -125,7 +124,10 @@ class SettleWriter:
         self.records_max = records_max
         # the records in flight, each with the cards it holds
         self._recording: dict[asyncio.Task[None], frozenset[bytes]] = {}
-        self.failure: BaseException | None = None  # set if the writer itself died
+        self._closing = False
+        # Set when the writer died (raised, returned, or was cancelled but not by
+        # close()): Settle is refused from then on and health turns NOT_SERVING.
+        self.failure: BaseException | None = None
 
     async def settle(self, claim: Claim, pin: str, fingerprint: bytes) -> SettlementView:
         """The claim settled (or refused) and durable; raises what the ledger refuses."""
@@ -181,8 +183,10 @@ class SettleWriter:
                 return batch
             self._arrived.clear()
             arrival = asyncio.ensure_future(self._arrived.wait())
-            await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
-            arrival.cancel()
+            try:
+                await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
+            finally:  # cancelled too (close): a pending waiter would be left behind
+                arrival.cancel()
 
     async def _load_and_decide(self, batch: list[Pending]) -> Batch:
         """Load the batch's state in one statement and adjudicate each claim."""
@@ -302,6 +306,9 @@ class SettleWriter:
     def _recorded(self, task: asyncio.Task[None]) -> None:
         self._recording.pop(task, None)
         self._arrived.set()  # the cards it held may be taken now
+        if not task.cancelled() and task.exception() is not None:
+            # _record answers every failure itself: one escaping is a bug
+            self._died("settle_record", task.exception())
 
     def _start(self) -> None:
         if self._task is None:
@@ -309,11 +316,22 @@ class SettleWriter:
             self._task.add_done_callback(self._stopped)
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
+        if self._closing:
             return
-        self.failure = task.exception() or RuntimeError("the settlement writer returned")
-        log.error("settle_writer_died", error=repr(self.failure))
-        self._fail_queued(self.failure)
+        if task.cancelled():
+            self._died("settle_writer", RuntimeError("the settlement writer was cancelled"))
+        else:
+            failure = task.exception() or RuntimeError("the settlement writer returned")
+            self._died("settle_writer", failure)
+
+    def _died(self, worker: str, failure: BaseException | None) -> None:
+        """A worker ended unasked: every call waiting fails, and so will every new one."""
+        if self.failure is None:
+            self.failure = failure
+            log.error("settle_writer_died", worker=worker, error=repr(failure))
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the loop would go on taking calls nobody records
+        self._fail_queued(self.failure or RuntimeError("the settlement writer died"))
 
     def _fail_queued(self, exc: BaseException) -> None:
         while self._queue:
@@ -321,11 +339,11 @@ class SettleWriter:
 
     async def close(self) -> None:
         """Stops the writer (after the server has drained its calls)."""
-        for task in (self._task, *self._recording):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._closing = True
+        tasks = [task for task in (self._task, *self._recording) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # a death was reported as it came
         self._task = None
         self._recording.clear()
         self._fail_queued(ConnectionError("the switch is shutting down"))

@@ -1,4 +1,4 @@
-"""Test helper: claims written as api.md SettleRequest dicts (enums by name)."""
+"""Test helper: claims written as SettleRequest dicts (enums by name)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ helpers here only create certificates and read google.rpc details back.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,24 @@ def free_port() -> int:
 
 def channel(port: int, creds: grpc.ChannelCredentials) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds)
+
+
+async def health_becomes(ch: grpc.aio.Channel, status: int, timeout_s: float = 30) -> None:
+    """Returns when the switch's overall health (service "") is `status`, as a
+    load balancer watching it would learn (grpc.health.v1 Watch)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""))
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for answer in watch:
+                if answer.status == status:
+                    return
+    except TimeoutError:
+        raise AssertionError(f"health did not become {status} in {timeout_s} s") from None
+    finally:
+        watch.cancel()  # a Watch left open would hold the server's drain
+    raise AssertionError(f"the health Watch ended before {status}")
 
 
 @dataclass(frozen=True)

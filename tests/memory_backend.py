@@ -41,12 +41,20 @@ class MemoryBackend:
         self.encounters = MemoryEncounters(self)
         self.by_request: dict[tuple[str, str], tuple[bytes, SettlementView]] = {}
         self.gate: asyncio.Event | None = None  # when set: calls wait for it
-        self.entered = 0
+        self.entered = 0  # calls that reached the backend
+        self._entering = asyncio.Condition()
 
     async def _hold(self) -> None:
         self.entered += 1
+        async with self._entering:
+            self._entering.notify_all()
         if self.gate is not None:
             await self.gate.wait()
+
+    async def until_entered(self, count: int, timeout_s: float = 30) -> None:
+        """Returns once `count` calls have reached the backend (held at the gate)."""
+        async with asyncio.timeout(timeout_s), self._entering:
+            await self._entering.wait_for(lambda: self.entered >= count)
 
     async def pre_settle(self, claim: Claim, pin: str) -> SettlementView:
         await self._hold()
@@ -128,6 +136,9 @@ class MemoryBackend:
 
     async def ping(self) -> bool:
         return True
+
+    def dead_worker(self) -> str | None:
+        return None  # no background tasks
 
     def pool_stats(self) -> PoolStats:
         return PoolStats(0, 0)

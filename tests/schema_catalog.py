@@ -354,10 +354,10 @@ def load(path: Path = SNAPSHOT) -> Description:
 @asynccontextmanager
 async def throwaway_server() -> AsyncIterator[str]:
     """The superuser URL of the `postgres` database of a new embedded server."""
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
     root = Path(tempfile.mkdtemp(prefix="mscat-"))  # short: the socket lives there
-    server = pgserver.get_server(root / "pg", cleanup_mode="stop")
+    server = import_pgserver().get_server(root / "pg", cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:

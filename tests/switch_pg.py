@@ -23,6 +23,7 @@ import pytest
 from ledger import db
 from ledger.crypto import DataKeys
 from ledger.store import Ledger
+from switch import limits
 from switch.edge import EdgeLimits
 from switch.server import RunningServer, ServerConfig, start
 from switch.service import LedgerBackend
@@ -86,7 +87,9 @@ async def live_switch(
     inflight_max: int = 256,
     pool_max: int = 10,
     group_commit: bool = False,
+    health_probe_interval_s: float = limits.health_probe_interval_s,
     health_listen: str | None = None,
+    listen: str = "127.0.0.1:0",
 ) -> LiveSwitch:
     url = await cluster.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=pool_max)
@@ -96,9 +99,10 @@ async def live_switch(
     running = await start(
         backend,
         ServerConfig(
-            listen="127.0.0.1:0",
+            listen=listen,
             tls_dir=certs.tls_dir,
             edge_limits=EdgeLimits.for_inflight_max(inflight_max),
+            health_probe_interval_s=health_probe_interval_s,
             health_listen=health_listen,
         ),
     )

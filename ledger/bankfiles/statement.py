@@ -1,7 +1,7 @@
 """Bank statements of the fund's account, read into one exact shape.
 
 Two formats arrive, told apart by content (not by file name): ISO 20022
-camt.053.001.02 XML, and the switch's CSV format of end-of-day.md. Either
+camt.053.001.02 XML, and the switch's CSV format (docs/operations.md). Either
 way a statement is refused, with what is wrong and where, when it does not
 parse, is for another account, or does not add up from its opening to its
 closing balance: reconciling against a statement that is itself wrong would

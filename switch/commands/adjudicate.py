@@ -1,7 +1,7 @@
 """`medswitch adjudicate`: what would the switch pay for this claim?
 
 For policy staff and integrators: reads a claim written with the
-SettleRequest fields of api.md (JSON, enum values by name), adjudicates it
+SettleRequest fields of the .proto (JSON, enum values by name), adjudicates it
 against a reference directory with a fresh member state (or the state given
 in a file) and prints the split line by line. Nothing is recorded anywhere;
 the answer is that of PreSettle (status PREVIEW).

@@ -70,8 +70,9 @@ def data_keys(data_key: bytes) -> DataKeys:
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgCluster]:
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
+    pgserver = import_pgserver()
     # A short path: the server's unix socket lives there (108-byte limit).
     root = Path(tempfile.mkdtemp(prefix="mspg-"))
     server = pgserver.get_server(root / "pg", cleanup_mode="stop")
@@ -88,7 +89,6 @@ def cli_env(pg: PgCluster, data_key: bytes) -> dict[str, str]:
     env["MEDSWITCH_DATA_KEY"] = data_key.hex()
     env["MEDSWITCH_DATA_DIR"] = str(pg.data_dir / "cli")
     env["PYTHONPATH"] = str(REPO_ROOT)
-    env["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
     return env
 
 

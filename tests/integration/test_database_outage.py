@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,15 @@ from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.server import LIVENESS_SERVICE, ServerConfig, start
 from switch.service import LedgerBackend
-from tests.cli import ROOT, serve_process
-from tests.grpc_harness import Pki, channel, error_details, free_port, pharmacy_request
+from tests.cli import ROOT, ServeProcess
+from tests.grpc_harness import (
+    Pki,
+    channel,
+    error_details,
+    free_port,
+    health_becomes,
+    pharmacy_request,
+)
 from tests.switch_pg import SwitchPg
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
@@ -81,17 +87,6 @@ class CuttableProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
-async def _wait_health(ch: grpc.aio.Channel, wanted: int) -> None:
-    """Health follows the database: NOT_SERVING while it is unreachable."""
-    stub = health_pb2_grpc.HealthStub(ch)
-    for _ in range(100):
-        resp = await stub.Check(health_pb2.HealthCheckRequest(service=""))
-        if resp.status == wanted:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"health never became {wanted}")
-
-
 def purchase(request_id: str) -> pb.SettleRequest:
     request: pb.SettleRequest = pharmacy_request(
         request_id, P1, "C3303990013", "909090", "2026-07-01"
@@ -107,7 +102,7 @@ async def _settle_retrying(stub: Any, request: pb.SettleRequest) -> pb.SettleRes
             return answer
         except grpc.aio.AioRpcError as err:
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the client's backoff, as the README asks
     raise AssertionError("still UNAVAILABLE after 20 retries")
 
 
@@ -149,8 +144,8 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
         first = await stub.Settle(purchase("out-1"))
         assert first.status == pb.SETTLEMENT_STATUS_SETTLED
 
-        await proxy.cut()
-        await _wait_health(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await proxy.cut()  # health follows the database: NOT_SERVING while it is unreachable
+        await health_becomes(ch, health_pb2.HealthCheckResponse.NOT_SERVING)
         # liveness probes ask another name: a database outage restarts no switch
         alive = await health_pb2_grpc.HealthStub(ch).Check(
             health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE)
@@ -167,7 +162,7 @@ async def test_unreachable_database_is_unavailable_then_service_resumes(
                 raise AssertionError("answered without a database")
 
         await proxy.open()  # the database is back, same address
-        await _wait_health(ch, health_pb2.HealthCheckResponse.SERVING)
+        await health_becomes(ch, health_pb2.HealthCheckResponse.SERVING)
         answer = await _settle_retrying(stub, purchase("out-2"))
         assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
         # Nothing was recorded for the calls refused while it was down.
@@ -198,33 +193,18 @@ async def test_serve_waits_for_the_database_and_starts_by_itself(
         "MEDSWITCH_LISTEN": f"127.0.0.1:{port}",
         "MEDSWITCH_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
     }
-    log_path = tmp_path / "serve.log"
-    proc = serve_process(env, log_path)
+    serve = await ServeProcess.start(env)
     try:
-        for _ in range(100):
-            if b"database_unreachable" in log_path.read_bytes():
-                break
-            await asyncio.sleep(0.1)
-        assert b"database_unreachable" in log_path.read_bytes()
-        assert proc.poll() is None, "serve gave up instead of waiting"
+        await serve.output.wait_for("database_unreachable")
+        assert serve.proc.returncode is None, "serve gave up instead of waiting"
         await proxy.open()
+        await serve.serving()
         async with channel(port, switch_certs.creds(P1)) as ch:
-            answer = None
-            for _ in range(150):
-                try:
-                    answer = await pb_grpc.SettlementServiceStub(ch).Settle(
-                        purchase("boot-1"), timeout=2
-                    )
-                    break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.1)
-        assert answer is not None and answer.status == pb.SETTLEMENT_STATUS_SETTLED
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 30) == 0
+            answer = await pb_grpc.SettlementServiceStub(ch).Settle(purchase("boot-1"), timeout=10)
+        assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        assert await serve.terminate() == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        await serve.close()
         if proxy.server is not None:
             await proxy.cut()
 
@@ -255,7 +235,11 @@ async def test_a_dying_servers_fatal_on_an_idle_connection_is_unavailable(
         proxy.tell_clients(
             _fatal_error_response("57P01", "terminating connection due to administrator command")
         )
-        await asyncio.sleep(0.2)  # the FATAL has arrived; the socket is still open
+        # Let the FATAL arrive while the connection is idle (the socket stays open).
+        # asyncpg shows nothing of having read it, so this one wait is a duration;
+        # should it be too short, the FATAL answers the next query instead, which
+        # is UNAVAILABLE as well: the test could then pass without this path.
+        await asyncio.sleep(0.2)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Settle(purchase("fatal-2"), timeout=10)
         details = error_details(err.value)

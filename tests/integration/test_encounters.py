@@ -489,10 +489,10 @@ async def test_a_stay_of_20000_lines_settles(h2: Hospital) -> None:
     assert settle_s < 20, settle_s
 
 
-async def test_readme_encounter_example_works(live: LiveSwitch) -> None:
-    """The README's stay example, run as written against a live switch."""
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = readme[readme.index("**Inpatient stays (encounters).**") :]
+async def test_the_documented_stay_example_works(live: LiveSwitch) -> None:
+    """docs/integrators.md's stay example, run as written against a live switch."""
+    doc = (ROOT / "docs" / "integrators.md").read_text("utf-8")
+    section = doc[doc.index("## Inpatient stays (encounters)") :]
     code = section[section.index("```python") + len("```python") : section.index("```\n", 20)]
 
     def run() -> dict[str, object]:

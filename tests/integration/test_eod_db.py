@@ -33,6 +33,7 @@ from ledger.endofday import (
     record_reconciliation,
 )
 from ledger.recon import match_statement
+from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 11, 20)
@@ -598,6 +599,25 @@ def test_export_without_a_configured_fund_account_is_refused(env, tmp_path: Path
 
 # --- close under load ---------------------------------------------------------------------
 
+SETTLED_AROUND_THE_CLOSE = 30  # settlements committed before the close, and again after it
+
+
+class Progress:
+    """Counts settlements as they commit; the test waits for a count, not a duration."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._moved = asyncio.Event()
+
+    def one_more(self) -> None:
+        self.count += 1
+        self._moved.set()
+
+    async def reached(self, count: int) -> None:
+        while self.count < count:
+            self._moved.clear()
+            await wait_for(self._moved.wait(), f"{count} settlements committed")
+
 
 async def test_close_under_load_puts_every_settlement_in_exactly_one_day(reference_db) -> None:
     """Settlements keep committing while the day closes: each lands in D or D+1, and
@@ -607,6 +627,7 @@ async def test_close_under_load_puts_every_settlement_in_exactly_one_day(referen
     failures: list[str] = []
     stop = asyncio.Event()
     institutions = [H1, H2, H3]
+    progress = Progress()
 
     async def writer(n: int) -> None:
         while not stop.is_set():
@@ -618,16 +639,17 @@ async def test_close_under_load_puts_every_settlement_in_exactly_one_day(referen
                 failures.append(repr(exc))
                 continue
             committed.append((sid, amount))
+            progress.one_more()
 
     try:
         tasks = [asyncio.create_task(writer(n)) for n in range(6)]
-        await asyncio.sleep(0.4)
+        await progress.reached(SETTLED_AROUND_THE_CLOSE)
         operator = await asyncpg.connect(reference_db, server_settings={"role": db.OPERATOR_ROLE})
         try:
             result = await close_day(operator)
         finally:
             await operator.close()
-        await asyncio.sleep(0.4)
+        await progress.reached(progress.count + SETTLED_AROUND_THE_CLOSE)
         stop.set()
         await asyncio.gather(*tasks)
         async with pool.acquire() as c:
@@ -678,6 +700,7 @@ async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) ->
     acknowledged: list[str] = []
     failures: list[str] = []
     stop = asyncio.Event()
+    progress = Progress()
 
     async def writer(n: int) -> None:
         institution = (H1, H2, H3)[n % 3]
@@ -696,11 +719,12 @@ async def test_close_under_load_through_the_ledgers_settle_path(ledger, conn) ->
                 failures.append(repr(exc))
                 continue
             acknowledged.append(stored.settlement_id)
+            progress.one_more()
 
     tasks = [asyncio.create_task(writer(n)) for n in range(6)]
-    await asyncio.sleep(0.4)
+    await progress.reached(SETTLED_AROUND_THE_CLOSE)
     result = await close_day(conn)
-    await asyncio.sleep(0.4)
+    await progress.reached(progress.count + SETTLED_AROUND_THE_CLOSE)
     stop.set()
     await asyncio.gather(*tasks)
     assert failures == []

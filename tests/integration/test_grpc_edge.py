@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
-import structlog.testing
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -36,6 +34,7 @@ from tests.grpc_harness import (
     pharmacy_request,
 )
 from tests.memory_backend import MemoryBackend
+from tests.waiting import ended_with, log_events, until, wait_for
 
 PHARMACY = "P33039900005"
 PHARMACY_2 = "P33039900006"
@@ -108,10 +107,10 @@ async def test_request_for_another_institution_is_permission_denied(
     running, backend = switch
     before = len(backend.region.settlements)
     async with channel(running.port, certs.creds(HOSPITAL)) as ch:
-        with structlog.testing.capture_logs() as logs:
+        with log_events() as logs:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await pb_grpc.SettlementServiceStub(ch).Settle(otc_request("edge-4", PHARMACY))
-            events = await _rpc_events(logs)
+            events = await logs.wait("rpc")
     details = error_details(err.value)
     assert details.code == grpc.StatusCode.PERMISSION_DENIED
     assert (details.domain, details.reason) == ("medswitch", "INSTITUTION_MISMATCH")
@@ -119,17 +118,6 @@ async def test_request_for_another_institution_is_permission_denied(
     # the log names the certificate that called, and what it claimed to be
     [event] = events
     assert (event["institution"], event["claimed_institution"]) == (HOSPITAL, PHARMACY)
-
-
-async def _rpc_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
-    """The server's "rpc" log events. It logs a call as it finishes, which on a
-    busy machine can come just after the client has its answer: wait for it."""
-    for _ in range(300):
-        events = [e for e in logs if e.get("event") == "rpc"]
-        if events:
-            return events
-        await asyncio.sleep(0.01)
-    return []
 
 
 def _bad(**changes: object) -> pb.SettleRequest:
@@ -243,11 +231,7 @@ async def test_load_beyond_the_bound_is_resource_exhausted(
             held = [
                 asyncio.ensure_future(stub.PreSettle(otc_request(f"load-{i}"))) for i in range(4)
             ]
-            for _ in range(200):
-                if backend.entered == 4:
-                    break
-                await asyncio.sleep(0.01)
-            assert backend.entered == 4
+            await backend.until_entered(4)
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.PreSettle(otc_request("load-over"), timeout=5)
             details = error_details(err.value)
@@ -267,20 +251,18 @@ async def test_deadline_is_honoured(
     """A call that outlives its deadline ends DEADLINE_EXCEEDED and frees its slot."""
     running, backend = switch
     backend.gate = asyncio.Event()
-    try:
-        async with channel(running.port, certs.creds(PHARMACY)) as ch:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await pb_grpc.SettlementServiceStub(ch).PreSettle(
-                    otc_request("deadline"), timeout=0.3
-                )
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    finally:
-        backend.gate.set()
-        backend.gate = None
-    for _ in range(100):
-        if running.edge.inflight == 0:
-            break
-        await asyncio.sleep(0.01)
+    with log_events() as logs:
+        try:
+            async with channel(running.port, certs.creds(PHARMACY)) as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await pb_grpc.SettlementServiceStub(ch).PreSettle(
+                        otc_request("deadline"), timeout=0.3
+                    )
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        finally:
+            backend.gate.set()
+            backend.gate = None
+        await logs.wait("rpc")  # logged once the call has left its slot
     assert running.edge.inflight == 0
 
 
@@ -292,12 +274,15 @@ async def test_stop_drains_calls_in_flight(certs: Pki, tmp_path: Path) -> None:
     async with channel(running.port, certs.creds(PHARMACY)) as ch:
         stub = pb_grpc.SettlementServiceStub(ch)
         held = [asyncio.ensure_future(stub.Settle(otc_request(f"drain-{i}"))) for i in range(3)]
-        for _ in range(200):
-            if backend.entered == 3:
-                break
-            await asyncio.sleep(0.01)
+        await backend.until_entered(3)
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest())
+        serving = await wait_for(watch.read(), "health")
+        assert serving.status == health_pb2.HealthCheckResponse.SERVING
         stopping = asyncio.ensure_future(running.stop(5))
-        await asyncio.sleep(0.2)
+        # health turns NOT_SERVING as the stop begins, and the server then stops listening
+        stopped = await wait_for(watch.read(), "health on stop")
+        assert stopped.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()  # an open Watch would hold the drain
         async with channel(running.port, certs.creds(PHARMACY)) as ch2:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await pb_grpc.SettlementServiceStub(ch2).Settle(otc_request("late"), timeout=2)
@@ -330,9 +315,9 @@ async def test_one_log_event_per_request_without_personal_data(
     running, _ = switch
     req = otc_request("log-1")
     async with channel(running.port, certs.creds(PHARMACY)) as ch:
-        with structlog.testing.capture_logs() as logs:
+        with log_events() as logs:
             await pb_grpc.SettlementServiceStub(ch).PreSettle(req)
-            events = await _rpc_events(logs)
+            events = await logs.wait("rpc")
     assert len(events) == 1
     event = events[0]
     assert event["request_id"] == "log-1"
@@ -392,11 +377,17 @@ def _record(institution: str, n: int = 1) -> pb.ReconcileDetailRecord:
 async def _reconcile(
     ch: grpc.aio.Channel, records: AsyncIterator[pb.ReconcileDetailRecord]
 ) -> ErrorDetails | None:
-    """A ReconcileDetails call: None when answered, else the refusal."""
+    """A ReconcileDetails call: None when answered, else the refusal. The records
+    stop when the call is over, whoever ended it."""
+    ended = asyncio.Event()
     try:
-        await pb_grpc.ReconciliationServiceStub(ch).ReconcileDetails(records, timeout=30)
+        await pb_grpc.ReconciliationServiceStub(ch).ReconcileDetails(
+            ended_with(records, ended), timeout=30
+        )
     except grpc.aio.AioRpcError as err:
         return error_details(err)
+    finally:
+        ended.set()
     return None
 
 
@@ -424,10 +415,10 @@ class IdleStreams:
         for _ in range(n):
             before = self.running.edge.calls.of(institution)
             call = asyncio.ensure_future(_reconcile(ch, self._records(institution)))
-            for _ in range(500):
-                if call.done() or self.running.edge.calls.of(institution) > before:
-                    break
-                await asyncio.sleep(0.01)
+            await until(
+                lambda: call.done() or self.running.edge.calls.of(institution) > before,  # noqa: B023
+                "the stream admitted or refused",
+            )
             if call.done():
                 refusal = call.result()
                 assert refusal is not None
@@ -643,14 +634,14 @@ async def test_an_undecodable_request_is_invalid_argument_and_logged(
     ErrorInfo naming "request", and the call's one log event."""
     running, _ = switch
     async with channel(running.port, certs.creds(PHARMACY)) as ch:
-        with structlog.testing.capture_logs() as logs:
+        with log_events() as logs:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 if method.endswith("DownloadCatalog"):
                     async for _ in ch.unary_stream(method)(raw, timeout=10):
                         pass
                 else:
                     await ch.unary_unary(method)(raw, timeout=10)
-            events = await _rpc_events(logs)
+            events = await logs.wait("rpc")
     details = error_details(err.value)
     assert (details.code, details.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST")
     assert error in details.violations["request"]
@@ -686,10 +677,10 @@ async def test_what_a_refused_request_claims_is_logged_and_echoed_truncated(
     request = otc_request("r" * 1_000_000, "X" * 1_000_000)
     request.card_no = "C" * 1_000_000
     async with channel(running.port, certs.creds(PHARMACY)) as ch:
-        with structlog.testing.capture_logs() as logs:
+        with log_events() as logs:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await pb_grpc.SettlementServiceStub(ch).Settle(request, timeout=10)
-            [event] = await _rpc_events(logs)
+            [event] = await logs.wait("rpc")
     details = error_details(err.value)
     assert (details.code, details.reason) == (
         grpc.StatusCode.PERMISSION_DENIED,
@@ -748,10 +739,12 @@ async def test_idle_health_and_reflection_streams_do_not_starve_settlement(certs
     ):
         reflecting = reflection_pb2_grpc.ServerReflectionStub(pharmacy)
         streams = [reflecting.ServerReflectionInfo(idle()) for _ in range(40)]
-        for _ in range(500):
-            if sum(call.done() for call in streams) == 38:
-                break
-            await asyncio.sleep(0.01)
+        ending = [asyncio.ensure_future(call.code()) for call in streams]
+        while sum(call.done() for call in streams) < 38:  # all but the 2 admitted
+            await wait_for(
+                asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED), "refused streams"
+            )
+            ending = [e for e in ending if not e.done()]
         assert running.edge.library_streams.of(PHARMACY) == 2
         watch = health_pb2_grpc.HealthStub(pharmacy).Watch(health_pb2.HealthCheckRequest())
         refused = []

@@ -381,8 +381,22 @@ async def test_records_over_the_same_members_in_any_order_never_deadlock(
 
         outcomes = await asyncio.gather(record(loaded[0], a), record(loaded[1], b))
         assert sorted(outcomes) == ["recorded", "stale"], "one wins, the other loads again"
-    await asyncio.sleep(0.6)  # let the backends flush their statistics
+    await _flush_statistics(app_pool)
     assert await app_pool.fetchval(deadlocks) == before
+
+
+async def _flush_statistics(pool: asyncpg.Pool) -> None:
+    """Every pooled backend's pending statistics are in pg_stat_* when this returns:
+    each is asked to flush at its next idle moment, which comes (before the
+    answer to the asking statement) as that statement ends. Held all at once, so
+    none is missed."""
+    held = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        for conn in held:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+    finally:
+        for conn in held:
+            await pool.release(conn)
 
 
 def _flawed(flaw: str, honest: Record) -> Record:
@@ -445,9 +459,9 @@ async def test_no_connection_is_in_a_transaction_while_the_caller_decides(
     import subprocess
     from pathlib import Path
 
-    import pgserver
+    from ledger.pgserver_import import import_pgserver
 
-    psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    psql = Path(import_pgserver().__file__).parent / "pginstall" / "bin" / "psql"
     seen: list[str] = []
     pay = debit(1_000)
 

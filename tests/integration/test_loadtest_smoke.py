@@ -101,11 +101,12 @@ async def db_run(
         await conn.close()
     await _import(url, switch_pg.data_key, load_dir(pop))
     pool = await db.open_database(url, min_size=1, max_size=10)
+    backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
     try:
-        backend = await LedgerBackend.open(pool, Ledger(pool, DataKeys(switch_pg.data_key)))
         out = tmp_path_factory.mktemp("db_run") / "run"
         rows, text = await locust_run(backend, pop, tls, out)
     finally:
+        await backend.close()  # its settlement writer
         await pool.close()
     return rows, text, out.with_name("run_failures.csv").read_text()
 

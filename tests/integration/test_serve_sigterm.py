@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -22,14 +20,16 @@ import grpc
 import pytest
 
 from switch.proto import medswitch_pb2_grpc as pb_grpc
-from tests.cli import ROOT, medswitch, serve_process
+from tests.cli import ROOT, ServeProcess, medswitch
 from tests.grpc_harness import Pki, channel, free_port, pharmacy_request
 from tests.switch_pg import SwitchPg, active_cards
 from tests.switch_pg import switch_certs as switch_certs
 from tests.switch_pg import switch_pg as switch_pg
+from tests.waiting import wait_for
 
 PHARMACY = "P33039900005"
 WORKERS = 16
+ACKNOWLEDGED_BEFORE_SIGTERM = 100
 
 
 def serve_env(
@@ -49,19 +49,6 @@ def serve_env(
     }
 
 
-async def _wait_serving(proc: subprocess.Popen[bytes], port: int, certs: Pki) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "medswitch serve exited early"
-        try:
-            async with channel(port, certs.creds(PHARMACY)) as ch:
-                await ch.channel_ready()
-                return
-        except Exception:
-            await asyncio.sleep(0.2)
-    raise TimeoutError("medswitch serve did not come up")
-
-
 @pytest.mark.parametrize("group_commit", ["0", "1"], ids=["per-call-commit", "group-commit"])
 async def test_sigterm_mid_load_drains_and_loses_nothing(
     switch_pg: SwitchPg, switch_certs: Pki, tmp_path: Path, group_commit: str
@@ -71,21 +58,14 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
     env = serve_env(
         switch_pg, switch_certs, tmp_path, db_url, port, MEDSWITCH_GROUP_COMMIT=group_commit
     )
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log, (tmp_path / "serve.err").open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "switch.cli", "serve"],
-            env=env,
-            stdout=log,
-            stderr=err,
-            cwd=ROOT,
-        )
+    serve = await ServeProcess.start(env, stderr=tmp_path / "serve.err")
     acknowledged: list[str] = []
     acknowledged_requests: list[tuple[str, str]] = []
     cards = active_cards()
     refused: list[grpc.StatusCode] = []
+    under_load = asyncio.Event()  # ACKNOWLEDGED_BEFORE_SIGTERM answers came
     try:
-        await _wait_serving(proc, port, switch_certs)
+        await serve.serving()
         stop_sending = asyncio.Event()
 
         async def worker(w: int, stub: pb_grpc.SettlementServiceStub) -> None:
@@ -102,21 +82,18 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
                     return  # the server is going away
                 acknowledged.append(resp.settlement_id)
                 acknowledged_requests.append((resp.settlement_id, req.request_id))
+                if len(acknowledged) >= ACKNOWLEDGED_BEFORE_SIGTERM:
+                    under_load.set()
 
         async with channel(port, switch_certs.creds(PHARMACY)) as ch:
             stub = pb_grpc.SettlementServiceStub(ch)
             workers = [asyncio.ensure_future(worker(w, stub)) for w in range(WORKERS)]
-            while len(acknowledged) < 100:
-                await asyncio.sleep(0.02)
-            proc.send_signal(signal.SIGTERM)
-            exit_code = await asyncio.to_thread(proc.wait, 60)
+            await wait_for(under_load.wait(), f"{ACKNOWLEDGED_BEFORE_SIGTERM} settlements")
+            exit_code = await serve.terminate()
             stop_sending.set()
             await asyncio.gather(*workers)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    log_text = log_path.read_text("utf-8", errors="replace")
+        log_text = await serve.close()
     assert exit_code == 0, log_text[-2000:]
     assert '"event": "draining"' in log_text and '"event": "stopped"' in log_text
     # stdout is JSON lines: one `rpc` event per answered call, nothing personal.
@@ -139,7 +116,7 @@ async def test_sigterm_mid_load_drains_and_loses_nothing(
         }
     finally:
         await conn.close()
-    assert len(acknowledged) >= 100
+    assert len(acknowledged) >= ACKNOWLEDGED_BEFORE_SIGTERM
     missing = set(acknowledged) - stored
     assert not missing, f"acknowledged but not in the ledger: {sorted(missing)[:5]}"
     verify = medswitch("ledger", "verify", env={"MEDSWITCH_DATABASE_URL": db_url})
@@ -152,22 +129,21 @@ async def test_serve_processes_share_a_port_only_when_asked(
     db_url = await switch_pg.fresh_db()
     port = free_port()
 
-    def start(name: str, reuse: str) -> subprocess.Popen[bytes]:
+    async def start(reuse: str) -> ServeProcess:
         env = serve_env(switch_pg, switch_certs, tmp_path, db_url, port, MEDSWITCH_REUSE_PORT=reuse)
-        return serve_process(env, tmp_path / f"{name}.log")
+        return await ServeProcess.start(env)
 
-    procs = [start("a", "1")]
+    procs = [await start("1")]
     try:
-        await _wait_serving(procs[0], port, switch_certs)
+        await procs[0].serving()
         # without --reuse-port a second switch on a port in use fails at once
-        intruder = start("intruder", "0")
-        assert await asyncio.to_thread(intruder.wait, 60) != 0
-        procs.append(start("b", "1"))
-        # the port already answers (a), so wait for b's own word that it serves
-        deadline = time.monotonic() + 60
-        while '"event": "serving"' not in (tmp_path / "b.log").read_text("utf-8", "replace"):
-            assert procs[1].poll() is None and time.monotonic() < deadline, "b did not start"
-            await asyncio.sleep(0.2)
+        intruder = await start("0")
+        try:
+            assert await intruder.exit_code() != 0
+        finally:
+            await intruder.close()
+        procs.append(await start("1"))
+        await procs[1].serving()  # its own word: the port already answers (a)
         cards = active_cards()
         for n in range(40):  # a new connection each time: the kernel spreads them
             card, pin = cards[n % len(cards)]
@@ -176,18 +152,10 @@ async def test_serve_processes_share_a_port_only_when_asked(
                     pharmacy_request(f"share-{n}", PHARMACY, card, pin, "2026-05-10"), timeout=20
                 )
             assert resp.settlement_id == ""  # a preview
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        assert [await asyncio.to_thread(p.wait, 60) for p in procs] == [0, 0]
+        assert [await p.terminate() for p in procs] == [0, 0]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    answered = [
-        (tmp_path / f"{name}.log").read_text("utf-8", errors="replace").count('"event": "rpc"')
-        for name in ("a", "b")
-    ]
+        outputs = [await p.close() for p in procs]
+    answered = [output.count('"event": "rpc"') for output in outputs]
     assert sum(answered) >= 40 and min(answered) > 0, answered
 
 

@@ -1,7 +1,7 @@
 """The settlement API end to end: real gRPC with mTLS, real PostgreSQL, real engine.
 
 shared/reference/examples.json is one ordered run against a fresh switch; it
-is replayed here through the API and every field api.md lists is compared,
+is replayed here through the API and every field of the response is compared,
 lines included; retries must return the first answer, settlement id and all.
 """
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import grpc
 import pytest
-from google.protobuf import json_format
 
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -340,20 +339,6 @@ async def test_readme_python_client_works(live: LiveSwitch) -> None:
     answer = namespace["answer"]
     assert isinstance(answer, pb.SettleResponse)
     assert answer.status == pb.SETTLEMENT_STATUS_SETTLED and answer.settlement_id
-
-
-async def test_readme_grpcurl_request_is_a_valid_presettle(live: LiveSwitch) -> None:
-    """The JSON body of the README's grpcurl line parses as a SettleRequest (field
-    and enum names as grpcurl sends them) and is answered by the method it names."""
-    readme = (ROOT / "README.md").read_text("utf-8")
-    section = readme[readme.index("## For integrators") :]
-    body = section[section.index("-d '") + 4 :]
-    body, rest = body[: body.index("'")], body[body.index("'") :]
-    assert "medswitch.v1.SettlementService/PreSettle" in rest.splitlines()[1]
-    req = json_format.Parse(body, pb.SettleRequest())
-    async with channel(live.running.port, live.certs.creds(req.institution_code)) as ch:
-        answer = await pb_grpc.SettlementServiceStub(ch).PreSettle(req)
-    assert answer.status == pb.SETTLEMENT_STATUS_PREVIEW
 
 
 async def test_a_retry_with_another_pin_is_another_request(live: LiveSwitch) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from tests.cli import medswitch
@@ -30,19 +26,6 @@ def test_a_malformed_database_url_is_one_line_and_exit_2(tmp_path: Path) -> None
         assert "Traceback" not in run.stderr
 
 
-def test_the_operator_chooses_the_first_business_day(tmp_path: Path) -> None:
-    env = {"MEDSWITCH_DATA_DIR": str(tmp_path)}
-    try:
-        bad = medswitch("db", "start", "--first-day", "2026-13-01", env=env)
-        assert bad.returncode == 2 and "not a date" in bad.stderr
-        assert medswitch("db", "start", "--first-day", "2026-12-01", env=env).returncode == 0
-        day = medswitch("day", "status", env=env)
-        assert day.returncode == 0, day.stderr
-        assert "2026-12-01" in day.stdout
-    finally:
-        medswitch("db", "stop", env=env)
-
-
 def test_options_after_the_end_of_options_marker_are_the_commands_own() -> None:
     from switch.cli import take_config_options
 
@@ -51,54 +34,6 @@ def test_options_after_the_end_of_options_marker_are_the_commands_own() -> None:
         "--",
         "--data-dir",
     ]
-
-
-def test_a_process_that_started_the_embedded_server_can_stop_it(tmp_path: Path) -> None:
-    # embedded_url's handle is made not to stop the server; stop_embedded must, even
-    # in the process that holds that handle (benchmarks left clusters running)
-    from ledger import db
-
-    data_dir = Path(tempfile.mkdtemp(prefix="msstop-"))  # short: the socket lives there
-    try:
-        assert db.embedded_url(data_dir) is not None
-        assert db.stop_embedded(data_dir)
-        assert db.embedded_url(data_dir, start=False) is None  # no postmaster.pid
-    finally:
-        db.stop_embedded(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def test_db_stop_stops_the_server_while_another_process_uses_it() -> None:
-    # a running `medswitch serve` holds a handle to the embedded server;
-    # pgserver stops a server only when the last handle goes, so `db stop`
-    # printed "stopped" and left it running
-    data_dir = Path(tempfile.mkdtemp(prefix="msstop-"))  # short: the socket lives there
-    env = {"MEDSWITCH_DATA_DIR": str(data_dir)}
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from ledger import db;"
-            " db.embedded_url(Path(sys.argv[1])); print('up', flush=True); time.sleep(120)",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
-        assert "not running" not in medswitch("db", "status", env=env).stdout
-        stop = medswitch("db", "stop", env=env)
-        assert stop.returncode == 0 and stop.stdout.strip() == "stopped", stop.stderr
-        status = medswitch("db", "status", env=env)
-        assert status.returncode == 0, status.stderr
-        assert "not running" in status.stdout
-    finally:
-        holder.kill()
-        holder.wait()
-        medswitch("db", "stop", env=env)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_commands_log_in_as_the_application_role_on_the_embedded_server_only() -> None:

@@ -1,4 +1,4 @@
-"""Wire-format validation (adjudication.md section 1) and wire <-> domain conversion."""
+"""Wire-format validation (docs/rules.md section 1) and wire <-> domain conversion."""
 
 from __future__ import annotations
 
@@ -255,7 +255,8 @@ def test_accepted_response_carries_split_and_lines() -> None:
 
 
 def test_rejected_response_is_total_as_cash_and_no_lines() -> None:
-    """api.md: a rejection has total = patient cash, every other money field 0, no lines."""
+    """A rejection has total = patient cash, every other money field 0, no lines
+    (docs/integrators.md, Answers)."""
     resp = settle_response(
         settlement_view(
             _adjudication(model.Outcome.REJECTED),

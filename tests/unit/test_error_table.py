@@ -1,4 +1,4 @@
-"""The error table and the README's reason-code tables stay complete."""
+"""The error table and the integrators' reason-code tables (docs/integrators.md) stay complete."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ def test_every_reason_has_one_status() -> None:
     assert err.status_code == grpc.StatusCode.ALREADY_EXISTS
 
 
-def test_readme_documents_every_code() -> None:
-    """Integrators read the codes in the README: every R_/L_/W_ and every ErrorInfo reason."""
-    readme = (ROOT / "README.md").read_text("utf-8")
+def test_the_integrators_guide_documents_every_code() -> None:
+    """Integrators read the codes in docs/integrators.md: every R_/L_/W_ and every
+    ErrorInfo reason, with its status."""
+    guide = (ROOT / "docs" / "integrators.md").read_text("utf-8")
     for code in MEANING:
-        assert f"| `{code}` |" in readme, code
+        assert f"| `{code}` |" in guide, code
     for reason in ErrorReason:
-        assert f"| `{reason.value}` | {STATUS_BY_REASON[reason].name} |" in readme, reason
+        assert f"| `{reason.value}` | {STATUS_BY_REASON[reason].name} |" in guide, reason

@@ -1,4 +1,4 @@
-"""`medswitch pki init|issue` as an operator runs them (operations.md file layout)."""
+"""`medswitch pki init|issue` as an operator runs them (docs/operations.md, Files)."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ def check_answer(result: Adjudication, m: MemberState, claim: Claim) -> None:
         others = {
             k: v for k, v in s.as_dict().items() if k not in ("total_fen", "patient_cash_fen")
         }
-        assert set(others.values()) == {0}, others  # api.md: every other money field 0
+        assert set(others.values()) == {0}, others  # every other field 0 (integrators.md)
         return
     assert s.total_fen == (
         s.full_selfpay_fen + s.overlimit_selfpay_fen + s.preselfpay_fen + s.in_scope_fen

@@ -21,7 +21,7 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
 
 
 def test_contract_names_match_api_md() -> None:
-    """Services and methods are spelled as in shared/spec/api.md."""
+    """Services and methods are spelled as in docs/integrators.md."""
     from switch.proto import medswitch_pb2 as pb
 
     services = {
