@@ -165,6 +165,20 @@ def stop_postgres(data_dir: Path) -> None:
         print(f"PostgreSQL {master.pid} did not stop within 30 s")
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds of the embedded server: its processes now, and every backend that has ended."""
+    import psutil
+
+    pids = postgres_pids(data_dir)
+    if not pids:
+        return 0.0
+    try:
+        ended = psutil.Process(pids[0]).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return cpu_seconds(pids) + ended.children_user + ended.children_system
+
+
 def cpu_seconds(pids: list[int]) -> float:
     import psutil
 
@@ -708,7 +722,8 @@ def bench(args: argparse.Namespace) -> int:
                 out[name] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
                                     edge_only=edge_only, rate=rate)  # fmt: skip
             out["rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
-            print("  RSS per serve process (MB): " + ", ".join(map(str, out["rss_mb"])))
+            held = " (the in-memory region holds every member)" if edge_only else ""
+            print(f"  RSS per serve process{held} (MB): " + ", ".join(map(str, out["rss_mb"])))
         finally:
             stop_servers(servers)
         return out
@@ -793,12 +808,12 @@ def ledger_reference(data_dir: Path, url: str, seconds: float) -> float:
 
     async def run() -> tuple[float, float, float]:
         await bench_ledger.prepare(bench_url, keys_raw, members)
-        before = cpu_seconds(postgres_pids(data_dir))
+        before = postgres_cpu_seconds(data_dir)
         t0 = time.monotonic()
         rate = await bench_ledger.run_ledger(
             bench_url, DataKeys(keys_raw), seconds, 4, 128, members, "ref"
         )
-        return rate, cpu_seconds(postgres_pids(data_dir)) - before, time.monotonic() - t0
+        return rate, postgres_cpu_seconds(data_dir) - before, time.monotonic() - t0
 
     rate, pg_cpu, elapsed = asyncio.run(run())
     psql(url, "DROP DATABASE ledgerbench")
@@ -864,7 +879,7 @@ def measure(
     def on_window(start_at: float, seconds: float) -> None:
         time.sleep(max(0.0, start_at - time.time()))
         marks["switch"] = cpu_seconds(server_pids)
-        marks["pg"] = 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir))
+        marks["pg"] = 0.0 if edge_only else postgres_cpu_seconds(data_dir)
         marks["batches"], marks["batched"] = batch_counts(servers)
         marks.update({f"metric {k}": v for k, v in scrape(servers).items()})
         if sampler is not None:
@@ -882,7 +897,7 @@ def measure(
     waits = sampler.stop() if sampler is not None else {}
     cpu = {
         "switch": cpu_seconds(server_pids) - marks["switch"],
-        "postgres": 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir)) - marks["pg"],
+        "postgres": 0.0 if edge_only else postgres_cpu_seconds(data_dir) - marks["pg"],
         "clients": report.cpu_s,
     }
     batches, batched = batch_counts(servers)
