@@ -107,6 +107,10 @@ class Claim:
     accident_case_id: str = ""
     prescription_ref: str = ""
     use_individual_account: bool = True
+    # Set for the claim of an encounter (an inpatient stay whose fee details
+    # were uploaded over the stay): its lines may number up to
+    # limits.encounter_lines_max. Nothing else in the rules looks at it.
+    encounter_id: str = ""
 
     @property
     def primary_diagnosis(self) -> str:

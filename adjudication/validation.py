@@ -8,6 +8,7 @@ integrator can fix the request in one go.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adjudication import limits
@@ -45,12 +46,25 @@ def validate_claim(claim: Claim) -> tuple[Violation, ...]:
     _check_diagnoses(out, claim)
     _text(out, "accident_case_id", claim.accident_case_id, limits.accident_case_id_len_max, False)
     _text(out, "prescription_ref", claim.prescription_ref, limits.prescription_ref_len_max, False)
-    if not claim.lines:
-        out.append(Violation("lines", "a claim needs at least one line"))
-    elif len(claim.lines) > limits.claim_lines_max:
-        out.append(Violation("lines", f"more than {limits.claim_lines_max} lines"))
+
+    lines_max = limits.encounter_lines_max if claim.encounter_id else limits.claim_lines_max
+    out.extend(validate_lines(claim.lines, lines_max))
+    return tuple(out)
+
+
+def validate_lines(lines: Sequence[ClaimLine], lines_max: int) -> list[Violation]:
+    """Every violation of the line rules of section 1, naming `lines[i].field`.
+
+    A claim's lines (at most `lines_max`: 500 for a Settle, more for the
+    claim of an encounter), or one upload of an encounter's fee details.
+    """
+    out: list[Violation] = []
+    if not lines:
+        out.append(Violation("lines", "at least one line is required"))
+    elif len(lines) > lines_max:
+        out.append(Violation("lines", f"more than {lines_max} lines"))
     seen: set[int] = set()
-    for i, line in enumerate(claim.lines[: limits.claim_lines_max]):
+    for i, line in enumerate(lines[:lines_max]):
         at = f"lines[{i}]"
         if line.line_no < 1:
             out.append(Violation(f"{at}.line_no", "must be 1 or more"))
@@ -58,7 +72,7 @@ def validate_claim(claim: Claim) -> tuple[Violation, ...]:
             out.append(Violation(f"{at}.line_no", f"duplicate line_no {line.line_no}"))
         seen.add(line.line_no)
         _check_line(out, at, line)
-    return tuple(out)
+    return out
 
 
 def _check_dates(out: list[Violation], claim: Claim) -> None:

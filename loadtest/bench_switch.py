@@ -165,6 +165,20 @@ def stop_postgres(data_dir: Path) -> None:
         print(f"PostgreSQL {master.pid} did not stop within 30 s")
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds of the embedded server: its processes now, and every backend that has ended."""
+    import psutil
+
+    pids = postgres_pids(data_dir)
+    if not pids:
+        return 0.0
+    try:
+        ended = psutil.Process(pids[0]).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return cpu_seconds(pids) + ended.children_user + ended.children_system
+
+
 def cpu_seconds(pids: list[int]) -> float:
     import psutil
 
@@ -338,7 +352,7 @@ def stop_servers(servers: list[subprocess.Popen[bytes]]) -> None:
 @dataclass
 class ClientReport:
     calls: int = 0
-    settled: int = 0  # first Settle of a request answered SETTLED
+    settled: int = 0  # first Settle (or SettleEncounter) of a request answered SETTLED
     latencies_ms: list[float] = field(default_factory=list)  # every call in the window
     settle_latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)  # gRPC status -> count
@@ -364,7 +378,11 @@ async def client_main(args: argparse.Namespace) -> None:
     tls = Path(args.tls_dir)
     codes = [*manifest.pharmacies, *manifest.providers]
     channels = {c: grpc.aio.secure_channel(args.target, channel_credentials(tls, c)) for c in codes}
-    stubs = {c: pb_grpc.SettlementServiceStub(ch) for c, ch in channels.items()}
+    stubs = {
+        (c, service): getattr(pb_grpc, f"{service}Stub")(ch)
+        for c, ch in channels.items()
+        for service in ("SettlementService", "EncounterService")
+    }
     report = ClientReport()
     mix = MIXES[args.mix]
     start_at, stop_at = args.start_at, args.start_at + args.seconds
@@ -376,7 +394,7 @@ async def client_main(args: argparse.Namespace) -> None:
         action = session.action(pick_kind(session.rng, mix))
         t0 = time.perf_counter() if scheduled is None else scheduled
         try:
-            method = getattr(stubs[action.institution], action.method)
+            method = getattr(stubs[action.institution, action.service], action.method)
             resp = await method(action.request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             if now >= start_at:
@@ -393,7 +411,7 @@ async def client_main(args: argparse.Namespace) -> None:
         report.by_kind[action.kind] = report.by_kind.get(action.kind, 0) + 1
         if problem is not None:
             report.wrong[problem] = report.wrong.get(problem, 0) + 1
-        elif action.method == "Settle" and action.kind != "retry":
+        elif action.method in ("Settle", "SettleEncounter") and action.kind != "retry":
             report.settle_latencies_ms.append(elapsed_ms)
             report.settled += resp.status == pb.SETTLEMENT_STATUS_SETTLED
 
@@ -704,7 +722,8 @@ def bench(args: argparse.Namespace) -> int:
                 out[name] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
                                     edge_only=edge_only, rate=rate)  # fmt: skip
             out["rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
-            print("  RSS per serve process (MB): " + ", ".join(map(str, out["rss_mb"])))
+            held = " (the in-memory region holds every member)" if edge_only else ""
+            print(f"  RSS per serve process{held} (MB): " + ", ".join(map(str, out["rss_mb"])))
         finally:
             stop_servers(servers)
         return out
@@ -789,12 +808,12 @@ def ledger_reference(data_dir: Path, url: str, seconds: float) -> float:
 
     async def run() -> tuple[float, float, float]:
         await bench_ledger.prepare(bench_url, keys_raw, members)
-        before = cpu_seconds(postgres_pids(data_dir))
+        before = postgres_cpu_seconds(data_dir)
         t0 = time.monotonic()
         rate = await bench_ledger.run_ledger(
             bench_url, DataKeys(keys_raw), seconds, 4, 128, members, "ref"
         )
-        return rate, cpu_seconds(postgres_pids(data_dir)) - before, time.monotonic() - t0
+        return rate, postgres_cpu_seconds(data_dir) - before, time.monotonic() - t0
 
     rate, pg_cpu, elapsed = asyncio.run(run())
     psql(url, "DROP DATABASE ledgerbench")
@@ -860,7 +879,7 @@ def measure(
     def on_window(start_at: float, seconds: float) -> None:
         time.sleep(max(0.0, start_at - time.time()))
         marks["switch"] = cpu_seconds(server_pids)
-        marks["pg"] = 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir))
+        marks["pg"] = 0.0 if edge_only else postgres_cpu_seconds(data_dir)
         marks["batches"], marks["batched"] = batch_counts(servers)
         marks.update({f"metric {k}": v for k, v in scrape(servers).items()})
         if sampler is not None:
@@ -878,7 +897,7 @@ def measure(
     waits = sampler.stop() if sampler is not None else {}
     cpu = {
         "switch": cpu_seconds(server_pids) - marks["switch"],
-        "postgres": 0.0 if edge_only else cpu_seconds(postgres_pids(data_dir)) - marks["pg"],
+        "postgres": 0.0 if edge_only else postgres_cpu_seconds(data_dir) - marks["pg"],
         "clients": report.cpu_s,
     }
     batches, batched = batch_counts(servers)

@@ -2,8 +2,10 @@
 
 Each locust user is one front-end machine's worth of traffic, drawn from
 workload.FULL_MIX: pharmacy purchases 60 %, outpatient visits 25 %, special-disease visits 5 %,
-inpatient discharges 5 %, and the rest client retries of an already-sent
-Settle (2 %; the same settlement id must come back), cancellations (1 %),
+inpatient care 5 % (discharges settled as one claim 2 %, and 3 % the calls of
+stays run through the EncounterService: admission, uploads, a void now and
+then, discharge, settlement), and the rest client retries of an already-sent
+settlement (2 %; the same settlement id must come back), cancellations (1 %),
 PreSettle and GetSettlement (1 % each). Requests and the judgement of each
 answer come from loadtest/workload.py, so a wrong answer (parts not summing
 to the total, a retry with another settlement id, a rejection the request
@@ -80,10 +82,11 @@ def _tls_dir(option: str) -> Path:
 
 
 class _Shared:
-    """Per process: the manifest (read once) and one channel per institution."""
+    """Per process: the manifest (read once), one channel per institution and its stubs."""
 
     manifest: Manifest | None = None
-    stubs: ClassVar[dict[str, pb_grpc.SettlementServiceStub]] = {}
+    channels: ClassVar[dict[str, grpc.Channel]] = {}
+    stubs: ClassVar[dict[tuple[str, str], Any]] = {}  # (institution, service) -> stub
     users = itertools.count()
 
     @classmethod
@@ -93,17 +96,20 @@ class _Shared:
         return cls.manifest
 
     @classmethod
-    def stub(cls, host: str, tls_dir: Path, code: str) -> pb_grpc.SettlementServiceStub:
-        stub = cls.stubs.get(code)
+    def stub(cls, host: str, tls_dir: Path, code: str, service: str) -> Any:
+        """The `service` stub (SettlementService, EncounterService) of institution `code`."""
+        stub = cls.stubs.get((code, service))
         if stub is None:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=(tls_dir / "ca.crt").read_bytes(),
-                private_key=(tls_dir / "clients" / f"{code}.key").read_bytes(),
-                certificate_chain=(tls_dir / "clients" / f"{code}.crt").read_bytes(),
-            )
-            target = host.split("://", 1)[-1].rstrip("/")
-            stub = pb_grpc.SettlementServiceStub(grpc.secure_channel(target, creds))
-            cls.stubs[code] = stub
+            channel = cls.channels.get(code)
+            if channel is None:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=(tls_dir / "ca.crt").read_bytes(),
+                    private_key=(tls_dir / "clients" / f"{code}.key").read_bytes(),
+                    certificate_chain=(tls_dir / "clients" / f"{code}.crt").read_bytes(),
+                )
+                target = host.split("://", 1)[-1].rstrip("/")
+                channel = cls.channels[code] = grpc.secure_channel(target, creds)
+            stub = cls.stubs[code, service] = getattr(pb_grpc, f"{service}Stub")(channel)
         return stub
 
 
@@ -142,7 +148,9 @@ class SwitchUser(User):
     def call(self, kind: Kind) -> None:
         assert self.session is not None
         action = self.session.action(kind)
-        stub = _Shared.stub(self.host or "127.0.0.1:50051", self.tls_dir, action.institution)
+        stub = _Shared.stub(
+            self.host or "127.0.0.1:50051", self.tls_dir, action.institution, action.service
+        )
         response = None
         exception: Exception | None = None
         started = time.perf_counter()

@@ -53,19 +53,24 @@ class Kind(StrEnum):
     OUTPATIENT = "outpatient"
     SPECIAL_DISEASE = "special_disease"
     INPATIENT = "inpatient"
+    STAY = "stay"  # an inpatient stay through the EncounterService, one call at a time
     RETRY = "retry"
     CANCEL = "cancel"
     PRESETTLE = "presettle"
     GET = "get"
 
 
-# Percent of requests by kind (issue 6): the remaining 5 % after the four
-# visit types are client retries, cancellations and look-ups.
+# Percent of requests by kind (issue 6): the remaining 5 % after the visit
+# types are client retries, cancellations and look-ups. Inpatient care is
+# 5 %: discharges settled as one claim 2 %, and 3 % the calls of stays run
+# through the encounter API (admission, 1-3 uploads, now and then a void,
+# discharge, settlement: about six calls a stay).
 FULL_MIX: tuple[tuple[Kind, int], ...] = (
     (Kind.PHARMACY, 60),
     (Kind.OUTPATIENT, 25),
     (Kind.SPECIAL_DISEASE, 5),
-    (Kind.INPATIENT, 5),
+    (Kind.INPATIENT, 2),
+    (Kind.STAY, 3),
     (Kind.RETRY, 2),
     (Kind.CANCEL, 1),
     (Kind.PRESETTLE, 1),
@@ -85,6 +90,7 @@ VISIT = {
     Kind.INPATIENT: pb.VISIT_TYPE_INPATIENT,
 }
 RECENT_MAX = 256  # settlements a session keeps to retry, cancel and fetch
+ENCOUNTERS = "EncounterService"
 
 # Drugs a special-disease patient collects, by approved disease (a month's supply).
 SPECIAL_DISEASE_ITEMS = {
@@ -164,10 +170,11 @@ class Action:
     """One call a client makes: `check(response)` returns what is wrong, or None."""
 
     kind: Kind
-    method: str  # SettlementService method name
+    method: str  # the method's name in `service`
     institution: str
     request: Any
     check: Callable[[Any], str | None]
+    service: str = "SettlementService"
 
     @property
     def name(self) -> str:
@@ -177,9 +184,29 @@ class Action:
 @dataclass(slots=True)
 class _Sent:
     kind: Kind
-    request: pb.SettleRequest
+    request: Any  # SettleRequest, or SettleEncounterRequest for a stay
     response: pb.SettleResponse
     cancelled: bool = False
+    method: str = "Settle"
+    service: str = "SettlementService"
+
+
+@dataclass(slots=True)
+class _Stay:
+    """A stay in progress: the calls still to make and what the switch holds."""
+
+    institution: str
+    card: Card
+    admitted: date
+    discharged: date
+    diagnosis: str
+    batches: list[list[pb.ClaimLine]]  # uploads still to send, in order
+    void: list[int]  # line numbers to void after the uploads
+    skip_account: bool
+    encounter_id: str = ""  # set by the admission's answer
+    live: dict[int, pb.ClaimLine] = field(default_factory=dict)  # uploaded, not voided
+    discharge_recorded: bool = False
+    waiting: bool = False  # a call was made and its answer has not been judged yet
 
 
 def pick_kind(rng: random.Random, mix: Sequence[tuple[Kind, int]]) -> Kind:
@@ -275,6 +302,7 @@ class Session:
     counter: int = 0
     recent: deque[_Sent] = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
     purchases: dict[str, int] = field(default_factory=dict)  # card -> settled today, by us
+    stay: _Stay | None = None  # the inpatient stay in progress
     _cards: tuple[Card, ...] = ()
     _special: tuple[Card, ...] = ()
     _next_card: int = 0
@@ -414,6 +442,12 @@ class Session:
         req.discharge_date = discharge.isoformat()
         diagnosis, procedure = self.rng.choice(INPATIENT_CASES)
         req.diagnoses.extend([diagnosis, "I10"] if self.rng.random() < 0.3 else [diagnosis])
+        req.lines.extend(self._inpatient_lines(stay_days, procedure))
+        return req
+
+    def _inpatient_lines(self, stay_days: int, procedure: str | None) -> list[pb.ClaimLine]:
+        """A stay's fee details: bed, nursing, care, materials, tests, an infusion,
+        the procedure, and a take-home drug."""
         items = self.manifest.items
         bed = "110900003" if self.rng.random() < 0.2 else "110900001"
         codes_qty = [
@@ -428,14 +462,12 @@ class Session:
             codes_qty.append((procedure, 1))
         if procedure == "331502001":
             codes_qty.append(("C03010001", 1))
-        for code, qty in codes_qty:
-            req.lines.append(self._line(len(req.lines) + 1, items[code], qty))
+        lines = [self._line(no, items[code], qty) for no, (code, qty) in enumerate(codes_qty, 1)]
         take_home = self.rng.choice(self.rx)
-        req.lines.append(
-            self._line(len(req.lines) + 1, take_home, 2, days=self.rng.randint(7, 30),
-                       discharge=True)
-        )  # fmt: skip
-        return req
+        lines.append(
+            self._line(len(lines) + 1, take_home, 2, days=self.rng.randint(7, 30), discharge=True)
+        )
+        return lines
 
     # -- actions ----------------------------------------------------------
 
@@ -454,6 +486,8 @@ class Session:
             return self._settle(kind, self.special_disease_request(provider), None)
         if kind is Kind.INPATIENT:
             return self._settle(kind, self.inpatient_request(provider), None)
+        if kind is Kind.STAY:
+            return self._stay_step(provider)
         if kind is Kind.PRESETTLE:
             return self._presettle(self.outpatient_request(provider))
         live = [s for s in self.recent if not s.cancelled]
@@ -499,7 +533,10 @@ class Session:
                 return "a retry answered differently from the first answer"
             return None
 
-        return Action(Kind.RETRY, "Settle", sent.request.institution_code, sent.request, check)
+        return Action(
+            Kind.RETRY, sent.method, sent.request.institution_code, sent.request, check,
+            sent.service,
+        )  # fmt: skip
 
     def _cancel(self, sent: _Sent) -> Action:
         sent.cancelled = True  # never cancelled twice by us, whatever the answer
@@ -542,3 +579,177 @@ class Session:
             return None
 
         return Action(Kind.GET, "GetSettlement", req.institution_code, req, check)
+
+    # -- stays (EncounterService) ----------------------------------------
+
+    def _stay_step(self, provider: str) -> Action:
+        """The next call of the stay in progress, or the admission of a new one.
+
+        A call whose answer was not judged right (an error, a timeout, a wrong
+        answer) leaves the stay where the switch may or may not have it: it is
+        given up (its encounter stays open on the switch) and a new one begins.
+        """
+        stay = self.stay
+        if stay is None or stay.waiting:
+            stay = self.stay = self._new_stay(provider)
+        stay.waiting = True
+        if not stay.encounter_id:
+            return self._admit(stay)
+        if stay.batches:
+            return self._upload(stay)
+        if stay.void:
+            return self._void(stay)
+        if not stay.discharge_recorded:
+            return self._discharge(stay)
+        return self._settle_stay(stay)
+
+    def _new_stay(self, institution: str) -> _Stay:
+        days = self.rng.randint(2, 12)
+        diagnosis, procedure = self.rng.choice(INPATIENT_CASES)
+        lines = self._inpatient_lines(days, procedure)
+        size = -(-len(lines) // self.rng.randint(1, 3))  # uploaded day by day: 1-3 calls
+        return _Stay(
+            institution=institution,
+            card=self._card(),
+            admitted=self.manifest.today - timedelta(days=days),
+            discharged=self.manifest.today,
+            diagnosis=diagnosis,
+            batches=[lines[i : i + size] for i in range(0, len(lines), size)],
+            void=[self.rng.choice(lines).line_no] if self.rng.random() < 0.3 else [],
+            skip_account=self.rng.random() < 0.05,
+        )
+
+    def _admit(self, stay: _Stay) -> Action:
+        req = pb.RegisterAdmissionRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            card_no=stay.card.card_no, pin=stay.card.pin,
+            admission_date=stay.admitted.isoformat(), department="Inpatient ward",
+            diagnoses=[stay.diagnosis],
+        )  # fmt: skip
+
+        def check(resp: pb.Encounter) -> str | None:
+            problem = encounter_problems(req, resp, pb.ENCOUNTER_STATUS_ADMITTED, stay.live)
+            if problem is None:
+                stay.encounter_id, stay.waiting = resp.encounter_id, False
+            return problem
+
+        return Action(Kind.STAY, "RegisterAdmission", stay.institution, req, check, ENCOUNTERS)
+
+    def _upload(self, stay: _Stay) -> Action:
+        batch = stay.batches[0]
+        req = pb.UploadFeeDetailsRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            encounter_id=stay.encounter_id, lines=batch,
+        )  # fmt: skip
+        after = {**stay.live, **{line.line_no: line for line in batch}}
+
+        def check(resp: pb.UploadFeeDetailsResponse) -> str | None:
+            problem = upload_problems(req, resp, after)
+            if problem is None:
+                stay.batches.pop(0)
+                stay.live, stay.waiting = after, False
+            return problem
+
+        return Action(Kind.STAY, "UploadFeeDetails", stay.institution, req, check, ENCOUNTERS)
+
+    def _void(self, stay: _Stay) -> Action:
+        req = pb.VoidFeeDetailsRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            encounter_id=stay.encounter_id, line_nos=stay.void, reason="charged twice",
+        )  # fmt: skip
+        after = {no: line for no, line in stay.live.items() if no not in stay.void}
+
+        def check(resp: pb.VoidFeeDetailsResponse) -> str | None:
+            if list(resp.voided_line_nos) != list(req.line_nos):
+                return "a void answered other line numbers than it was sent"
+            problem = _fee_total_problems(resp, after)
+            if problem is None:
+                stay.live, stay.void, stay.waiting = after, [], False
+            return problem
+
+        return Action(Kind.STAY, "VoidFeeDetails", stay.institution, req, check, ENCOUNTERS)
+
+    def _discharge(self, stay: _Stay) -> Action:
+        req = pb.RecordDischargeRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            encounter_id=stay.encounter_id, discharge_date=stay.discharged.isoformat(),
+            diagnoses=[stay.diagnosis],
+        )  # fmt: skip
+
+        def check(resp: pb.Encounter) -> str | None:
+            problem = encounter_problems(req, resp, pb.ENCOUNTER_STATUS_DISCHARGED, stay.live)
+            if problem is None and resp.discharge_date != req.discharge_date:
+                problem = "the discharge answered another discharge date"
+            if problem is None:
+                stay.discharge_recorded, stay.waiting = True, False
+            return problem
+
+        return Action(Kind.STAY, "RecordDischarge", stay.institution, req, check, ENCOUNTERS)
+
+    def _settle_stay(self, stay: _Stay) -> Action:
+        req = pb.SettleEncounterRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            encounter_id=stay.encounter_id, card_no=stay.card.card_no, pin=stay.card.pin,
+            skip_individual_account=stay.skip_account,
+        )  # fmt: skip
+        # The one claim the stay stands for: what the answer is judged against.
+        claim = pb.SettleRequest(
+            request_id=req.request_id, institution_code=stay.institution,
+            visit_type=pb.VISIT_TYPE_INPATIENT, skip_individual_account=stay.skip_account,
+            lines=[stay.live[no] for no in sorted(stay.live)],
+        )  # fmt: skip
+
+        def check(resp: pb.SettleResponse) -> str | None:
+            problem = answer_problems(claim, resp, SETTLED)
+            if problem is None:
+                self.recent.append(
+                    _Sent(Kind.STAY, req, resp, method="SettleEncounter", service=ENCOUNTERS)
+                )
+                self.stay = None
+            return problem
+
+        return Action(Kind.STAY, "SettleEncounter", stay.institution, req, check, ENCOUNTERS)
+
+
+def encounter_problems(
+    req: Any, resp: pb.Encounter, status: int, live: dict[int, pb.ClaimLine]
+) -> str | None:
+    """What is wrong with an Encounter answer to `req` (admission or discharge)."""
+    if resp.request_id != req.request_id or resp.institution_code != req.institution_code:
+        return "an encounter answer for another request or institution"
+    if (
+        not resp.encounter_id
+        or getattr(req, "encounter_id", resp.encounter_id) != resp.encounter_id
+    ):
+        return "an encounter answer for another encounter"
+    if resp.status != status:
+        name = pb.EncounterStatus.Name
+        return f"encounter status {name(resp.status)} where {name(status)} was due"
+    return _fee_total_problems(resp, live)
+
+
+def upload_problems(
+    req: pb.UploadFeeDetailsRequest,
+    resp: pb.UploadFeeDetailsResponse,
+    after: dict[int, pb.ClaimLine],
+) -> str | None:
+    """What is wrong with an upload's answer: one result per line sent, in order,
+    each split into parts that add up to its amount."""
+    if resp.request_id != req.request_id or resp.encounter_id != req.encounter_id:
+        return "an upload answered for another request or encounter"
+    if [r.line_no for r in resp.lines] != [line.line_no for line in req.lines]:
+        return "an upload's results are not its lines, in order"
+    for line, r in zip(req.lines, resp.lines, strict=True):
+        parts = (r.full_selfpay_fen, r.overlimit_selfpay_fen, r.preselfpay_fen, r.in_scope_fen)
+        if min(parts) < 0 or sum(parts) != line.amount_fen:
+            return f"upload line {line.line_no}: parts {sum(parts)} != amount {line.amount_fen}"
+    return _fee_total_problems(resp, after)
+
+
+def _fee_total_problems(resp: Any, live: dict[int, pb.ClaimLine]) -> str | None:
+    """The encounter's lines not voided, and their total, as the client counts them."""
+    total = sum(line.amount_fen for line in live.values())
+    if (resp.line_count, resp.total_fen) != (len(live), total):
+        held = f"{resp.line_count} lines, {resp.total_fen} fen"
+        return f"the encounter holds {held}, not {len(live)} lines, {total} fen"
+    return None

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from adjudication import model
+from adjudication.benefits import Benefits
 from adjudication.catalog import Catalog, CatalogBook, CatalogItem
 from adjudication.engine import member_disclosed
 from ledger.store import AccountEntry, DayTotals, DetailRecord
@@ -113,6 +114,8 @@ class MemberView:
     region_code: str
     balance_fen: int
     special_diseases: tuple[model.ApprovedDisease, ...]
+    benefits: Benefits | None = None  # None: no policy in force today
+    open_encounter: EncounterView | None = None  # the latest neither settled nor cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,11 @@ class PoolStats:
 class SettlementBackend(Protocol):
     """What the switch does, in domain terms. Implemented by switch.service."""
 
+    @property
+    def encounters(self) -> EncounterBackend:
+        """The EncounterService's calls."""
+        ...
+
     async def pre_settle(self, claim: model.Claim, pin: str) -> SettlementView:
         """Adjudicates without recording anything but a PIN failure count."""
         ...
@@ -226,6 +234,179 @@ class SettlementBackend(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------
+# Encounters: inpatient stays run as hospitals run them (the EncounterService)
+
+
+class EncounterStatus(StrEnum):
+    ADMITTED = "ADMITTED"
+    DISCHARGED = "DISCHARGED"
+    SETTLED = "SETTLED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterView:
+    """An encounter as the caller sees it: one Encounter message."""
+
+    encounter_id: str
+    request_id: str  # of the call it answers; "" when read
+    institution_code: str
+    member_id: str
+    status: EncounterStatus
+    admission_date: date
+    department: str
+    admission_diagnoses: tuple[str, ...]
+    injury_cause: model.InjuryCause
+    accident_case_id: str
+    discharge_date: date | None
+    discharge_diagnoses: tuple[str, ...]
+    line_count: int  # lines not voided
+    total_fen: int  # their amounts
+    settlement_id: str  # the settlement that stands, when SETTLED
+
+
+@dataclass(frozen=True, slots=True)
+class FeeDetailsView:
+    """The answer to an upload (its lines' results) or a void (the lines voided)."""
+
+    encounter_id: str
+    request_id: str
+    lines: tuple[model.LineResult, ...]
+    voided_line_nos: tuple[int, ...]
+    line_count: int  # the encounter's lines not voided, after the call
+    total_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterCall:
+    """The encounter a call changes, and the call's idempotency key."""
+
+    request_id: str
+    institution_code: str
+    encounter_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.institution_code, self.request_id
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionCommand:
+    request_id: str
+    institution_code: str
+    card_no: str
+    pin: str
+    admission_date: date
+    department: str
+    diagnoses: tuple[str, ...]
+    injury_cause: model.InjuryCause
+    accident_case_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadCommand:
+    call: EncounterCall
+    lines: tuple[model.ClaimLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VoidCommand:
+    call: EncounterCall
+    line_nos: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DischargeCommand:
+    call: EncounterCall
+    discharge_date: date
+    diagnoses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleEncounterCommand:
+    call: EncounterCall
+    card_no: str
+    pin: str
+    use_individual_account: bool
+
+
+class EncounterBackend(Protocol):
+    """The encounter calls, in domain terms. Implemented by switch.encounters.
+
+    Every call that changes something takes the digest of its request
+    without the PIN (convert.request_digest) and is idempotent per
+    (institution, request id), as Settle is.
+    """
+
+    async def register_admission(
+        self, command: AdmissionCommand, request_digest: bytes
+    ) -> EncounterView: ...
+
+    async def cancel_admission(
+        self, call: EncounterCall, reason: str, request_digest: bytes
+    ) -> EncounterView: ...
+
+    async def upload_fee_details(
+        self, command: UploadCommand, request_digest: bytes
+    ) -> FeeDetailsView: ...
+
+    async def void_fee_details(
+        self, command: VoidCommand, request_digest: bytes
+    ) -> FeeDetailsView: ...
+
+    async def record_discharge(
+        self, command: DischargeCommand, request_digest: bytes
+    ) -> EncounterView: ...
+
+    async def pre_settle_encounter(self, command: SettleEncounterCommand) -> SettlementView:
+        """The encounter's claim adjudicated; nothing recorded but PIN failures."""
+        ...
+
+    async def settle_encounter(
+        self, command: SettleEncounterCommand, request_digest: bytes
+    ) -> SettlementView:
+        """The encounter's claim settled through the settle path, exactly once."""
+        ...
+
+    async def get_encounter(self, institution_code: str, encounter_id: str) -> EncounterView: ...
+
+
+def encounter_view(data: dict[str, Any]) -> EncounterView:
+    """An encounter from the JSON the ledger stores and answers (ms_encounter_json)."""
+    discharged = data.get("discharge_date")
+    return EncounterView(
+        encounter_id=str(data["encounter_id"]),
+        request_id=str(data.get("request_id") or ""),
+        institution_code=str(data["institution_code"]),
+        member_id=str(data["member_id"]),
+        status=EncounterStatus(data["status"]),
+        admission_date=date.fromisoformat(data["admission_date"]),
+        department=str(data["department"]),
+        admission_diagnoses=tuple(data["admission_diagnoses"]),
+        injury_cause=model.InjuryCause(data["injury_cause"]),
+        accident_case_id=str(data["accident_case_id"]),
+        discharge_date=date.fromisoformat(discharged) if discharged else None,
+        discharge_diagnoses=tuple(data["discharge_diagnoses"]),
+        line_count=int(data["line_count"]),
+        total_fen=int(data["total_fen"]),
+        settlement_id=str(data.get("settlement_id") or ""),
+    )
+
+
+def fee_details_view(data: dict[str, Any]) -> FeeDetailsView:
+    """An upload's or a void's answer from the JSON the ledger stores."""
+    return FeeDetailsView(
+        encounter_id=str(data["encounter_id"]),
+        request_id=str(data["request_id"]),
+        lines=tuple(line_from_dict(line) for line in data.get("lines", ())),
+        voided_line_nos=tuple(int(n) for n in data.get("voided_line_nos", ())),
+        line_count=int(data["line_count"]),
+        total_fen=int(data["total_fen"]),
+    )
+
+
 def view_to_dict(view: SettlementView) -> dict[str, Any]:
     """The view as plain JSON values: what the ledger stores as the answer."""
     return {
@@ -238,21 +419,37 @@ def view_to_dict(view: SettlementView) -> dict[str, Any]:
         "reasons": list(view.reasons),
         "warnings": list(view.warnings),
         "split": view.split.as_dict(),
-        "lines": [
-            {
-                "line_no": line.line_no,
-                "item_class": line.item_class,
-                "full_selfpay_fen": line.full_selfpay_fen,
-                "overlimit_selfpay_fen": line.overlimit_selfpay_fen,
-                "preselfpay_fen": line.preselfpay_fen,
-                "in_scope_fen": line.in_scope_fen,
-                "reasons": list(line.reasons),
-                "counts_toward_fund": line.counts_toward_fund,
-            }
-            for line in view.lines
-        ],
+        "lines": [line_to_dict(line) for line in view.lines],
         "balance_after_fen": view.balance_after_fen,
     }
+
+
+def line_to_dict(line: model.LineResult) -> dict[str, Any]:
+    """A line's result as plain JSON values (in a stored answer)."""
+    return {
+        "line_no": line.line_no,
+        "item_class": line.item_class,
+        "full_selfpay_fen": line.full_selfpay_fen,
+        "overlimit_selfpay_fen": line.overlimit_selfpay_fen,
+        "preselfpay_fen": line.preselfpay_fen,
+        "in_scope_fen": line.in_scope_fen,
+        "reasons": list(line.reasons),
+        "counts_toward_fund": line.counts_toward_fund,
+    }
+
+
+def line_from_dict(line: dict[str, Any]) -> model.LineResult:
+    """The inverse of line_to_dict."""
+    return model.LineResult(
+        line_no=int(line["line_no"]),
+        item_class=str(line["item_class"]),
+        full_selfpay_fen=int(line["full_selfpay_fen"]),
+        overlimit_selfpay_fen=int(line["overlimit_selfpay_fen"]),
+        preselfpay_fen=int(line["preselfpay_fen"]),
+        in_scope_fen=int(line["in_scope_fen"]),
+        reasons=tuple(line["reasons"]),
+        counts_toward_fund=bool(line.get("counts_toward_fund", True)),
+    )
 
 
 def view_from_dict(data: dict[str, Any]) -> SettlementView:
@@ -268,18 +465,6 @@ def view_from_dict(data: dict[str, Any]) -> SettlementView:
         reasons=tuple(data["reasons"]),
         warnings=tuple(data["warnings"]),
         split=model.Split(**{k: int(v) for k, v in data["split"].items()}),
-        lines=tuple(
-            model.LineResult(
-                line_no=int(line["line_no"]),
-                item_class=str(line["item_class"]),
-                full_selfpay_fen=int(line["full_selfpay_fen"]),
-                overlimit_selfpay_fen=int(line["overlimit_selfpay_fen"]),
-                preselfpay_fen=int(line["preselfpay_fen"]),
-                in_scope_fen=int(line["in_scope_fen"]),
-                reasons=tuple(line["reasons"]),
-                counts_toward_fund=bool(line.get("counts_toward_fund", True)),
-            )
-            for line in data["lines"]
-        ),
+        lines=tuple(line_from_dict(line) for line in data["lines"]),
         balance_after_fen=int(data["balance_after_fen"]),
     )

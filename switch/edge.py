@@ -38,8 +38,14 @@ from switch.proto import medswitch_pb2 as pb
 T = TypeVar("T")
 M = TypeVar("M", bound=message.Message)
 
-# The calls that may use the slots kept for settlement (all of SettlementService).
-SETTLEMENT_METHODS = frozenset(pb.DESCRIPTOR.services_by_name["SettlementService"].methods_by_name)
+# The calls that may use the slots kept for settlement: all of
+# SettlementService, and of EncounterService (an inpatient stay's admission,
+# fee details, discharge and settlement).
+SETTLEMENT_METHODS = frozenset(
+    name
+    for service in ("SettlementService", "EncounterService")
+    for name in pb.DESCRIPTOR.services_by_name[service].methods_by_name
+)
 
 log = structlog.get_logger("medswitch.rpc")
 

@@ -40,6 +40,12 @@ class ErrorReason(StrEnum):
     NO_OPEN_BUSINESS_DAY = "NO_OPEN_BUSINESS_DAY"  # operators must open a day first
     STREAM_TIMEOUT = "STREAM_TIMEOUT"  # a client stream paused or lasted too long
     INSTITUTION_NOT_ACTIVE = "INSTITUTION_NOT_ACTIVE"  # member reads: suspended, revoked, unknown
+    ENCOUNTER_NOT_FOUND = "ENCOUNTER_NOT_FOUND"
+    NOT_ADMITTING_INSTITUTION = "NOT_ADMITTING_INSTITUTION"  # another institution's encounter
+    ENCOUNTER_CLOSED = "ENCOUNTER_CLOSED"  # settled (cancel the settlement first) or cancelled
+    ENCOUNTER_NOT_READY = "ENCOUNTER_NOT_READY"  # settled before discharge, or with no lines
+    ENCOUNTER_FULL = "ENCOUNTER_FULL"  # an upload past the encounter's line limits
+    ENCOUNTER_CHANGED = "ENCOUNTER_CHANGED"  # changed while it settled: retry the same request
 
 
 # The one table: domain reason -> gRPC status code.
@@ -64,6 +70,12 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.INTERNAL: grpc.StatusCode.INTERNAL,
     ErrorReason.NO_OPEN_BUSINESS_DAY: grpc.StatusCode.UNAVAILABLE,
     ErrorReason.STREAM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorReason.ENCOUNTER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorReason.NOT_ADMITTING_INSTITUTION: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorReason.ENCOUNTER_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorReason.ENCOUNTER_NOT_READY: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorReason.ENCOUNTER_FULL: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorReason.ENCOUNTER_CHANGED: grpc.StatusCode.ABORTED,
 }
 
 

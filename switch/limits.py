@@ -18,6 +18,16 @@ service_date_ahead_days_max = 1
 settlement_id_len_max = 64
 cancel_reason_len_max = 256
 
+# Encounters (inpatient stays). The lines of one upload and of the stay's
+# claim are the engine's limits (adjudication/limits.py: upload_lines_max,
+# encounter_lines_max); these bound the rest of what a stay stores.
+encounter_id_len_max = 64
+department_len_max = 64
+void_line_nos_max = 1_000  # lines one VoidFeeDetails may void
+# Every line uploaded is kept, voided ones too: a stay stores at most this
+# many, so uploading and voiding cannot grow it without bound.
+encounter_stored_lines_max = 40_000
+
 # Client streams (ReconcileDetails). Each open stream buffers its records
 # (about 330 bytes of memory each, ids at their longest), so together these
 # bound that memory: client_streams_max x reconcile_records_max x 330 B, about

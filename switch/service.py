@@ -22,6 +22,7 @@ from datetime import date, datetime
 import asyncpg
 
 from adjudication import limits as alimits
+from adjudication.benefits import benefits
 from adjudication.catalog import (
     Catalog,
     CatalogBook,
@@ -43,6 +44,7 @@ from adjudication.model import (
 from adjudication.policy import PolicyBook, parse_policy
 from adjudication.validation import InvalidClaim
 from ledger import db
+from ledger import encounters as le
 from ledger import store as ls
 from ledger.reference_rows import load_reference_rows
 from ledger.store import AccountEntry, DayTotals, DetailRecord, Ledger, StateRow, canonical_json
@@ -61,7 +63,7 @@ from switch.backend import (
 )
 from switch.errors import ErrorReason, FieldViolation, SwitchError, invalid
 from switch.settle import SettleWriter
-from switch.state import engine_context, special_diseases
+from switch.state import engine_context, special_diseases, year_accumulators
 
 # Ledger errors -> the switch's reasons (the gRPC code follows from the reason).
 LEDGER_REASONS: dict[type[ls.LedgerError], ErrorReason] = {
@@ -74,6 +76,12 @@ LEDGER_REASONS: dict[type[ls.LedgerError], ErrorReason] = {
     ls.NoOpenDay: ErrorReason.NO_OPEN_BUSINESS_DAY,
     ls.StaleRows: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
     ls.Busy: ErrorReason.CONFLICT_RETRIES_EXHAUSTED,
+    le.EncounterNotFound: ErrorReason.ENCOUNTER_NOT_FOUND,
+    le.NotAdmittingInstitution: ErrorReason.NOT_ADMITTING_INSTITUTION,
+    le.EncounterClosed: ErrorReason.ENCOUNTER_CLOSED,
+    le.EncounterNotReady: ErrorReason.ENCOUNTER_NOT_READY,
+    le.EncounterFull: ErrorReason.ENCOUNTER_FULL,
+    le.EncounterChanged: ErrorReason.ENCOUNTER_CHANGED,
 }
 
 # Connection-level failures: the database is not there (or went away mid-call).
@@ -94,6 +102,8 @@ def domain_errors() -> Iterator[None]:
     """Ledger and database failures as SwitchError (one table, above)."""
     try:
         yield
+    except le.EncounterFieldRefused as exc:
+        raise invalid([FieldViolation(f, why) for f, why in exc.violations]) from exc
     except ls.LedgerError as exc:
         reason = next(
             (r for cls, r in LEDGER_REASONS.items() if isinstance(exc, cls)), ErrorReason.INTERNAL
@@ -138,6 +148,10 @@ class LedgerBackend:
         self.ledger = writer.ledger
         self.policies = writer.policies
         self.catalogs = writer.catalogs
+        # Imported here: switch.encounters builds on this module.
+        from switch.encounters import LedgerEncounters
+
+        self.encounters = LedgerEncounters(self)
 
     @classmethod
     async def open(
@@ -202,11 +216,14 @@ class LedgerBackend:
             member_id, ok=ok, failures_max=alimits.pin_failures_max
         )
 
+    def fingerprint(self, request_digest: bytes, card_no: str, pin: str) -> bytes:
+        """What a retry must repeat to get the stored answer: the same request (its
+        digest, PIN left out) and the same PIN (a keyed hash of it; the PIN
+        itself is never stored)."""
+        return request_digest + self.ledger.keys.pin_hash(f"request:{card_no}", pin)
+
     async def settle(self, claim: Claim, pin: str, request_digest: bytes) -> SettlementView:
-        # A retry must match both to get the stored answer: the same request
-        # (its digest, PIN left out) and the same PIN (a keyed hash of it;
-        # the PIN itself is never stored).
-        fingerprint = request_digest + self.ledger.keys.pin_hash(f"request:{claim.card_no}", pin)
+        fingerprint = self.fingerprint(request_digest, claim.card_no, pin)
         with domain_errors():
             return await self.writer.settle(claim, pin, fingerprint)
 
@@ -240,9 +257,12 @@ class LedgerBackend:
 
     # ---------------------------------------------------------------- member
 
-    async def _member_checked(self, institution_code: str, card_no: str, pin: str) -> StateRow:
-        """The member holding the card, after the PIN check (which counts failures)."""
-        today = datetime.now(db.REGION_TZ).date()
+    async def _member_checked(
+        self, institution_code: str, card_no: str, pin: str, today: date | None = None
+    ) -> StateRow:
+        """The member holding the card, after the PIN check (which counts failures),
+        with the accumulators of `today`'s year (default: today in the region)."""
+        today = today or datetime.now(db.REGION_TZ).date()
         state = await self.ledger.load_for_claim(institution_code, card_no, today.year, today)
         if state.institution_status != InstitutionStatus.ACTIVE.value:
             # checked first: an institution that may not read members learns
@@ -263,18 +283,32 @@ class LedgerBackend:
         return state
 
     async def get_member(self, institution_code: str, card_no: str, pin: str) -> MemberView:
+        """The member, their benefits left this year and their open encounter."""
+        today = datetime.now(db.REGION_TZ).date()
         with domain_errors():
-            state = await self._member_checked(institution_code, card_no, pin)
+            state = await self._member_checked(institution_code, card_no, pin, today)
             assert state.member_id is not None
             name_masked = await self.ledger.member_name_masked(state.member_id)
+            open_encounter = await self.encounters.open_of(state.member_id)
+        category = MemberCategory(state.category or "")
+        policy = self.policies.in_force(today)
         return MemberView(
             member_id=state.member_id,
             name_masked=name_masked,
-            category=MemberCategory(state.category or ""),
+            category=category,
             status=MemberStatus(state.status or ""),
             region_code=state.region or "",
             balance_fen=state.balance_fen or 0,
             special_diseases=special_diseases(state),
+            benefits=None
+            if policy is None
+            else benefits(
+                policy,
+                category,
+                state.institution_level or "",
+                year_accumulators(state, today.year),
+            ),
+            open_encounter=open_encounter,
         )
 
     async def account_activity(

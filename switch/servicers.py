@@ -8,9 +8,9 @@ maps errors. No business rule lives here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -20,6 +20,7 @@ from ledger.store import DetailRecord
 from switch import convert, limits, metrics
 from switch.backend import (
     CancelCommand,
+    EncounterBackend,
     SettlementBackend,
     SettlementStatus,
 )
@@ -31,6 +32,7 @@ from switch.proto import medswitch_pb2_grpc as pb_grpc
 from switch.reconcile import compare_details, compare_totals
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+T = TypeVar("T")
 
 
 def _status_from_pb(value: int, field: str, ck: Checker) -> SettlementStatus | None:
@@ -319,6 +321,106 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
             yield item
 
 
+class EncounterServicer(pb_grpc.EncounterServiceServicer):
+    """Inpatient stays: admission, fee details, discharge, settlement (2401-2404, 2301-2304)."""
+
+    def __init__(self, backend: EncounterBackend, edge: Edge) -> None:
+        self.backend = backend
+        self.edge = edge
+
+    async def _unary(
+        self, method: str, context: Ctx, work: Callable[[], Awaitable[T]], request: Any
+    ) -> T:
+        return await self.edge.unary(
+            method,
+            context,
+            work,
+            institution_code=request.institution_code,
+            request_id=getattr(request, "request_id", ""),
+            card_no=getattr(request, "card_no", ""),
+        )
+
+    async def RegisterAdmission(
+        self, request: pb.RegisterAdmissionRequest, context: Ctx
+    ) -> pb.Encounter:
+        async def work() -> pb.Encounter:
+            command = convert.admission_command(request)
+            view = await self.backend.register_admission(command, convert.request_digest(request))
+            return convert.encounter_to_pb(view)
+
+        return await self._unary("RegisterAdmission", context, work, request)
+
+    async def CancelAdmission(
+        self, request: pb.CancelAdmissionRequest, context: Ctx
+    ) -> pb.Encounter:
+        async def work() -> pb.Encounter:
+            call = convert.cancel_admission_call(request)
+            digest = convert.request_digest(request)
+            view = await self.backend.cancel_admission(call, request.reason, digest)
+            return convert.encounter_to_pb(view)
+
+        return await self._unary("CancelAdmission", context, work, request)
+
+    async def UploadFeeDetails(
+        self, request: pb.UploadFeeDetailsRequest, context: Ctx
+    ) -> pb.UploadFeeDetailsResponse:
+        async def work() -> pb.UploadFeeDetailsResponse:
+            command = convert.upload_command(request)
+            view = await self.backend.upload_fee_details(command, convert.request_digest(request))
+            return convert.upload_response(view)
+
+        return await self._unary("UploadFeeDetails", context, work, request)
+
+    async def VoidFeeDetails(
+        self, request: pb.VoidFeeDetailsRequest, context: Ctx
+    ) -> pb.VoidFeeDetailsResponse:
+        async def work() -> pb.VoidFeeDetailsResponse:
+            command = convert.void_command(request)
+            view = await self.backend.void_fee_details(command, convert.request_digest(request))
+            return convert.void_response(view)
+
+        return await self._unary("VoidFeeDetails", context, work, request)
+
+    async def RecordDischarge(
+        self, request: pb.RecordDischargeRequest, context: Ctx
+    ) -> pb.Encounter:
+        async def work() -> pb.Encounter:
+            command = convert.discharge_command(request)
+            view = await self.backend.record_discharge(command, convert.request_digest(request))
+            return convert.encounter_to_pb(view)
+
+        return await self._unary("RecordDischarge", context, work, request)
+
+    async def PreSettleEncounter(
+        self, request: pb.SettleEncounterRequest, context: Ctx
+    ) -> pb.SettleResponse:
+        async def work() -> pb.SettleResponse:
+            command = convert.settle_encounter_command(request)
+            return convert.settle_response(await self.backend.pre_settle_encounter(command))
+
+        return await self._unary("PreSettleEncounter", context, work, request)
+
+    async def SettleEncounter(
+        self, request: pb.SettleEncounterRequest, context: Ctx
+    ) -> pb.SettleResponse:
+        async def work() -> pb.SettleResponse:
+            command = convert.settle_encounter_command(request)
+            digest = convert.request_digest(request)
+            view = await self.backend.settle_encounter(command, digest)
+            metrics.SETTLEMENTS.labels(outcome=view.status.value).inc()
+            return convert.settle_response(view)
+
+        return await self._unary("SettleEncounter", context, work, request)
+
+    async def GetEncounter(self, request: pb.GetEncounterRequest, context: Ctx) -> pb.Encounter:
+        async def work() -> pb.Encounter:
+            institution_code, encounter_id = convert.get_encounter_request(request)
+            view = await self.backend.get_encounter(institution_code, encounter_id)
+            return convert.encounter_to_pb(view)
+
+        return await self._unary("GetEncounter", context, work, request)
+
+
 def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> list[str]:
     """Registers every medswitch.v1 service; returns their full names.
 
@@ -330,6 +432,7 @@ def add_all(server: grpc.aio.Server, backend: SettlementBackend, edge: Edge) -> 
         "MemberService": MemberServicer(backend, edge),
         "ReconciliationService": ReconciliationServicer(backend, edge),
         "CatalogService": CatalogServicer(backend, edge),
+        "EncounterService": EncounterServicer(backend.encounters, edge),
     }
     names = []
     for name, servicer in servicers.items():

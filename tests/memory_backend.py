@@ -1,5 +1,7 @@
 """A SettlementBackend over the engine's in-memory region, for edge tests.
 
+Encounters are kept in memory too (tests/memory_encounters.py).
+
 The gRPC edge (mTLS, binding, validation, load bound, deadlines, drain) is
 the same whatever stores the settlements; these tests drive it with the real
 engine and the reference region held in memory, and can hold calls open on a
@@ -27,6 +29,7 @@ from switch.backend import (
     settlement_view,
 )
 from switch.errors import ErrorReason, SwitchError
+from tests.memory_encounters import MemoryEncounters
 
 REFERENCE = Path(__file__).resolve().parent.parent / "shared" / "reference"
 BUSINESS_DATE = date(2026, 5, 10)
@@ -35,6 +38,7 @@ BUSINESS_DATE = date(2026, 5, 10)
 class MemoryBackend:
     def __init__(self, region: InMemoryRegion | None = None) -> None:
         self.region = region or load_region(REFERENCE)
+        self.encounters = MemoryEncounters(self)
         self.by_request: dict[tuple[str, str], tuple[bytes, SettlementView]] = {}
         self.gate: asyncio.Event | None = None  # when set: calls wait for it
         self.entered = 0  # calls that reached the backend

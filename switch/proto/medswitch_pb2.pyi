@@ -57,6 +57,14 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CANCELLATION: _ClassVar[EntryKind]
     CREDIT: _ClassVar[EntryKind]
 
+class EncounterStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENCOUNTER_STATUS_UNSPECIFIED: _ClassVar[EncounterStatus]
+    ENCOUNTER_STATUS_ADMITTED: _ClassVar[EncounterStatus]
+    ENCOUNTER_STATUS_DISCHARGED: _ClassVar[EncounterStatus]
+    ENCOUNTER_STATUS_SETTLED: _ClassVar[EncounterStatus]
+    ENCOUNTER_STATUS_CANCELLED: _ClassVar[EncounterStatus]
+
 class CatalogKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CATALOG_KIND_UNSPECIFIED: _ClassVar[CatalogKind]
@@ -97,6 +105,11 @@ ENTRY_KIND_UNSPECIFIED: EntryKind
 SETTLEMENT: EntryKind
 CANCELLATION: EntryKind
 CREDIT: EntryKind
+ENCOUNTER_STATUS_UNSPECIFIED: EncounterStatus
+ENCOUNTER_STATUS_ADMITTED: EncounterStatus
+ENCOUNTER_STATUS_DISCHARGED: EncounterStatus
+ENCOUNTER_STATUS_SETTLED: EncounterStatus
+ENCOUNTER_STATUS_CANCELLED: EncounterStatus
 CATALOG_KIND_UNSPECIFIED: CatalogKind
 DRUG: CatalogKind
 TREATMENT: CatalogKind
@@ -282,8 +295,46 @@ class ApprovedDisease(_message.Message):
     valid_to: str
     def __init__(self, code: _Optional[str] = ..., valid_from: _Optional[str] = ..., valid_to: _Optional[str] = ...) -> None: ...
 
+class Benefits(_message.Message):
+    __slots__ = ("benefit_year", "policy_version", "outpatient_deductible_used_fen", "outpatient_pooled_fen", "basic_pooled_fen", "inpatient_above_deductible_fen", "new_admissions", "serious_illness_base_fen", "serious_illness_paid_fen", "outpatient_deductible_left_fen", "outpatient_pooled_left_fen", "outpatient_pooled_unlimited", "inpatient_deductible_fen", "inpatient_deductible_level", "basic_pooled_left_fen", "basic_pooled_unlimited", "serious_illness_left_fen")
+    BENEFIT_YEAR_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPATIENT_DEDUCTIBLE_USED_FEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPATIENT_POOLED_FEN_FIELD_NUMBER: _ClassVar[int]
+    BASIC_POOLED_FEN_FIELD_NUMBER: _ClassVar[int]
+    INPATIENT_ABOVE_DEDUCTIBLE_FEN_FIELD_NUMBER: _ClassVar[int]
+    NEW_ADMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    SERIOUS_ILLNESS_BASE_FEN_FIELD_NUMBER: _ClassVar[int]
+    SERIOUS_ILLNESS_PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPATIENT_DEDUCTIBLE_LEFT_FEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPATIENT_POOLED_LEFT_FEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPATIENT_POOLED_UNLIMITED_FIELD_NUMBER: _ClassVar[int]
+    INPATIENT_DEDUCTIBLE_FEN_FIELD_NUMBER: _ClassVar[int]
+    INPATIENT_DEDUCTIBLE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    BASIC_POOLED_LEFT_FEN_FIELD_NUMBER: _ClassVar[int]
+    BASIC_POOLED_UNLIMITED_FIELD_NUMBER: _ClassVar[int]
+    SERIOUS_ILLNESS_LEFT_FEN_FIELD_NUMBER: _ClassVar[int]
+    benefit_year: int
+    policy_version: str
+    outpatient_deductible_used_fen: int
+    outpatient_pooled_fen: int
+    basic_pooled_fen: int
+    inpatient_above_deductible_fen: int
+    new_admissions: int
+    serious_illness_base_fen: int
+    serious_illness_paid_fen: int
+    outpatient_deductible_left_fen: int
+    outpatient_pooled_left_fen: int
+    outpatient_pooled_unlimited: bool
+    inpatient_deductible_fen: int
+    inpatient_deductible_level: str
+    basic_pooled_left_fen: int
+    basic_pooled_unlimited: bool
+    serious_illness_left_fen: int
+    def __init__(self, benefit_year: _Optional[int] = ..., policy_version: _Optional[str] = ..., outpatient_deductible_used_fen: _Optional[int] = ..., outpatient_pooled_fen: _Optional[int] = ..., basic_pooled_fen: _Optional[int] = ..., inpatient_above_deductible_fen: _Optional[int] = ..., new_admissions: _Optional[int] = ..., serious_illness_base_fen: _Optional[int] = ..., serious_illness_paid_fen: _Optional[int] = ..., outpatient_deductible_left_fen: _Optional[int] = ..., outpatient_pooled_left_fen: _Optional[int] = ..., outpatient_pooled_unlimited: _Optional[bool] = ..., inpatient_deductible_fen: _Optional[int] = ..., inpatient_deductible_level: _Optional[str] = ..., basic_pooled_left_fen: _Optional[int] = ..., basic_pooled_unlimited: _Optional[bool] = ..., serious_illness_left_fen: _Optional[int] = ...) -> None: ...
+
 class Member(_message.Message):
-    __slots__ = ("member_id", "name_masked", "category", "status", "region_code", "balance_fen", "special_diseases")
+    __slots__ = ("member_id", "name_masked", "category", "status", "region_code", "balance_fen", "special_diseases", "benefits", "open_encounter")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_MASKED_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +342,8 @@ class Member(_message.Message):
     REGION_CODE_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
     SPECIAL_DISEASES_FIELD_NUMBER: _ClassVar[int]
+    BENEFITS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     name_masked: str
     category: MemberCategory
@@ -298,7 +351,9 @@ class Member(_message.Message):
     region_code: str
     balance_fen: int
     special_diseases: _containers.RepeatedCompositeFieldContainer[ApprovedDisease]
-    def __init__(self, member_id: _Optional[str] = ..., name_masked: _Optional[str] = ..., category: _Optional[_Union[MemberCategory, str]] = ..., status: _Optional[_Union[MemberStatus, str]] = ..., region_code: _Optional[str] = ..., balance_fen: _Optional[int] = ..., special_diseases: _Optional[_Iterable[_Union[ApprovedDisease, _Mapping]]] = ...) -> None: ...
+    benefits: Benefits
+    open_encounter: Encounter
+    def __init__(self, member_id: _Optional[str] = ..., name_masked: _Optional[str] = ..., category: _Optional[_Union[MemberCategory, str]] = ..., status: _Optional[_Union[MemberStatus, str]] = ..., region_code: _Optional[str] = ..., balance_fen: _Optional[int] = ..., special_diseases: _Optional[_Iterable[_Union[ApprovedDisease, _Mapping]]] = ..., benefits: _Optional[_Union[Benefits, _Mapping]] = ..., open_encounter: _Optional[_Union[Encounter, _Mapping]] = ...) -> None: ...
 
 class ListAccountActivityRequest(_message.Message):
     __slots__ = ("card_no", "pin", "from_date", "to_date", "institution_code")
@@ -337,6 +392,166 @@ class ListAccountActivityResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AccountEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[AccountEntry, _Mapping]]] = ...) -> None: ...
+
+class RegisterAdmissionRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "card_no", "pin", "admission_date", "department", "diagnoses", "injury_cause", "accident_case_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_DATE_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSES_FIELD_NUMBER: _ClassVar[int]
+    INJURY_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    ACCIDENT_CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    card_no: str
+    pin: str
+    admission_date: str
+    department: str
+    diagnoses: _containers.RepeatedScalarFieldContainer[str]
+    injury_cause: InjuryCause
+    accident_case_id: str
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., card_no: _Optional[str] = ..., pin: _Optional[str] = ..., admission_date: _Optional[str] = ..., department: _Optional[str] = ..., diagnoses: _Optional[_Iterable[str]] = ..., injury_cause: _Optional[_Union[InjuryCause, str]] = ..., accident_case_id: _Optional[str] = ...) -> None: ...
+
+class Encounter(_message.Message):
+    __slots__ = ("encounter_id", "request_id", "institution_code", "member_id", "status", "admission_date", "department", "admission_diagnoses", "injury_cause", "accident_case_id", "discharge_date", "discharge_diagnoses", "line_count", "total_fen", "settlement_id")
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_DATE_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_DIAGNOSES_FIELD_NUMBER: _ClassVar[int]
+    INJURY_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    ACCIDENT_CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DISCHARGE_DATE_FIELD_NUMBER: _ClassVar[int]
+    DISCHARGE_DIAGNOSES_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    encounter_id: str
+    request_id: str
+    institution_code: str
+    member_id: str
+    status: EncounterStatus
+    admission_date: str
+    department: str
+    admission_diagnoses: _containers.RepeatedScalarFieldContainer[str]
+    injury_cause: InjuryCause
+    accident_case_id: str
+    discharge_date: str
+    discharge_diagnoses: _containers.RepeatedScalarFieldContainer[str]
+    line_count: int
+    total_fen: int
+    settlement_id: str
+    def __init__(self, encounter_id: _Optional[str] = ..., request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[_Union[EncounterStatus, str]] = ..., admission_date: _Optional[str] = ..., department: _Optional[str] = ..., admission_diagnoses: _Optional[_Iterable[str]] = ..., injury_cause: _Optional[_Union[InjuryCause, str]] = ..., accident_case_id: _Optional[str] = ..., discharge_date: _Optional[str] = ..., discharge_diagnoses: _Optional[_Iterable[str]] = ..., line_count: _Optional[int] = ..., total_fen: _Optional[int] = ..., settlement_id: _Optional[str] = ...) -> None: ...
+
+class CancelAdmissionRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "encounter_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    encounter_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UploadFeeDetailsRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "encounter_id", "lines")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    encounter_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[ClaimLine]
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[ClaimLine, _Mapping]]] = ...) -> None: ...
+
+class UploadFeeDetailsResponse(_message.Message):
+    __slots__ = ("encounter_id", "request_id", "lines", "line_count", "total_fen")
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    encounter_id: str
+    request_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[LineResult]
+    line_count: int
+    total_fen: int
+    def __init__(self, encounter_id: _Optional[str] = ..., request_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LineResult, _Mapping]]] = ..., line_count: _Optional[int] = ..., total_fen: _Optional[int] = ...) -> None: ...
+
+class VoidFeeDetailsRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "encounter_id", "line_nos", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LINE_NOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    encounter_id: str
+    line_nos: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ..., line_nos: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VoidFeeDetailsResponse(_message.Message):
+    __slots__ = ("encounter_id", "request_id", "voided_line_nos", "line_count", "total_fen")
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VOIDED_LINE_NOS_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    encounter_id: str
+    request_id: str
+    voided_line_nos: _containers.RepeatedScalarFieldContainer[int]
+    line_count: int
+    total_fen: int
+    def __init__(self, encounter_id: _Optional[str] = ..., request_id: _Optional[str] = ..., voided_line_nos: _Optional[_Iterable[int]] = ..., line_count: _Optional[int] = ..., total_fen: _Optional[int] = ...) -> None: ...
+
+class RecordDischargeRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "encounter_id", "discharge_date", "diagnoses")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISCHARGE_DATE_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    encounter_id: str
+    discharge_date: str
+    diagnoses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ..., discharge_date: _Optional[str] = ..., diagnoses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SettleEncounterRequest(_message.Message):
+    __slots__ = ("request_id", "institution_code", "encounter_id", "card_no", "pin", "skip_individual_account")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    SKIP_INDIVIDUAL_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    institution_code: str
+    encounter_id: str
+    card_no: str
+    pin: str
+    skip_individual_account: bool
+    def __init__(self, request_id: _Optional[str] = ..., institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ..., card_no: _Optional[str] = ..., pin: _Optional[str] = ..., skip_individual_account: _Optional[bool] = ...) -> None: ...
+
+class GetEncounterRequest(_message.Message):
+    __slots__ = ("institution_code", "encounter_id")
+    INSTITUTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    institution_code: str
+    encounter_id: str
+    def __init__(self, institution_code: _Optional[str] = ..., encounter_id: _Optional[str] = ...) -> None: ...
 
 class ReconcileTotalsRequest(_message.Message):
     __slots__ = ("institution_code", "business_date", "settlement_count", "medical_total_fen", "pooled_fund_fen", "serious_illness_fen", "individual_account_fen")

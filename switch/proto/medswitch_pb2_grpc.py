@@ -346,6 +346,386 @@ class MemberService:
             _registered_method=True)
 
 
+class EncounterServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RegisterAdmission = channel.unary_unary(
+                '/medswitch.v1.EncounterService/RegisterAdmission',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.RegisterAdmissionRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.CancelAdmission = channel.unary_unary(
+                '/medswitch.v1.EncounterService/CancelAdmission',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.CancelAdmissionRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.UploadFeeDetails = channel.unary_unary(
+                '/medswitch.v1.EncounterService/UploadFeeDetails',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsResponse.FromString,
+                _registered_method=True)
+        self.VoidFeeDetails = channel.unary_unary(
+                '/medswitch.v1.EncounterService/VoidFeeDetails',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsResponse.FromString,
+                _registered_method=True)
+        self.RecordDischarge = channel.unary_unary(
+                '/medswitch.v1.EncounterService/RecordDischarge',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.RecordDischargeRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.PreSettleEncounter = channel.unary_unary(
+                '/medswitch.v1.EncounterService/PreSettleEncounter',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.SettleResponse.FromString,
+                _registered_method=True)
+        self.SettleEncounter = channel.unary_unary(
+                '/medswitch.v1.EncounterService/SettleEncounter',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.SettleResponse.FromString,
+                _registered_method=True)
+        self.GetEncounter = channel.unary_unary(
+                '/medswitch.v1.EncounterService/GetEncounter',
+                request_serializer=switch_dot_proto_dot_medswitch__pb2.GetEncounterRequest.SerializeToString,
+                response_deserializer=switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+                _registered_method=True)
+
+
+class EncounterServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def RegisterAdmission(self, request, context):
+        """2401 入院办理: the card and PIN are checked; answers ADMITTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAdmission(self, request, context):
+        """2404 入院撤销: an encounter without a settlement that stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFeeDetails(self, request, context):
+        """2301 费用明细上传: the per-line results; nothing reaches the ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidFeeDetails(self, request, context):
+        """2302 费用明细撤销.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordDischarge(self, request, context):
+        """2402 出院办理: recorded again, it corrects the discharge.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreSettleEncounter(self, request, context):
+        """2303 住院预结算: dry run, nothing is recorded (but PIN failures).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleEncounter(self, request, context):
+        """2304 住院结算: idempotent per (institution_code, request_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEncounter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EncounterServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RegisterAdmission': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterAdmission,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.RegisterAdmissionRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.Encounter.SerializeToString,
+            ),
+            'CancelAdmission': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAdmission,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.CancelAdmissionRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.Encounter.SerializeToString,
+            ),
+            'UploadFeeDetails': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadFeeDetails,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsResponse.SerializeToString,
+            ),
+            'VoidFeeDetails': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidFeeDetails,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsResponse.SerializeToString,
+            ),
+            'RecordDischarge': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDischarge,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.RecordDischargeRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.Encounter.SerializeToString,
+            ),
+            'PreSettleEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreSettleEncounter,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.SettleResponse.SerializeToString,
+            ),
+            'SettleEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleEncounter,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.SettleResponse.SerializeToString,
+            ),
+            'GetEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEncounter,
+                    request_deserializer=switch_dot_proto_dot_medswitch__pb2.GetEncounterRequest.FromString,
+                    response_serializer=switch_dot_proto_dot_medswitch__pb2.Encounter.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'medswitch.v1.EncounterService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('medswitch.v1.EncounterService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EncounterService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RegisterAdmission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/RegisterAdmission',
+            switch_dot_proto_dot_medswitch__pb2.RegisterAdmissionRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAdmission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/CancelAdmission',
+            switch_dot_proto_dot_medswitch__pb2.CancelAdmissionRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFeeDetails(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/UploadFeeDetails',
+            switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.UploadFeeDetailsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidFeeDetails(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/VoidFeeDetails',
+            switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.VoidFeeDetailsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDischarge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/RecordDischarge',
+            switch_dot_proto_dot_medswitch__pb2.RecordDischargeRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreSettleEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/PreSettleEncounter',
+            switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.SettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/SettleEncounter',
+            switch_dot_proto_dot_medswitch__pb2.SettleEncounterRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.SettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medswitch.v1.EncounterService/GetEncounter',
+            switch_dot_proto_dot_medswitch__pb2.GetEncounterRequest.SerializeToString,
+            switch_dot_proto_dot_medswitch__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class ReconciliationServiceStub:
     """Missing associated documentation comment in .proto file."""
 

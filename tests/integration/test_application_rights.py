@@ -154,6 +154,19 @@ WRITES: list[tuple[str, str, tuple[str, ...]]] = [
         "INSERT INTO schema_version (version, name) VALUES (999, 'x')",
         (APP, OPERATOR),
     ),
+    # Encounters (0002) change only through the owner's ms_encounter_* functions.
+    (
+        "encounters",
+        "INSERT INTO encounters (encounter_id, institution_code, member_id, request_id,"
+        " admission_date, department, admission_diagnoses, injury_cause, accident_case_id)"
+        f" VALUES ('E1', '{INSTITUTION}', 'M0001', 'a1', '2026-11-01', 'x', '{{K35.8}}', 'NONE',"
+        " '')",
+        (APP, OPERATOR),
+    ),
+    ("encounters", "UPDATE encounters SET settlement_id = NULL", (APP, OPERATOR)),
+    ("encounter_lines", "UPDATE encounter_lines SET voided_by = NULL", (APP, OPERATOR)),
+    ("encounter_lines", "DELETE FROM encounter_lines", (APP, OPERATOR)),
+    ("encounter_requests", "DELETE FROM encounter_requests", (APP, OPERATOR)),
 ]
 
 
@@ -198,6 +211,18 @@ SWITCH_FUNCTIONS = {
     "ms_record_cancellation": True,
     "ms_record_request_cancelled": True,
     "ms_pin_check": True,
+    # encounters (0002): the reads run as the switch, the calls that write as the owner
+    "ms_encounter_standing": False,
+    "ms_encounter_json": False,
+    "ms_encounter_get": False,
+    "ms_encounter_claimable": False,
+    "ms_encounter_refuse_closed": False,
+    "ms_encounter_admit": True,
+    "ms_encounter_cancel_admission": True,
+    "ms_encounter_upload": True,
+    "ms_encounter_void": True,
+    "ms_encounter_discharge": True,
+    "ms_encounter_settle_intent": True,
 }
 
 

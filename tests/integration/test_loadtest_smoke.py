@@ -123,8 +123,9 @@ async def test_locust_run_on_the_database_switch_has_every_call_kind(
     assert int(total["Request Count"]) > 100, text[-3000:]
     kinds = {name.split()[-1] for name in rows}
     assert kinds >= {
-        "pharmacy", "outpatient", "special_disease", "inpatient", "retry", "cancel",
+        "pharmacy", "outpatient", "special_disease", "inpatient", "stay", "retry", "cancel",
     }, kinds  # fmt: skip
+    assert "RegisterAdmission stay" in rows, sorted(rows)  # stays through the encounter API
     pharmacy = int(rows["Settle pharmacy"]["Request Count"])
     assert pharmacy > int(rows["Settle outpatient"]["Request Count"]) > 0
     for name, row in rows.items():

@@ -135,9 +135,9 @@ async def test_a_later_migration_is_applied_after_the_baseline(
     for migration in db.MIGRATIONS_DIR.glob("*.sql"):
         shutil.copy(migration, tmp_path)
     later = len(db.migrations()) + 1
-    (tmp_path / f"{later:04d}_encounters.sql").write_text(
-        "CREATE TABLE encounters (encounter_id text PRIMARY KEY);\n"
-        "GRANT SELECT ON encounters TO medswitch_app;\n",
+    (tmp_path / f"{later:04d}_referrals.sql").write_text(
+        "CREATE TABLE referrals (referral_id text PRIMARY KEY);\n"
+        "GRANT SELECT ON referrals TO medswitch_app;\n",
         "utf-8",
     )
     before = await _describe(empty_db)
@@ -147,10 +147,10 @@ async def test_a_later_migration_is_applied_after_the_baseline(
         assert await db.migrate(conn, directory=tmp_path) == []
         found = schema_catalog.differences(before, await schema_catalog.describe(conn))
         assert found == [
-            "column encounters.encounter_id: not expected",
-            "constraint encounters.encounters_pkey: not expected",
-            "index encounters_pkey: not expected",
-            "table encounters: not expected",
+            "column referrals.referral_id: not expected",
+            "constraint referrals.referrals_pkey: not expected",
+            "index referrals_pkey: not expected",
+            "table referrals: not expected",
         ]
         with pytest.raises(db.SchemaTooNew):  # the code without it
             await db.migrate(conn)

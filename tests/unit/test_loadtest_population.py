@@ -27,6 +27,7 @@ from adjudication.reference import (
 from loadtest import population, workload
 from switch import convert
 from switch.proto import medswitch_pb2 as pb
+from tests.memory_backend import MemoryBackend
 
 MEMBERS = 3_000
 
@@ -190,3 +191,63 @@ def test_cards_used_today_accept_the_daily_limit_refusal(region_dir: Path) -> No
         )
         refused.split.total_fen = refused.split.patient_cash_fen = total
         assert (settle.check(refused) is None) == ok
+
+
+async def _encounter_answer(backend: MemoryBackend, action: workload.Action) -> Any:
+    """What the switch answers a stay's call, from the in-memory encounters."""
+    enc, req = backend.encounters, action.request
+    digest = convert.request_digest(req)
+    if action.method == "RegisterAdmission":
+        view = await enc.register_admission(convert.admission_command(req), digest)
+        return convert.encounter_to_pb(view)
+    if action.method == "UploadFeeDetails":
+        return convert.upload_response(
+            await enc.upload_fee_details(convert.upload_command(req), digest)
+        )
+    if action.method == "VoidFeeDetails":
+        return convert.void_response(await enc.void_fee_details(convert.void_command(req), digest))
+    if action.method == "RecordDischarge":
+        view = await enc.record_discharge(convert.discharge_command(req), digest)
+        return convert.encounter_to_pb(view)
+    assert action.method == "SettleEncounter", action.name
+    command = convert.settle_encounter_command(req)
+    return convert.settle_response(await enc.settle_encounter(command, digest))
+
+
+def _tampered(answer: Any) -> Any:
+    """The same answer one fen (or one line) off."""
+    bad = type(answer)()
+    bad.CopyFrom(answer)
+    if isinstance(bad, pb.SettleResponse):
+        bad.split.patient_cash_fen += 1
+    elif isinstance(bad, pb.UploadFeeDetailsResponse):
+        bad.lines[0].in_scope_fen += 1
+    else:
+        bad.total_fen += 1
+    return bad
+
+
+async def test_stays_through_the_encounter_calls_are_judged_right(region_dir: Path) -> None:
+    """The full mix's stays (admission, uploads, a void now and then, discharge,
+    settlement), answered by encounters kept in memory, pass every check the
+    load clients apply, call after call; an answer a fen off does not."""
+    backend = MemoryBackend(load_region(region_dir))
+    session = workload.Session(workload.Manifest.load(region_dir), seed=6)
+    calls: Counter[str] = Counter()
+    for _ in range(150):
+        action = session.action(workload.Kind.STAY)
+        assert action.service == "EncounterService"
+        answer = await _encounter_answer(backend, action)
+        assert action.check(_tampered(answer)) is not None, action.name
+        assert action.check(answer) is None, action.name
+        calls[action.method] += 1
+        if action.method == "SettleEncounter":
+            assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
+    assert calls["SettleEncounter"] >= 15 and calls["VoidFeeDetails"] > 0, calls
+    assert calls["UploadFeeDetails"] > calls["RegisterAdmission"], calls
+    # A client retry of a stay's settlement is the same SettleEncounter, answered the same.
+    retry = next(
+        a for a in (session.action(workload.Kind.RETRY) for _ in range(200))
+        if a.method == "SettleEncounter"
+    )  # fmt: skip
+    assert retry.check(await _encounter_answer(backend, retry)) is None

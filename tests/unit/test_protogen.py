@@ -33,6 +33,17 @@ def test_contract_names_match_api_md() -> None:
         "MemberService": ["GetMember", "ListAccountActivity"],
         "ReconciliationService": ["ReconcileTotals", "ReconcileDetails"],
         "CatalogService": ["DownloadCatalog"],
+        # Added (issue 16): inpatient stays as hospitals run them.
+        "EncounterService": [
+            "RegisterAdmission",
+            "CancelAdmission",
+            "UploadFeeDetails",
+            "VoidFeeDetails",
+            "RecordDischarge",
+            "PreSettleEncounter",
+            "SettleEncounter",
+            "GetEncounter",
+        ],
     }
     recon = pb.DESCRIPTOR.services_by_name["ReconciliationService"].methods_by_name
     assert recon["ReconcileDetails"].client_streaming
