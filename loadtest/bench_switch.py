@@ -647,6 +647,10 @@ def main(argv: list[str] | None = None) -> int:
         help="open loop at this share of the edge's pharmacy calls/s (0: none)",
     )  # fmt: skip
     parser.add_argument("--skip-ledger", action="store_true", help="no ledger-alone reference")
+    parser.add_argument(
+        "--settle-in-s", type=float, default=60.0,
+        help="unmeasured load on the full switch first (a fresh import's autovacuum)",
+    )  # fmt: skip
     parser.add_argument("--ledger-seconds", type=float, default=8.0)
     parser.add_argument("--profile-s", type=int, default=0, help="py-spy the first serve proc")
     parser.add_argument("--profile-native", action="store_true", help="py-spy --native")
@@ -717,6 +721,12 @@ def bench(args: argparse.Namespace) -> int:
                     raise RuntimeError(f"serve process {s.pid} exited ({s.returncode})")
             kind = "edge only (in-memory backend, no database)" if edge_only else "full switch"
             print(f"\n== {kind}: {args.serve_procs} process(es) on {target}")
+            if not edge_only and args.settle_in_s > 0:
+                # A freshly imported server spends its first minutes on autovacuum,
+                # checkpoints and full-page images: load it, unmeasured, first.
+                run_clients(target, pop, tls, "pharmacy", args.inflight, args.client_procs,
+                            0.0, args.settle_in_s)  # fmt: skip
+                print(f"  settled in: {args.settle_in_s:.0f} s of pharmacy load, not measured")
             for mix, rate in runs:
                 name = f"{mix}@{rate:.0f}/s" if rate else mix
                 out[name] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
