@@ -16,6 +16,7 @@ from datetime import date
 from typing import NamedTuple
 
 from adjudication import limits, reasons
+from adjudication.benefits import new_admission_deductible, room
 from adjudication.catalog import Catalog, CatalogBook, CatalogItem, ItemClass, ItemKind, Rx
 from adjudication.catalog import Restriction as Rs
 from adjudication.model import (
@@ -257,11 +258,6 @@ def classify_line(
     return LineResult(line.line_no, klass, 0, overlimit, preselfpay, base - preselfpay, why, counts)
 
 
-def _room(cap_fen: int | None, used_fen: int) -> int | None:
-    """What is left under a cap; None when there is no cap."""
-    return None if cap_fen is None else max(0, cap_fen - used_fen)
-
-
 def _capped(raw_fen: int, room_fen: int | None) -> int:
     return raw_fen if room_fen is None else min(raw_fen, room_fen)
 
@@ -385,7 +381,7 @@ def _outpatient_funds(
     deductible = min(e_fen, left)
     raw = pct(e_fen - deductible, policy.outpatient_ratio_bp[category][level])
     cap = policy.outpatient_annual_cap_fen.get(category)
-    pooled = _capped(raw, _room(cap, year.outpatient_pooled_fen))
+    pooled = _capped(raw, room(cap, year.outpatient_pooled_fen))
     return Funds(
         deductible_fen=deductible,
         pooled_fund_fen=pooled,
@@ -473,18 +469,13 @@ def _earlier_stays(
 
 def _inpatient_deductible(member: MemberState, level: str, policy: Policy) -> int:
     """The deductible of a new admission: by level, reduced for a repeat, 0 when exempt."""
-    if member.category in policy.inpatient_deductible_exempt:
-        return 0
-    deductible = policy.inpatient_deductible_fen[level]
-    if member.year.new_admissions >= 1:
-        return pct(deductible, policy.repeat_admission_bp)
-    return deductible
+    return new_admission_deductible(policy, member.category, level, member.year)
 
 
 def _basic_capped(raw_fen: int, member: MemberState, policy: Policy) -> int:
     """The pooled fund's payment under the category's basic annual cap."""
     cap = policy.basic_annual_cap_fen.get(member.category)
-    return _capped(raw_fen, _room(cap, member.year.basic_pooled_fen))
+    return _capped(raw_fen, room(cap, member.year.basic_pooled_fen))
 
 
 def _serious_illness(member: MemberState, policy: Policy, share_fen: int) -> tuple[int, int]:

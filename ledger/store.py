@@ -19,7 +19,6 @@ finds the stored answer.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -752,8 +751,3 @@ class _CancelRequest(NamedTuple):
             reversal_id,
         )
         return _cancellation(row, replayed=False)
-
-
-def canonical_json(value: Any) -> bytes:
-    """Stable bytes of a JSON-able value (for fingerprints)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -195,7 +195,10 @@ class SettlementBackend(Protocol):
         """
         ...
 
-    async def cancel(self, command: CancelCommand) -> CancelView: ...
+    async def cancel(self, command: CancelCommand, request_digest: bytes) -> CancelView:
+        """Reverses a settlement once per (institution, request id); `request_digest`
+        (convert.request_digest) tells a resend from another request under the id."""
+        ...
 
     async def get_settlement(
         self, institution_code: str, settlement_id: str, request_id: str

@@ -13,10 +13,9 @@ cannot be reached is UNAVAILABLE, never a guessed answer.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date, datetime
 
 import asyncpg
@@ -47,7 +46,7 @@ from ledger import db
 from ledger import encounters as le
 from ledger import store as ls
 from ledger.reference_rows import load_reference_rows
-from ledger.store import AccountEntry, DayTotals, DetailRecord, Ledger, StateRow, canonical_json
+from ledger.store import AccountEntry, DayTotals, DetailRecord, Ledger, StateRow
 from switch import limits
 from switch.backend import (
     CancelCommand,
@@ -227,12 +226,11 @@ class LedgerBackend:
         with domain_errors():
             return await self.writer.settle(claim, pin, fingerprint)
 
-    async def cancel(self, command: CancelCommand) -> CancelView:
-        fingerprint = hashlib.sha256(canonical_json(asdict(command))).digest()
+    async def cancel(self, command: CancelCommand, request_digest: bytes) -> CancelView:
         with domain_errors():
             done = await self.ledger.cancel(
                 (command.institution_code, command.request_id),
-                fingerprint,
+                request_digest,
                 settlement_id=command.settlement_id or None,
                 original_request_id=command.original_request_id or None,
                 reason=command.reason,

@@ -113,7 +113,8 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                     settlement_id=request.settlement_id,
                     original_request_id=request.original_request_id,
                     reason=request.reason,
-                )
+                ),
+                convert.request_digest(request),
             )
             return pb.CancelSettlementResponse(
                 settlement_id=view.settlement_id,

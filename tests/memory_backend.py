@@ -89,7 +89,7 @@ class MemoryBackend:
         self.by_request[key] = (fingerprint, view)
         return view
 
-    async def cancel(self, command: CancelCommand) -> CancelView:
+    async def cancel(self, command: CancelCommand, request_digest: bytes) -> CancelView:
         await self._hold()
         settled = self.region.settlements.get(command.settlement_id)
         if settled is None:

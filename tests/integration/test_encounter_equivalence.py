@@ -301,7 +301,8 @@ async def test_an_encounter_settles_as_the_claim_it_stands_for(
             event(f"{via_claim.status.value} {' '.join(via_claim.reasons + via_claim.warnings)}")
             if stay.cancel and via_claim.status.value == "SETTLED":
                 for backend, view in ((a, via_encounter), (b, via_claim)):
-                    await backend.cancel(
-                        CancelCommand(f"{rid}-x", stay.institution, view.settlement_id, "", "")
+                    command = CancelCommand(
+                        f"{rid}-x", stay.institution, view.settlement_id, "", ""
                     )
+                    await backend.cancel(command, f"{rid}-x".encode())
     assert await books(url_a) == await books(url_b)
