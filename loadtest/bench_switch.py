@@ -646,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         "--open-loop-share", type=float, default=0.6,
         help="open loop at this share of the edge's pharmacy calls/s (0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--open-loop-rate", type=float, default=0.0,
+        help="open loop at this many pharmacy calls/s (instead of a share of the edge's)",
+    )  # fmt: skip
     parser.add_argument("--skip-ledger", action="store_true", help="no ledger-alone reference")
     parser.add_argument(
         "--settle-in-s", type=float, default=60.0,
@@ -682,7 +686,7 @@ def bench(args: argparse.Namespace) -> int:
     log_dir.mkdir(exist_ok=True)
     figures: dict[str, Any] = {"data_dir": str(data_dir), "cores": os.cpu_count()}
     print(f"data dir {data_dir}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    mixes = args.mixes.split(",")
+    mixes = [m for m in args.mixes.split(",") if m]  # "" with --open-loop-rate: open loop only
 
     pgbench: PgbenchResult | None = None
     if not args.edge_only:
@@ -706,8 +710,19 @@ def bench(args: argparse.Namespace) -> int:
     pop, tls = data_dir / "pop", data_dir / "tls"
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
 
-    def phase(edge_only: bool, runs: list[tuple[str, float]]) -> dict[str, Any]:
-        """Starts the server(s), measures each (mix, open-loop rate), stops them."""
+    def open_rate(edge: dict[str, Any]) -> float:
+        """The open loop's offered rate: as given, or a share of the edge's pharmacy figure."""
+        if args.open_loop_rate > 0:
+            return float(args.open_loop_rate)
+        if "pharmacy" in edge and args.open_loop_share > 0:
+            return float(args.open_loop_share * edge["pharmacy"]["calls_per_s"])
+        return 0.0
+
+    def phase(edge_only: bool, mixes: list[str], rate: float | None) -> dict[str, Any]:
+        """Starts the server(s), measures each mix closed loop and the open loop, stops them.
+
+        `rate` None: the open loop's rate comes from this phase's own pharmacy figure.
+        """
         target = f"127.0.0.1:{free_port()}"
         servers = start_servers(
             data_dir, pop, target, args.serve_procs, edge_only, log_dir, args.group_commit
@@ -727,10 +742,15 @@ def bench(args: argparse.Namespace) -> int:
                 run_clients(target, pop, tls, "pharmacy", args.inflight, args.client_procs,
                             0.0, args.settle_in_s)  # fmt: skip
                 print(f"  settled in: {args.settle_in_s:.0f} s of pharmacy load, not measured")
-            for mix, rate in runs:
-                name = f"{mix}@{rate:.0f}/s" if rate else mix
-                out[name] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
-                                    edge_only=edge_only, rate=rate)  # fmt: skip
+            for mix in mixes:
+                out[mix] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
+                                   edge_only=edge_only, rate=0.0)  # fmt: skip
+            offered = open_rate(out) if rate is None else rate
+            if offered > 0:
+                out[f"pharmacy@{offered:.0f}/s"] = measure(
+                    args, data_dir, tls, pop, target, "pharmacy", servers, log_dir,
+                    edge_only=edge_only, rate=offered,
+                )  # fmt: skip
             out["rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
             held = " (the in-memory region holds every member)" if edge_only else ""
             print(f"  RSS per serve process{held} (MB): " + ", ".join(map(str, out["rss_mb"])))
@@ -740,13 +760,12 @@ def bench(args: argparse.Namespace) -> int:
 
     edge: dict[str, Any] = {}
     if not args.no_edge:
-        edge = phase(True, [(mix, 0.0) for mix in mixes])
+        # the edge's open loop at the same offered rate: the latency floor of gRPC,
+        # TLS, the engine and the load clients on this machine
+        edge = phase(True, mixes, None)
         figures["edge"] = edge
     if not args.edge_only:
-        runs = [(mix, 0.0) for mix in mixes]
-        if "pharmacy" in edge and args.open_loop_share > 0:
-            runs.append(("pharmacy", args.open_loop_share * edge["pharmacy"]["calls_per_s"]))
-        figures["full"] = phase(False, runs)
+        figures["full"] = phase(False, mixes, open_rate(edge))
         verify = medswitch(data_dir, "ledger", "verify", check=False)
         figures["ledger_verify"] = verify.returncode
         print(f"\nmedswitch ledger verify: exit {verify.returncode}")
@@ -786,7 +805,7 @@ def prepare_population(
     manifest = population.write_population(
         population.PopulationSpec(
             members=args.members, institutions=args.institutions, out=pop,
-            sample_max=max(20_000, args.members // 5),
+            sample_max=args.members,  # every usable card: few members reach the daily limit
         )
     )  # fmt: skip
     population.issue_certificates(manifest, tls)
@@ -850,11 +869,15 @@ def summary(figures: dict[str, Any], pgbench: PgbenchResult | None) -> str:
             )
     for name, f in full.items():
         if "@" in name:
-            lines.append(
+            line = (
                 f"  open loop, {name}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
                 f"p99.9 {f['p999_ms']} ms; errors {sum(f['errors'].values())}, "
                 f"wrong answers {sum(f['wrong_answers'].values())}"
             )
+            if name in edge:
+                e = edge[name]
+                line += f" (the edge alone: p50 {e['p50_ms']}, p99 {e['p99_ms']} ms)"
+            lines.append(line)
     if "pharmacy" in full:
         us = full["pharmacy"]["us_per_settlement"]
         ref = figures.get("ledger_us")
@@ -954,14 +977,20 @@ def measure(
 
 
 def stage_means(now: dict[str, float], marks: dict[str, float]) -> dict[str, float]:
-    """Mean ms of each settlement stage (load, decide, record) in the window."""
+    """Mean ms of each settlement stage (queue, load, decide, slot, record) in the window."""
     out = {}
-    for stage in ("load", "decide", "record"):
+    for stage in ("queue", "load", "decide", "slot", "record"):
         key = f'medswitch_settle_stage_ms_{{}}{{{{stage="{stage}"}}}}'
         total = now.get(key.format("sum"), 0.0) - marks.get("metric " + key.format("sum"), 0.0)
         count = now.get(key.format("count"), 0.0) - marks.get("metric " + key.format("count"), 0.0)
         if count:
             out[stage] = round(total / count, 2)
+    # and a Settle call's mean in the server, from its handler's start to its answer
+    key = 'medswitch_request_duration_ms_{}{{method="Settle"}}'
+    total = now.get(key.format("sum"), 0.0) - marks.get("metric " + key.format("sum"), 0.0)
+    count = now.get(key.format("count"), 0.0) - marks.get("metric " + key.format("count"), 0.0)
+    if count:
+        out["handler"] = round(total / count, 2)
     return out
 
 

@@ -11,6 +11,7 @@ calls in flight get `drain_grace_s` to finish, and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -323,6 +324,10 @@ async def serve_until_signal(backend: SettlementBackend, config: ServerConfig) -
     import signal
 
     running = await start(backend, config)
+    # What startup loaded (policies, catalogs, the protobuf and gRPC modules)
+    # lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks it while calls wait.
+    gc.freeze()
     log.info(
         "serving",
         listen=config.listen,

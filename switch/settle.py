@@ -73,6 +73,7 @@ class Pending:
     load: LoadRequest
     future: asyncio.Future[SettlementView]
     loads: int = 0  # how many times its state was loaded (stale rows load again)
+    queued_at: float = field(default_factory=time.perf_counter)
 
     def answer(self, view: SettlementView) -> None:
         if not self.future.done():  # the caller may have gone (deadline)
@@ -149,15 +150,23 @@ class SettleWriter:
     async def _run(self) -> None:
         while True:
             batch = await self._take()
+            taken = time.perf_counter()
             metrics.SETTLE_BATCH_SIZE.observe(len(batch))
+            metrics.SETTLE_STAGE_MS.labels(stage="queue").observe(
+                1000 * sum(taken - p.queued_at for p in batch) / len(batch)
+            )
             try:
                 decided = await self._load_and_decide(batch)
             except Exception as exc:  # the database went away: each call learns
                 for pending in batch:
                     pending.fail(exc)
                 continue
+            waited = time.perf_counter()
             while len(self._recording) >= self.records_max:
                 await asyncio.wait(self._recording, return_when=asyncio.FIRST_COMPLETED)
+            metrics.SETTLE_STAGE_MS.labels(stage="slot").observe(
+                1000 * (time.perf_counter() - waited)
+            )
             if decided.decided:
                 task = asyncio.create_task(self._record(decided))
                 self._recording[task] = frozenset(d.pending.load.card_hmac for d in decided.decided)

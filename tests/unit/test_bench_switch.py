@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.bench_switch import percentile, summarize_collapsed, with_database
+from loadtest.bench_switch import percentile, summarize_collapsed, summary, with_database
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,19 @@ def test_profile_summary_counts_own_and_total_time() -> None:
     assert "30.0 %  adjudicate (x/engine.py)" in own
     assert "40.0 %  settle (switch/service.py)" in total
     assert "100.0 %  main (a/cli.py)" in total
+
+
+def test_summary_sets_the_open_loop_beside_the_edge_at_the_same_rate() -> None:
+    def run(p50: float, p99: float) -> dict[str, object]:
+        return {"p50_ms": p50, "p99_ms": p99, "p999_ms": 2 * p99, "errors": {"UNAVAILABLE": 1},
+                "wrong_answers": {}}  # fmt: skip
+
+    figures = {
+        "edge": {"pharmacy@540/s": run(2.9, 53.0)},
+        "full": {"pharmacy@540/s": run(16.2, 32.7)},
+    }
+    line = summary(figures, None).splitlines()[1]
+    assert line == (
+        "  open loop, pharmacy@540/s: p50 16.2 ms, p99 32.7 ms, p99.9 65.4 ms; errors 1,"
+        " wrong answers 0 (the edge alone: p50 2.9, p99 53.0 ms)"
+    )
