@@ -977,9 +977,9 @@ def measure(
 
 
 def stage_means(now: dict[str, float], marks: dict[str, float]) -> dict[str, float]:
-    """Mean ms of each settlement stage (queue, load, decide, slot, record) in the window."""
+    """Mean ms of each settlement stage (queue, load, decide, record) in the window."""
     out = {}
-    for stage in ("queue", "load", "decide", "slot", "record"):
+    for stage in ("queue", "load", "decide", "record"):
         key = f'medswitch_settle_stage_ms_{{}}{{{{stage="{stage}"}}}}'
         total = now.get(key.format("sum"), 0.0) - marks.get("metric " + key.format("sum"), 0.0)
         count = now.get(key.format("count"), 0.0) - marks.get("metric " + key.format("count"), 0.0)

@@ -56,7 +56,6 @@ health_probe_timeout_s = 1.0
 db_connect_retry_max_s = 10.0  # backoff cap while waiting for the database at start
 settle_batch_max = 64  # group commit: Settle calls recorded in one statement at most
 settle_loads_max = 8  # a Settle whose member keeps moving under it: CONFLICT_RETRIES_EXHAUSTED
-settle_records_inflight_max = 1  # group commit: batches being recorded at once, one writer
 
 # medswitch adjudicate (what-if, no server): the claim and state files it reads
 what_if_file_bytes_max = 4 * 1024 * 1024  # gRPC's default message size

@@ -42,9 +42,8 @@ SETTLE_BATCH_SIZE = Histogram(
 SETTLE_STAGE_MS = Histogram(
     "medswitch_settle_stage_ms",
     "One settlement batch's stages in milliseconds: queue (its calls' mean wait to be"
-    " taken), load (one statement), decide (the engine, every claim of the batch), slot"
-    " (the wait for a record in flight to end), record (one statement and its durable"
-    " commit)",
+    " taken), load (one statement), decide (the engine, every claim of the batch), record"
+    " (one statement and its durable commit)",
     ["stage"],
     buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )

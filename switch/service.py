@@ -164,14 +164,8 @@ class LedgerBackend:
         alone (batches of one).
         """
         policies, catalogs = await load_reference(pool)
-        if group_commit:
-            batch_max, records_max = limits.settle_batch_max, limits.settle_records_inflight_max
-        else:
-            batch_max, records_max = 1, 1
-        return cls(
-            SettleWriter(ledger, policies, catalogs, batch_max=batch_max, records_max=records_max),
-            probe,
-        )
+        batch_max = limits.settle_batch_max if group_commit else 1
+        return cls(SettleWriter(ledger, policies, catalogs, batch_max=batch_max), probe)
 
     async def close(self) -> None:
         """After the server has drained: stops the settlement writer and the probe."""

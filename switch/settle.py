@@ -13,15 +13,18 @@ one. One writer per serve process does, in a straight line (`_run`):
 4. record them all in one statement, committed on its own
    (`Ledger.record`), and answer each from the view it was decided with.
 
-Steps 1-3 of the next batch run while step 4 of this one waits for its
-commit (up to `records_max` records in flight), so batches fill from the
-queue and the database's flush and the engine's work overlap. No
-connection is ever idle in a transaction while Python runs. A card being
-recorded is not taken into another batch, so a process never decides twice
-on one member's state; another process, a
-cancellation or a PIN check may still move a member between load and
-record: `record` then refuses the stale rows (StaleRows), which go back to
-the front of the queue to be loaded and decided again.
+While a batch loads and records, the calls that arrive collect in the queue
+and make the next batch: the busier the switch, the larger the batch and
+the fewer statements and flushes a settlement costs. The writer does not
+load the next batch while one records: measured, that overlap made batches
+half as large, cost PostgreSQL and the serve process more a settlement and
+answered later (BENCHMARKS.md). No connection is ever idle in a
+transaction while Python runs. A process never decides twice on one
+member's state at once (a batch holds one call per card, and one batch is
+in hand at a time); another process, a cancellation or a PIN check may
+still move a member between load and record: `record` then refuses the
+stale rows (StaleRows), which go back to the front of the queue to be
+loaded and decided again.
 """
 
 from __future__ import annotations
@@ -106,15 +109,9 @@ class SettleWriter:
     """The process's one writer of settlements (see the module's docstring)."""
 
     def __init__(
-        self,
-        ledger: Ledger,
-        policies: PolicyBook,
-        catalogs: CatalogBook,
-        *,
-        batch_max: int,
-        records_max: int = 1,
+        self, ledger: Ledger, policies: PolicyBook, catalogs: CatalogBook, *, batch_max: int
     ) -> None:
-        assert batch_max >= 1 and records_max >= 1
+        assert batch_max >= 1
         self.ledger = ledger
         self.policies = policies
         self.catalogs = catalogs
@@ -122,9 +119,6 @@ class SettleWriter:
         self._queue: deque[Pending] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.records_max = records_max
-        # the records in flight, each with the cards it holds
-        self._recording: dict[asyncio.Task[None], frozenset[bytes]] = {}
         self._closing = False
         # Set when the writer died (raised, returned, or was cancelled but not by
         # close()): Settle is refused from then on and health turns NOT_SERVING.
@@ -150,10 +144,9 @@ class SettleWriter:
     async def _run(self) -> None:
         while True:
             batch = await self._take()
-            taken = time.perf_counter()
             metrics.SETTLE_BATCH_SIZE.observe(len(batch))
             metrics.SETTLE_STAGE_MS.labels(stage="queue").observe(
-                1000 * sum(taken - p.queued_at for p in batch) / len(batch)
+                1000 * (time.perf_counter() - sum(p.queued_at for p in batch) / len(batch))
             )
             try:
                 decided = await self._load_and_decide(batch)
@@ -161,41 +154,27 @@ class SettleWriter:
                 for pending in batch:
                     pending.fail(exc)
                 continue
-            waited = time.perf_counter()
-            while len(self._recording) >= self.records_max:
-                await asyncio.wait(self._recording, return_when=asyncio.FIRST_COMPLETED)
-            metrics.SETTLE_STAGE_MS.labels(stage="slot").observe(
-                1000 * (time.perf_counter() - waited)
-            )
             if decided.decided:
-                task = asyncio.create_task(self._record(decided))
-                self._recording[task] = frozenset(d.pending.load.card_hmac for d in decided.decided)
-                task.add_done_callback(self._recorded)
+                await self._record(decided)
 
     async def _take(self) -> list[Pending]:
-        """The calls queued now, at most batch_max, one per card, none being recorded."""
-        while True:
-            busy: set[bytes] = set().union(*self._recording.values())
-            batch: list[Pending] = []
-            held: list[Pending] = []
-            cards: set[bytes] = set()
-            while self._queue and len(batch) < self.batch_max:
-                pending = self._queue.popleft()
-                card = pending.load.card_hmac
-                if card in cards or card in busy:
-                    held.append(pending)
-                else:
-                    cards.add(card)
-                    batch.append(pending)
-            self._queue.extendleft(reversed(held))
-            if batch:
-                return batch
+        """The calls queued now, at most batch_max, one per card."""
+        while not self._queue:
             self._arrived.clear()
-            arrival = asyncio.ensure_future(self._arrived.wait())
-            try:
-                await asyncio.wait([arrival, *self._recording], return_when=asyncio.FIRST_COMPLETED)
-            finally:  # cancelled too (close): a pending waiter would be left behind
-                arrival.cancel()
+            await self._arrived.wait()
+        batch: list[Pending] = []
+        held: list[Pending] = []
+        cards: set[bytes] = set()
+        while self._queue and len(batch) < self.batch_max:
+            pending = self._queue.popleft()
+            card = pending.load.card_hmac
+            if card in cards:
+                held.append(pending)
+            else:
+                cards.add(card)
+                batch.append(pending)
+        self._queue.extendleft(reversed(held))
+        return batch
 
     async def _load_and_decide(self, batch: list[Pending]) -> Batch:
         """Load the batch's state in one statement and adjudicate each claim."""
@@ -318,13 +297,6 @@ class SettleWriter:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _recorded(self, task: asyncio.Task[None]) -> None:
-        self._recording.pop(task, None)
-        self._arrived.set()  # the cards it held may be taken now
-        if not task.cancelled() and task.exception() is not None:
-            # _record answers every failure itself: one escaping is a bug
-            self._died("settle_record", task.exception())
-
     def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="settle-writer")
@@ -355,12 +327,10 @@ class SettleWriter:
     async def close(self) -> None:
         """Stops the writer (after the server has drained its calls)."""
         self._closing = True
-        tasks = [task for task in (self._task, *self._recording) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # a death was reported as it came
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)  # a death was reported
         self._task = None
-        self._recording.clear()
         self._fail_queued(ConnectionError("the switch is shutting down"))
 
 

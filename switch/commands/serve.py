@@ -100,7 +100,10 @@ async def _serve(args: argparse.Namespace) -> int:
         # The database may come up after us (boot order, failover): wait for it
         # rather than exit, so the service starts by itself when it returns.
         try:
-            pool, keys = await open_ledger(settings, min_size=1, max_size=args.db_pool_max)
+            # two at least: the settlement writer's, and one ready for every other call
+            pool, keys = await open_ledger(
+                settings, min_size=min(2, args.db_pool_max), max_size=args.db_pool_max
+            )
             break
         except asyncpg.ClientConfigurationError:
             raise  # a malformed URL is a mistake to report, not an outage to wait out

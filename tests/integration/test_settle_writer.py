@@ -10,7 +10,9 @@ writes on a second connection, made at the moment the writer has loaded.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -157,3 +159,64 @@ async def test_a_right_pin_after_the_card_locked_elsewhere_finds_it_locked(
         assert refused.value.reason is ErrorReason.PIN_LOCKED
     assert backend.ledger.pins == []
     assert (await _member(url))["pin_failures"] == alimits.pin_failures_max
+
+
+class HeldLedger(Ledger):
+    """A ledger that logs its loads and records and holds the first record until
+    `release` is set, so that calls arrive while a batch records."""
+
+    def __init__(self, pool: asyncpg.Pool, keys: DataKeys) -> None:
+        super().__init__(pool, keys)
+        self.recording = asyncio.Event()
+        self.release = asyncio.Event()
+        self.log: list[tuple[str, int]] = []
+
+    async def load_states(self, requests: Sequence[LoadRequest]) -> list[StateRow]:
+        self.log.append(("load", len(requests)))
+        return await super().load_states(requests)
+
+    async def record(self, *args: Any, **kwargs: Any) -> Any:
+        self.log.append(("record", len(args[1])))
+        self.recording.set()
+        await self.release.wait()
+        try:
+            return await super().record(*args, **kwargs)
+        finally:
+            self.log.append(("recorded", len(args[1])))
+
+
+async def test_calls_arriving_while_a_batch_records_make_the_next_batch(
+    switch_pg: SwitchPg, data_key: bytes
+) -> None:
+    url = await switch_pg.fresh_db()
+    pool = await db.open_database(url, min_size=1, max_size=4)
+    ledger = HeldLedger(pool, DataKeys(data_key))
+    backend = await LedgerBackend.open(pool, ledger, probe=db.Probe(url))
+    cards = [("C3303990001", "135790"), ("C3303990002", "246802"),
+             ("C3303990004", "998877"), ("C3303990007", "102938")]  # fmt: skip
+
+    async def settle(i: int) -> object:
+        card, pin = cards[i]
+        request = pharmacy_request(f"held-{i}", PHARMACY, card, pin, "2026-06-02")
+        claim, violations = convert.claim_from_request(request)
+        assert claim is not None, violations
+        return await backend.settle(claim, pin, convert.request_digest(request))
+
+    try:
+        first = asyncio.create_task(settle(0))
+        await ledger.recording.wait()
+        rest = [asyncio.create_task(settle(i)) for i in (1, 2, 3)]
+        for _ in range(20):  # the writer would load them now if it overlapped
+            await asyncio.sleep(0.01)
+        assert ledger.log == [("load", 1), ("record", 1)]
+        ledger.release.set()
+        views = await asyncio.gather(first, *rest)
+        # nothing loaded while the first batch recorded; the three that waited are one batch
+        assert ledger.log == [
+            ("load", 1), ("record", 1), ("recorded", 1),
+            ("load", 3), ("record", 3), ("recorded", 3),
+        ]  # fmt: skip
+        assert [v.status.value for v in views] == ["SETTLED"] * 4  # type: ignore[attr-defined]
+    finally:
+        await backend.close()
+        await pool.close()
