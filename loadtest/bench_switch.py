@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import json
 import os
 import re
@@ -538,7 +539,21 @@ async def memserve_main(args: argparse.Namespace) -> None:
 
     backend = MemoryBackend(load_region(args.pop))
     config = server.ServerConfig(listen=args.listen, tls_dir=Path(args.tls_dir), reuse_port=True)
-    await server.serve_until_signal(backend, config)
+
+    async def freeze_the_store() -> None:
+        # The in-memory store keeps every settlement, so the collector's full
+        # passes over it grow into pauses of half a second: a cost of this test
+        # backend, not of the edge it stands behind (the real switch keeps
+        # nothing). What the store holds is moved out of the collector's sight.
+        while True:
+            await asyncio.sleep(2.0)
+            gc.freeze()
+
+    freezer = asyncio.create_task(freeze_the_store())
+    try:
+        await server.serve_until_signal(backend, config)
+    finally:
+        freezer.cancel()
 
 
 # --------------------------------------------------------------------------
