@@ -172,9 +172,18 @@ def pg_dir(data_dir: Path) -> Path:
 # dirty pages themselves under load). Set once, when the cluster is made; an
 # operator's later ALTER SYSTEM stays in force. fsync, synchronous_commit and
 # full_page_writes stay on (check_durability).
+#
+# Each new 16 MB WAL segment was written full of zeroes and flushed while
+# every commit waited: at 600 Settle/s, a stall of 60-100 ms every 8 s, most
+# of the open loop's p99 (BENCHMARKS.md). A new segment is now made without
+# the zeroes (wal_init_zero; a full disk then shows when WAL is written, and
+# the server stops, instead of when a segment is made), and a checkpoint keeps
+# 1 GB of old segments to reuse (min_wal_size) rather than making new ones.
 EMBEDDED_SETTINGS = {
     "shared_buffers": "1GB",
     "max_wal_size": "4GB",
+    "min_wal_size": "1GB",
+    "wal_init_zero": "off",
     "checkpoint_timeout": "15min",
 }
 
