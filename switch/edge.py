@@ -106,6 +106,7 @@ class EdgeLimits:
     client_streams_per_institution_max: int = limits.client_streams_per_institution_max
     client_stream_idle_max_s: float = limits.client_stream_idle_max_s
     client_stream_duration_max_s: float = limits.client_stream_duration_max_s
+    server_stream_duration_max_s: float = limits.server_stream_duration_max_s
     client_stream_bytes_max: int = limits.client_stream_bytes_max
     health_reflection_streams_max: int = limits.health_reflection_streams_max
     health_reflection_streams_per_institution_max: int = (
@@ -308,13 +309,36 @@ class Edge:
         work: Callable[[], AsyncIterator[T]],
         *,
         institution_code: str = "",
-    ) -> AsyncIterator[T]:
-        """Runs one server-streaming call through the edge."""
+    ) -> None:
+        """Runs one server-streaming call through the edge, writing what `work` yields.
+
+        The writes are the edge's own, not grpc's pull from a generator, so
+        that a client that stops reading (the write then waits on flow control
+        for as long as the connection lives) is bounded too: past
+        `server_stream_duration_max_s` the call ends DEADLINE_EXCEEDED
+        (STREAM_TIMEOUT) and its slot is freed.
+        """
+        bound_s = self.limits.server_stream_duration_max_s
+        clock = asyncio.get_running_loop().time
         async with self._call(CallInfo(method, institution_code), context) as fields:
             fields["items"] = 0
-            async for item in work():
-                fields["items"] += 1
-                yield item
+            ends_at = clock() + bound_s
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    async for item in work():
+                        try:
+                            await context.write(item)
+                        except Exception:
+                            if context.cancelled() or context.done():
+                                # ended under the write (the client went, the server stops)
+                                raise asyncio.CancelledError from None
+                            raise
+                        fields["items"] += 1
+            except TimeoutError:
+                raise SwitchError(
+                    ErrorReason.STREAM_TIMEOUT,
+                    f"the stream is still being read after {bound_s:g} s, the most it may take",
+                ) from None
 
     async def client_stream(
         self,
@@ -386,12 +410,11 @@ class Edge:
             return grpc.stream_unary_rpc_method_handler(behavior, decode, encode)
         if method.server_streaming:
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
                 if isinstance(request, Undecodable):
                     await self.unary(name, context, request.refuse)
                     return
-                async for item in behavior(request, context):
-                    yield item
+                await behavior(request, context)  # it writes its items (Edge.stream)
 
             return grpc.unary_stream_rpc_method_handler(stream, decode, encode)
 
