@@ -106,7 +106,6 @@ class EdgeLimits:
     client_streams_per_institution_max: int = limits.client_streams_per_institution_max
     client_stream_idle_max_s: float = limits.client_stream_idle_max_s
     client_stream_duration_max_s: float = limits.client_stream_duration_max_s
-    server_stream_duration_max_s: float = limits.server_stream_duration_max_s
     client_stream_bytes_max: int = limits.client_stream_bytes_max
     health_reflection_streams_max: int = limits.health_reflection_streams_max
     health_reflection_streams_per_institution_max: int = (
@@ -309,36 +308,13 @@ class Edge:
         work: Callable[[], AsyncIterator[T]],
         *,
         institution_code: str = "",
-    ) -> None:
-        """Runs one server-streaming call through the edge, writing what `work` yields.
-
-        The writes are the edge's own, not grpc's pull from a generator, so
-        that a client that stops reading (the write then waits on flow control
-        for as long as the connection lives) is bounded too: past
-        `server_stream_duration_max_s` the call ends DEADLINE_EXCEEDED
-        (STREAM_TIMEOUT) and its slot is freed.
-        """
-        bound_s = self.limits.server_stream_duration_max_s
-        clock = asyncio.get_running_loop().time
+    ) -> AsyncIterator[T]:
+        """Runs one server-streaming call through the edge."""
         async with self._call(CallInfo(method, institution_code), context) as fields:
             fields["items"] = 0
-            ends_at = clock() + bound_s
-            try:
-                async with asyncio.timeout_at(ends_at):
-                    async for item in work():
-                        try:
-                            await context.write(item)
-                        except Exception:
-                            if context.cancelled() or context.done():
-                                # ended under the write (the client went, the server stops)
-                                raise asyncio.CancelledError from None
-                            raise
-                        fields["items"] += 1
-            except TimeoutError:
-                raise SwitchError(
-                    ErrorReason.STREAM_TIMEOUT,
-                    f"the stream is still being read after {bound_s:g} s, the most it may take",
-                ) from None
+            async for item in work():
+                fields["items"] += 1
+                yield item
 
     async def client_stream(
         self,
@@ -410,11 +386,12 @@ class Edge:
             return grpc.stream_unary_rpc_method_handler(behavior, decode, encode)
         if method.server_streaming:
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 if isinstance(request, Undecodable):
                     await self.unary(name, context, request.refuse)
                     return
-                await behavior(request, context)  # it writes its items (Edge.stream)
+                async for item in behavior(request, context):
+                    yield item
 
             return grpc.unary_stream_rpc_method_handler(stream, decode, encode)
 

@@ -38,10 +38,6 @@ client_stream_idle_max_s = 30.0  # longest pause before the next message of a st
 client_stream_duration_max_s = 600.0  # longest a client stream may take to send everything
 client_streams_max = 8  # client streams open at once, whole server
 client_streams_per_institution_max = 2  # so one institution cannot hold them all
-# A server stream (DownloadCatalog) whose client stops reading would hold its
-# call slot for as long as the connection lives: it gets this long in all to
-# be read (a province's catalog, some 100,000 items, takes seconds).
-server_stream_duration_max_s = 300.0
 
 # Server
 inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue

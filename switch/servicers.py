@@ -309,14 +309,17 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         self.backend = backend
         self.edge = edge
 
-    async def DownloadCatalog(self, request: pb.DownloadCatalogRequest, context: Ctx) -> None:
+    async def DownloadCatalog(
+        self, request: pb.DownloadCatalogRequest, context: Ctx
+    ) -> AsyncIterator[pb.CatalogItem]:
         async def work() -> AsyncIterator[pb.CatalogItem]:
             if request.since_version < 0:
                 raise invalid([FieldViolation("since_version", "must not be negative")])
             async for entry in self.backend.catalog(request.since_version):
                 yield convert.catalog_item_to_pb(entry)
 
-        await self.edge.stream("DownloadCatalog", context, work)
+        async for item in self.edge.stream("DownloadCatalog", context, work):
+            yield item
 
 
 class EncounterServicer(pb_grpc.EncounterServiceServicer):
