@@ -767,7 +767,12 @@ def bench(args: argparse.Namespace) -> int:
                     edge_only=edge_only, rate=offered,
                 )  # fmt: skip
             out["rss_mb"] = [round(rss_mb(s.pid), 1) for s in servers]
-            held = " (the in-memory region holds every member)" if edge_only else ""
+            held = (
+                " (the in-memory region holds every member and every settlement, kept"
+                " out of the collector's sight)"
+                if edge_only
+                else ""
+            )
             print(f"  RSS per serve process{held} (MB): " + ", ".join(map(str, out["rss_mb"])))
         finally:
             stop_servers(servers)
@@ -815,6 +820,11 @@ def prepare_population(
     if args.reuse and (pop / "manifest.json").exists():
         manifest: dict[str, Any] = json.loads((pop / "manifest.json").read_text())
         print(f"population: reusing {pop} ({manifest['members_total']:,} members, imported)")
+        sampled = len(manifest["cards"]) + len(manifest["special_cards"])
+        if sampled < manifest["members_total"] // 2:
+            print(f"WARNING: its manifest samples {sampled:,} cards (made before every usable"
+                  " card was sampled): members reach the daily purchase limit sooner, and the"
+                  " figures are not comparable; make a new data directory")  # fmt: skip
         return manifest
     t0 = time.perf_counter()
     manifest = population.write_population(

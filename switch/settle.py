@@ -149,13 +149,22 @@ class SettleWriter:
                 1000 * (time.perf_counter() - sum(p.queued_at for p in batch) / len(batch))
             )
             try:
-                decided = await self._load_and_decide(batch)
-            except Exception as exc:  # the database went away: each call learns
-                for pending in batch:
-                    pending.fail(exc)
-                continue
-            if decided.decided:
-                await self._record(decided)
+                await self._settle_batch(batch)
+            except BaseException as exc:  # closing, or a bug: no call of the batch is left waiting
+                closing = isinstance(exc, asyncio.CancelledError)
+                for pending in batch:  # those already answered keep their answer
+                    pending.fail(ConnectionError("the switch is shutting down") if closing else exc)
+                raise
+
+    async def _settle_batch(self, batch: list[Pending]) -> None:
+        try:
+            decided = await self._load_and_decide(batch)
+        except Exception as exc:  # the database went away: each call learns
+            for pending in batch:
+                pending.fail(exc)
+            return
+        if decided.decided:
+            await self._record(decided)
 
     async def _take(self) -> list[Pending]:
         """The calls queued now, at most batch_max, one per card."""
@@ -292,6 +301,7 @@ class SettleWriter:
             if pending.loads >= limits.settle_loads_max:
                 pending.fail(Busy(f"the member's state kept moving ({pending.loads} loads)"))
             else:
+                pending.queued_at = time.perf_counter()  # its queue stage starts again
                 self._queue.appendleft(pending)
         self._arrived.set()
 

@@ -220,3 +220,36 @@ async def test_calls_arriving_while_a_batch_records_make_the_next_batch(
     finally:
         await backend.close()
         await pool.close()
+
+
+class StuckLoadLedger(Ledger):
+    """A ledger whose loads never return (a database that stopped answering)."""
+
+    def __init__(self, pool: asyncpg.Pool, keys: DataKeys) -> None:
+        super().__init__(pool, keys)
+        self.loading = asyncio.Event()
+
+    async def load_states(self, requests: Sequence[LoadRequest]) -> list[StateRow]:
+        self.loading.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_closing_while_a_batch_loads_answers_its_calls(
+    switch_pg: SwitchPg, data_key: bytes
+) -> None:
+    """The batch in hand is neither queued nor recorded: closing fails its calls too."""
+    url = await switch_pg.fresh_db()
+    pool = await db.open_database(url, min_size=1, max_size=2)
+    ledger = StuckLoadLedger(pool, DataKeys(data_key))
+    backend = await LedgerBackend.open(pool, ledger, probe=db.Probe(url))
+    try:
+        settling = asyncio.create_task(_settle(backend, "stuck-1"))
+        await ledger.loading.wait()
+        await backend.close()
+        with pytest.raises(SwitchError) as err:
+            await asyncio.wait_for(settling, 10)
+        assert err.value.reason is ErrorReason.DATABASE_UNAVAILABLE
+        assert isinstance(err.value.__cause__, ConnectionError)
+    finally:
+        await pool.close()
