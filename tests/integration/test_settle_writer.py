@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -47,18 +48,29 @@ class MovingLedger(Ledger):
         return states
 
 
-@pytest.fixture
-async def moving(switch_pg: SwitchPg, data_key: bytes) -> AsyncIterator[tuple[LedgerBackend, str]]:
+L = TypeVar("L", bound=Ledger)
+
+
+@asynccontextmanager
+async def _backend(
+    switch_pg: SwitchPg, data_key: bytes, ledger_type: type[L]
+) -> AsyncIterator[tuple[LedgerBackend, L, str]]:
+    """A backend over a fresh database whose ledger is a `ledger_type`."""
     url = await switch_pg.fresh_db()
     pool = await db.open_database(url, min_size=1, max_size=4)
-    backend = await LedgerBackend.open(
-        pool, MovingLedger(pool, DataKeys(data_key)), probe=db.Probe(url)
-    )
+    ledger = ledger_type(pool, DataKeys(data_key))
+    backend = await LedgerBackend.open(pool, ledger, probe=db.Probe(url))
     try:
-        yield backend, url
+        yield backend, ledger, url
     finally:
-        await backend.close()
+        await backend.close()  # a second close does nothing
         await pool.close()
+
+
+@pytest.fixture
+async def moving(switch_pg: SwitchPg, data_key: bytes) -> AsyncIterator[tuple[LedgerBackend, str]]:
+    async with _backend(switch_pg, data_key, MovingLedger) as (backend, _, url):
+        yield backend, url
 
 
 async def _settle(backend: LedgerBackend, request_id: str) -> object:
@@ -188,10 +200,6 @@ class HeldLedger(Ledger):
 async def test_calls_arriving_while_a_batch_records_make_the_next_batch(
     switch_pg: SwitchPg, data_key: bytes
 ) -> None:
-    url = await switch_pg.fresh_db()
-    pool = await db.open_database(url, min_size=1, max_size=4)
-    ledger = HeldLedger(pool, DataKeys(data_key))
-    backend = await LedgerBackend.open(pool, ledger, probe=db.Probe(url))
     cards = [("C3303990001", "135790"), ("C3303990002", "246802"),
              ("C3303990004", "998877"), ("C3303990007", "102938")]  # fmt: skip
 
@@ -202,7 +210,7 @@ async def test_calls_arriving_while_a_batch_records_make_the_next_batch(
         assert claim is not None, violations
         return await backend.settle(claim, pin, convert.request_digest(request))
 
-    try:
+    async with _backend(switch_pg, data_key, HeldLedger) as (backend, ledger, _):
         first = asyncio.create_task(settle(0))
         await ledger.recording.wait()
         rest = [asyncio.create_task(settle(i)) for i in (1, 2, 3)]
@@ -217,9 +225,6 @@ async def test_calls_arriving_while_a_batch_records_make_the_next_batch(
             ("load", 3), ("record", 3), ("recorded", 3),
         ]  # fmt: skip
         assert [v.status.value for v in views] == ["SETTLED"] * 4  # type: ignore[attr-defined]
-    finally:
-        await backend.close()
-        await pool.close()
 
 
 class StuckLoadLedger(Ledger):
@@ -239,11 +244,7 @@ async def test_closing_while_a_batch_loads_answers_its_calls(
     switch_pg: SwitchPg, data_key: bytes
 ) -> None:
     """The batch in hand is neither queued nor recorded: closing fails its calls too."""
-    url = await switch_pg.fresh_db()
-    pool = await db.open_database(url, min_size=1, max_size=2)
-    ledger = StuckLoadLedger(pool, DataKeys(data_key))
-    backend = await LedgerBackend.open(pool, ledger, probe=db.Probe(url))
-    try:
+    async with _backend(switch_pg, data_key, StuckLoadLedger) as (backend, ledger, _):
         settling = asyncio.create_task(_settle(backend, "stuck-1"))
         await ledger.loading.wait()
         await backend.close()
@@ -251,5 +252,3 @@ async def test_closing_while_a_batch_loads_answers_its_calls(
             await asyncio.wait_for(settling, 10)
         assert err.value.reason is ErrorReason.DATABASE_UNAVAILABLE
         assert isinstance(err.value.__cause__, ConnectionError)
-    finally:
-        await pool.close()
