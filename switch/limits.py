@@ -38,6 +38,14 @@ client_stream_idle_max_s = 30.0  # longest pause before the next message of a st
 client_stream_duration_max_s = 600.0  # longest a client stream may take to send everything
 client_streams_max = 8  # client streams open at once, whole server
 client_streams_per_institution_max = 2  # so one institution cannot hold them all
+# Every connection is asked to reconnect (HTTP/2 GOAWAY) after an hour, and
+# the calls still open on it get a grace to finish, after which it is closed.
+# Front-end machines reconnect by themselves; what it bounds is a call that
+# never ends on its own: a DownloadCatalog its client stopped reading holds its
+# call slot until its connection closes (a write waiting on flow control cannot
+# be ended from the handler), so at most age + grace.
+connection_age_max_s = 3600.0
+connection_age_grace_s = 600.0
 
 # Server
 inflight_requests_max = 256  # beyond it: RESOURCE_EXHAUSTED, never a queue

@@ -57,6 +57,8 @@ class ServerConfig:
     # that cannot present a client certificate (Kubernetes' `grpc:` probes).
     # None: no such listener; health is then served on the mTLS port only.
     health_listen: str | None = None
+    connection_age_max_s: float = limits.connection_age_max_s
+    connection_age_grace_s: float = limits.connection_age_grace_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -188,6 +190,8 @@ async def start(backend: SettlementBackend, config: ServerConfig) -> RunningServ
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_connection_age_ms", int(config.connection_age_max_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(config.connection_age_grace_s * 1000)),
         ],
     )
     names = servicers.add_all(server, backend, edge)

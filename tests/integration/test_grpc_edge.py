@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ledger.db import REGION_TZ
 from switch import limits
+from switch.backend import CatalogEntry, catalog_entries
 from switch.edge import EdgeLimits
 from switch.proto import medswitch_pb2 as pb
 from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -558,6 +559,52 @@ async def test_a_stream_sending_too_long_is_ended(certs: Pki) -> None:
     assert refusal is not None
     assert (refusal.code, refusal.reason) == (grpc.StatusCode.DEADLINE_EXCEEDED, "STREAM_TIMEOUT")
     assert "after 0.8 s" in refusal.message
+
+
+class EndlessCatalog(MemoryBackend):
+    """A catalog that never ends: its download lasts as long as its client reads."""
+
+    async def catalog(self, since_version: int) -> AsyncIterator[CatalogEntry]:
+        entries = list(catalog_entries(self.region.catalogs, since_version))
+        while True:
+            for entry in entries:
+                yield entry
+
+
+async def test_a_download_its_client_stopped_reading_ends_with_its_connection(
+    certs: Pki,
+) -> None:
+    """A client that stops reading a catalog download would hold its call slot for
+    as long as its connection lives: connections are closed after their age and
+    grace, and the slot with them."""
+    config = ServerConfig(
+        listen="127.0.0.1:0", tls_dir=certs.tls_dir,
+        connection_age_max_s=1.0, connection_age_grace_s=1.0,
+    )  # fmt: skip
+    running = await start(EndlessCatalog(), config)
+    try:
+        async with channel(running.port, certs.creds(PHARMACY)) as ch:
+            call = pb_grpc.CatalogServiceStub(ch).DownloadCatalog(
+                pb.DownloadCatalogRequest(since_version=0), timeout=60
+            )
+            for _ in range(3):
+                await call.read()
+            started = asyncio.get_running_loop().time()
+            # the client reads no more: the server's writes wait on flow control
+            await until(lambda: running.edge.inflight == 0, "the stream's slot freed")
+            freed_s = asyncio.get_running_loop().time() - started
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            # the channel connects again and settles
+            answer = await pb_grpc.SettlementServiceStub(ch).Settle(
+                otc_request("after-goaway", PHARMACY), timeout=10
+            )
+            assert answer.status == pb.SETTLEMENT_STATUS_SETTLED
+        assert freed_s < 10
+    finally:
+        await running.stop(0)
 
 
 async def _records(n: int, institution: str = PHARMACY) -> AsyncIterator[pb.ReconcileDetailRecord]:
