@@ -12,10 +12,12 @@ switch itself:
    (--skip-ledger);
 4. the edge alone (--no-edge skips it): the real gRPC server (mTLS,
    protobuf, validation, engine, logs, metrics) over the in-memory region,
-   no database, closed loop, each mix;
+   no database, closed loop, each mix, then the pharmacy mix in open loop
+   at --open-loop-share of its own figure (or --open-loop-rate calls/s):
+   the latency floor of gRPC, TLS, the engine and the load clients;
 5. the full switch (`medswitch serve`, --serve-procs processes): each mix in
    closed loop (--inflight calls always in flight), then the pharmacy mix in
-   open loop at --open-loop-share of the edge's figure: calls start on a
+   open loop at the same offered rate as the edge's: calls start on a
    schedule whether or not earlier ones were answered, and latency counts
    from the scheduled start, so slow answers are not hidden;
 6. `medswitch ledger verify` over the result, and a SUMMARY: the switch as a
@@ -30,6 +32,8 @@ PostgreSQL processes and the load clients.
     python loadtest/bench_switch.py                  # everything, defaults
     python loadtest/bench_switch.py --seconds 30 --members 1000000
     python loadtest/bench_switch.py --edge-only      # the edge alone
+    python loadtest/bench_switch.py --data-dir D --reuse --no-edge --skip-ledger \
+        --skip-pgbench --mixes "" --open-loop-rate 600   # one open loop, reused data
 
 With --profile-s N, py-spy (`pip install py-spy`) samples the first serve
 process for N seconds of the full mix and the top frames are printed.
