@@ -9,7 +9,7 @@ settles and cancels claims in an in-memory region and checks the books.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from typing import TypeVar
 
@@ -172,6 +172,7 @@ def cases(draw: st.DrawFn) -> tuple[Claim, MemberState, Institution, bool]:
 
 def check_answer(result: Adjudication, m: MemberState, claim: Claim) -> None:
     s = result.split
+    assert s.as_dict() == asdict(s)  # the dict every stored answer is built from
     assert all(v >= 0 for v in s.as_dict().values()), s
     assert s.total_fen == sum(ln.amount_fen for ln in claim.lines)
     assert s.total_fen == (
