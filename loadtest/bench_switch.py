@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,7 @@ class ClientReport:
     settled: int = 0  # first Settle (or SettleEncounter) of a request answered SETTLED
     latencies_ms: list[float] = field(default_factory=list)  # every call in the window
     settle_latencies_ms: list[float] = field(default_factory=list)
+    settle_started: list[float] = field(default_factory=list)  # each one's start (epoch s)
     errors: dict[str, int] = field(default_factory=dict)  # gRPC status -> count
     wrong: dict[str, int] = field(default_factory=dict)  # problem -> count
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -369,12 +371,6 @@ class ClientReport:
 async def client_main(args: argparse.Namespace) -> None:
     import grpc
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
     from loadtest.workload import MIXES, Manifest, Session, pick_kind
     from switch.proto import medswitch_pb2 as pb
     from switch.proto import medswitch_pb2_grpc as pb_grpc
@@ -418,6 +414,7 @@ async def client_main(args: argparse.Namespace) -> None:
             report.wrong[problem] = report.wrong.get(problem, 0) + 1
         elif action.method in ("Settle", "SettleEncounter") and action.kind != "retry":
             report.settle_latencies_ms.append(elapsed_ms)
+            report.settle_started.append(now)
             report.settled += resp.status == pb.SETTLEMENT_STATUS_SETTLED
 
     def session(slot: int) -> Session:
@@ -516,12 +513,27 @@ def run_clients(
         merged.settled += part["settled"]
         merged.latencies_ms += part["latencies_ms"]
         merged.settle_latencies_ms += part["settle_latencies_ms"]
+        merged.settle_started += part["settle_started"]
         merged.cpu_s += part["cpu_s"]
         for key in ("errors", "wrong", "by_kind"):
             target_dict = getattr(merged, key)
             for k, v in part[key].items():
                 target_dict[k] = target_dict.get(k, 0) + v
     return merged, start_at, start_at + seconds
+
+
+def worst_second(started: list[float], latencies_ms: list[float]) -> tuple[float, float]:
+    """The one-second window (by start time) whose p99 is highest: (its p99 ms, its
+    start in seconds into the run); (nan, nan) with no calls. A stall shows here
+    when the run's own p99 spreads it thin."""
+    if not started:
+        return float("nan"), float("nan")
+    first = min(started)
+    seconds: dict[int, list[float]] = collections.defaultdict(list)
+    for at, ms in zip(started, latencies_ms, strict=True):
+        seconds[int(at - first)].append(ms)
+    worst = max(seconds, key=lambda s: percentile(seconds[s], 0.99))
+    return percentile(seconds[worst], 0.99), float(worst)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -533,6 +545,14 @@ def percentile(values: list[float], q: float) -> float:
 
 # --------------------------------------------------------------------------
 # The edge-only server: the real gRPC server, the engine's in-memory region
+
+
+def on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a load client or the in-memory edge on uvloop, as `medswitch serve` runs."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def memserve_main(args: argparse.Namespace) -> None:
@@ -687,10 +707,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.mode == "_client":
-        asyncio.run(client_main(args))
+        on_uvloop(client_main(args))
         return 0
     if args.mode == "_memserve":
-        asyncio.run(memserve_main(args))
+        on_uvloop(memserve_main(args))
         return 0
 
     return bench(args)
@@ -965,12 +985,14 @@ def measure(
     batches, batched = batch_counts(servers)
     calls = max(1, report.calls)
     stages = stage_means(scrape(servers), marks)
+    worst = worst_second(report.settle_started, report.settle_latencies_ms)
     result: dict[str, Any] = {
         "settlements_per_s": round(report.settled / window, 1),
         "calls_per_s": round(report.calls / window, 1),
         "p50_ms": round(percentile(report.settle_latencies_ms, 0.50), 2),
         "p99_ms": round(percentile(report.settle_latencies_ms, 0.99), 2),
         "p999_ms": round(percentile(report.settle_latencies_ms, 0.999), 2),
+        "worst_second_p99_ms": round(worst[0], 2),
         "errors": report.errors,
         "wrong_answers": report.wrong,
         "by_kind": report.by_kind,
@@ -984,7 +1006,8 @@ def measure(
     print(f"  settlements/s {result['settlements_per_s']:,.0f}   all calls/s "
           f"{result['calls_per_s']:,.0f}   mean batch {result['batch_mean']}")  # fmt: skip
     print(f"  Settle latency p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  "
-          f"p99.9 {result['p999_ms']} ms")  # fmt: skip
+          f"p99.9 {result['p999_ms']} ms; worst second's p99 {result['worst_second_p99_ms']} "
+          f"ms ({worst[1]:.0f} s in)")  # fmt: skip
     if stages:
         print("  a batch's stages, mean ms: "
               + ", ".join(f"{k} {v}" for k, v in stages.items()))  # fmt: skip

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.bench_switch import percentile, summarize_collapsed, summary, with_database
+from loadtest.bench_switch import (
+    percentile,
+    summarize_collapsed,
+    summary,
+    with_database,
+    worst_second,
+)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +34,17 @@ def test_percentiles_are_order_statistics() -> None:
     assert percentile(values, 0.50) == 51.0
     assert percentile(values, 0.99) == 100.0
     assert percentile(list(reversed(values)), 0.50) == 51.0
+
+
+def test_worst_second_finds_a_stall_the_whole_runs_p99_spreads_thin() -> None:
+    # 10 s of calls every 10 ms answered in 5 ms, but the five started 3.00 to
+    # 3.04 s in waited 300 ms: half a percent of the run, so the run's p99 is
+    # still 5 ms; the p99 of the second they started in is not.
+    started = [1000.0 + i / 100 for i in range(1000)]
+    latencies = [300.0 if 300 <= i < 305 else 5.0 for i in range(1000)]
+    assert percentile(latencies, 0.99) == 5.0
+    assert worst_second(started, latencies) == (300.0, 3.0)
+    assert worst_second([], []) != worst_second([], [])  # nan: no calls, no figure
 
 
 def test_profile_summary_counts_own_and_total_time() -> None:
