@@ -74,6 +74,14 @@ def diagnosis_matches(diagnosis: str, code: str) -> bool:
     return diagnosis == code or diagnosis.startswith(code + ".")
 
 
+def uses_member_history(claim: Claim) -> bool:
+    """Whether adjudicating `claim` reads the member's approved special diseases
+    or earlier inpatient stays (MemberState.special_diseases, .stays): only a
+    special-disease visit and an inpatient stay do. The ledger loads neither
+    for the others (a pharmacy purchase, an outpatient visit)."""
+    return claim.visit_type in (VisitType.SPECIAL_DISEASE, VisitType.INPATIENT)
+
+
 def approved_disease(member: MemberState, diagnosis: str, day: date) -> ApprovedDisease | None:
     for disease in member.special_diseases:
         if disease.valid_from <= day <= disease.valid_to and diagnosis_matches(

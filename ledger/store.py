@@ -92,13 +92,19 @@ class StaleRows(LedgerError):
 
 
 class LoadRequest(NamedTuple):
-    """One claim's keys for ms_load_states (request_id None: a read, no settlement id)."""
+    """One claim's keys for ms_load_states (request_id None: a read, no settlement id).
+
+    history False: the claim needs neither the member's approved special
+    diseases nor their recent stays (engine.uses_member_history), which are
+    then not loaded (None).
+    """
 
     institution_code: str
     card_hmac: bytes
     benefit_year: int
     service_date: date
     request_id: str | None
+    history: bool = True
 
 
 class StateRow(NamedTuple):
@@ -266,7 +272,7 @@ class DetailRecord:
     status: str  # SETTLED, REJECTED, CANCELLED (switch.backend.SettlementStatus values)
 
 
-_LOAD_STATES = "SELECT * FROM ms_load_states($1, $2, $3, $4, $5, $6)"
+_LOAD_STATES = "SELECT * FROM ms_load_states($1, $2, $3, $4, $5, $6, $7)"
 _RECORD_CHECKED = "SELECT * FROM ms_record_checked($1, $2, $3, $4, $5)"
 STALE_SQLSTATE = "MS001"  # ms_record_checked: rows decided on stale state
 
@@ -592,9 +598,16 @@ class Ledger:
         member has moved on since (StaleRows), so the caller decides from
         this state without holding anything while it does.
         """
-        institutions, cards, years, days, request_ids = zip(*requests, strict=True)
+        institutions, cards, years, days, request_ids, history = zip(*requests, strict=True)
         rows = await self.pool.fetch(
-            _LOAD_STATES, institutions, cards, years, days, STAYS_LOOKBACK_DAYS, request_ids
+            _LOAD_STATES,
+            institutions,
+            cards,
+            years,
+            days,
+            STAYS_LOOKBACK_DAYS,
+            request_ids,
+            history,
         )
         return [StateRow(*row) for row in rows]
 

@@ -41,7 +41,7 @@ import structlog
 
 from adjudication import limits as alimits
 from adjudication.catalog import CatalogBook
-from adjudication.engine import adjudicate, benefit_date
+from adjudication.engine import adjudicate, benefit_date, uses_member_history
 from adjudication.model import Claim
 from adjudication.policy import PolicyBook
 from ledger.store import (
@@ -131,7 +131,14 @@ class SettleWriter:
         self._start()
         day = benefit_date(claim)
         card_hmac = self.ledger.keys.card_lookup(claim.card_no)
-        load = LoadRequest(claim.institution_code, card_hmac, day.year, day, claim.request_id)
+        load = LoadRequest(
+            claim.institution_code,
+            card_hmac,
+            day.year,
+            day,
+            claim.request_id,
+            history=uses_member_history(claim),
+        )
         future: asyncio.Future[SettlementView] = asyncio.get_running_loop().create_future()
         self._queue.append(Pending(claim, pin, fingerprint, load, future))
         self._arrived.set()

@@ -515,3 +515,32 @@ async def test_no_connection_is_in_a_transaction_while_the_caller_decides(
     assert await app_pool.fetchval("SELECT count(*) FROM settlements") == 1
     assert await _balance(app_pool) == OPENING_FEN - 1_000
     assert (await _verify(reference_db)).sound
+
+
+async def test_a_claim_without_history_loads_no_diseases_or_stays(
+    ledger: Ledger, reference_db: str
+) -> None:
+    # M0006 (card ...0006) holds an approved E11; give them a stay as well
+    owner = await asyncpg.connect(reference_db)
+    try:
+        await owner.execute(
+            "INSERT INTO inpatient_stays VALUES ('S-OLD', 'M0006', 'K35.8', $1, $1, true)", DAY
+        )
+    finally:
+        await owner.close()
+    card = ledger.keys.card_lookup("C3303990006")
+    with_history, without, read = await ledger.load_states(
+        [
+            LoadRequest(INSTITUTION, card, 2026, DAY, "h1", history=True),
+            LoadRequest(INSTITUTION, card, 2026, DAY, "h2", history=False),
+            LoadRequest(INSTITUTION, card, 2026, DAY, None),  # a read: history by default
+        ]
+    )
+    assert [d["code"] for d in with_history.special_diseases or ()] == ["E11"]
+    assert [s["settlement_id"] for s in with_history.stays or ()] == ["S-OLD"]
+    assert (without.special_diseases, without.stays) == (None, None)
+    assert read.special_diseases == with_history.special_diseases
+    assert read.stays == with_history.stays
+    # everything else is the same member, loaded alike
+    same = ("member_id", "state_seq", "balance_fen", "pharmacy_purchases_today")
+    assert [getattr(without, f) for f in same] == [getattr(with_history, f) for f in same]

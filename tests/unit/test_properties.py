@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
+from adjudication.engine import uses_member_history
 from adjudication.memory import apply_changes, load_region, revert_changes
 from adjudication.model import (
     Adjudication,
@@ -227,6 +228,35 @@ def test_split_invariants_and_determinism(
     first = judge(c, m, inst, pin_ok=pin_ok)
     check_answer(first, m, c)
     assert judge(c, m, inst, pin_ok=pin_ok) == first
+
+
+@st.composite
+def cases_with_history(draw: st.DrawFn) -> tuple[Claim, MemberState, Institution, bool]:
+    """A case whose member's history bears on the claim, where the engine reads
+    it: a stay of the same diagnosis ended 1-6 days before the claim's date
+    (the same episode, a split admission), every special disease approved."""
+    c, m, inst, pin_ok = draw(cases())
+    day = c.admission_date or c.service_date
+    assert day is not None
+    ended = day - timedelta(days=draw(st.integers(1, 6)))
+    stay = InpatientStay("OLD", c.primary_diagnosis, ended - timedelta(days=5), ended, True)
+    approved = tuple(
+        ApprovedDisease(code, date(YEAR, 1, 1), date(YEAR, 12, 31)) for code in DISEASES
+    )
+    return c, replace(m, stays=(stay,), special_diseases=approved), inst, pin_ok
+
+
+@SETTINGS
+@given(cases_with_history())
+def test_a_claim_that_uses_no_history_is_judged_alike_without_it(
+    case: tuple[Claim, MemberState, Institution, bool],
+) -> None:
+    """The ledger loads no special diseases or stays for a claim that
+    uses_member_history says needs neither: its answer must not depend on them."""
+    c, m, inst, pin_ok = case
+    bare = replace(m, special_diseases=(), stays=())
+    alike = judge(c, bare, inst, pin_ok=pin_ok) == judge(c, m, inst, pin_ok=pin_ok)
+    assert alike or uses_member_history(c)
 
 
 @SETTINGS
