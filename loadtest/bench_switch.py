@@ -13,11 +13,12 @@ switch itself:
 4. the edge alone (--no-edge skips it): the real gRPC server (mTLS,
    protobuf, validation, engine, logs, metrics) over the in-memory region,
    no database, closed loop, each mix, then the pharmacy mix in open loop
-   at --open-loop-share of its own figure (or --open-loop-rate calls/s):
-   the latency floor of gRPC, TLS, the engine and the load clients;
+   at each --open-loop-share of its own figure (0.6, the target's, then 0.3;
+   or --open-loop-rate calls/s): the latency floor of gRPC, TLS, the engine
+   and the load clients;
 5. the full switch (`medswitch serve`, --serve-procs processes): each mix in
    closed loop (--inflight calls always in flight), then the pharmacy mix in
-   open loop at the same offered rate as the edge's: calls start on a
+   open loop at the same offered rates as the edge's: calls start on a
    schedule whether or not earlier ones were answered, and latency counts
    from the scheduled start, so slow answers are not hidden;
 6. `medswitch ledger verify` over the result, and a SUMMARY: the switch as a
@@ -527,6 +528,18 @@ def run_clients(
     return merged, start_at, start_at + seconds
 
 
+def shares(text: str) -> list[float]:
+    """--open-loop-share: comma-separated shares in (0, 1]; "0" or "" for none."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        share = float(part)
+        if not 0 <= share <= 1:
+            raise argparse.ArgumentTypeError(f"a share is between 0 and 1, not {part}")
+        if share > 0:
+            out.append(share)
+    return out
+
+
 def worst_second(started: list[float], latencies_ms: list[float]) -> tuple[float, float]:
     """The one-second window (by start time) whose p99 is highest: (its p99 ms, its
     start in seconds into the run); (nan, nan) with no calls. A stall shows here
@@ -687,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edge-only", action="store_true", help="only the edge: no database")
     parser.add_argument("--no-edge", action="store_true", help="skip the edge-only phase")
     parser.add_argument(
-        "--open-loop-share", type=float, default=0.6,
-        help="open loop at this share of the edge's pharmacy calls/s (0: none)",
+        "--open-loop-share", type=shares, default=[0.6, 0.3],
+        help="open loops at these shares of the edge's pharmacy calls/s, comma-separated"
+             " (0: none)",
     )  # fmt: skip
     parser.add_argument(
         "--open-loop-rate", type=float, default=0.0,
@@ -754,18 +768,18 @@ def bench(args: argparse.Namespace) -> int:
     pop, tls = data_dir / "pop", data_dir / "tls"
     first_code = manifest["load_institutions"]["PHARMACY"][0]  # type: ignore[index]
 
-    def open_rate(edge: dict[str, Any]) -> float:
-        """The open loop's offered rate: as given, or a share of the edge's pharmacy figure."""
+    def open_rates(edge: dict[str, Any]) -> list[float]:
+        """The open loops' offered rates: as given, or shares of the edge's pharmacy figure."""
         if args.open_loop_rate > 0:
-            return float(args.open_loop_rate)
-        if "pharmacy" in edge and args.open_loop_share > 0:
-            return float(args.open_loop_share * edge["pharmacy"]["calls_per_s"])
-        return 0.0
+            return [float(args.open_loop_rate)]
+        if "pharmacy" not in edge:
+            return []
+        return [share * edge["pharmacy"]["calls_per_s"] for share in args.open_loop_share]
 
-    def phase(edge_only: bool, mixes: list[str], rate: float | None) -> dict[str, Any]:
-        """Starts the server(s), measures each mix closed loop and the open loop, stops them.
+    def phase(edge_only: bool, mixes: list[str], rates: list[float] | None) -> dict[str, Any]:
+        """Starts the server(s), measures each mix closed loop and the open loops, stops them.
 
-        `rate` None: the open loop's rate comes from this phase's own pharmacy figure.
+        `rates` None: the open loops' rates come from this phase's own pharmacy figure.
         """
         target = f"127.0.0.1:{free_port()}"
         servers = start_servers(
@@ -789,8 +803,7 @@ def bench(args: argparse.Namespace) -> int:
             for mix in mixes:
                 out[mix] = measure(args, data_dir, tls, pop, target, mix, servers, log_dir,
                                    edge_only=edge_only, rate=0.0)  # fmt: skip
-            offered = open_rate(out) if rate is None else rate
-            if offered > 0:
+            for offered in open_rates(out) if rates is None else rates:
                 out[f"pharmacy@{offered:.0f}/s"] = measure(
                     args, data_dir, tls, pop, target, "pharmacy", servers, log_dir,
                     edge_only=edge_only, rate=offered,
@@ -814,7 +827,7 @@ def bench(args: argparse.Namespace) -> int:
         edge = phase(True, mixes, None)
         figures["edge"] = edge
     if not args.edge_only:
-        figures["full"] = phase(False, mixes, open_rate(edge))
+        figures["full"] = phase(False, mixes, open_rates(edge))
         verify = medswitch(data_dir, "ledger", "verify", check=False)
         figures["ledger_verify"] = verify.returncode
         print(f"\nmedswitch ledger verify: exit {verify.returncode}")

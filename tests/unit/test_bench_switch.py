@@ -6,10 +6,13 @@ pgbench run against the wrong database would publish wrong numbers.
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from loadtest.bench_switch import (
     percentile,
+    shares,
     summarize_collapsed,
     summary,
     with_database,
@@ -34,6 +37,13 @@ def test_percentiles_are_order_statistics() -> None:
     assert percentile(values, 0.50) == 51.0
     assert percentile(values, 0.99) == 100.0
     assert percentile(list(reversed(values)), 0.50) == 51.0
+
+
+def test_open_loop_shares_are_a_list_in_order_and_zero_means_none() -> None:
+    assert shares("0.6,0.3") == [0.6, 0.3]
+    assert shares("0") == shares("") == []
+    with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 1"):
+        shares("60")
 
 
 def test_worst_second_finds_a_stall_the_whole_runs_p99_spreads_thin() -> None:
