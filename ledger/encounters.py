@@ -36,6 +36,10 @@ class EncounterClosed(LedgerError):
     """The encounter is settled (cancel its settlement first) or its admission cancelled."""
 
 
+class MemberInHospital(LedgerError):
+    """The member has an admission with no discharge recorded (one stay at a time)."""
+
+
 class EncounterNotReady(LedgerError):
     """Not yet settleable: no discharge recorded, or no lines not voided."""
 
@@ -64,6 +68,7 @@ _REFUSALS: dict[str, type[LedgerError]] = {
     "MS012": EncounterClosed,
     "MS013": EncounterNotReady,
     "MS014": EncounterFull,
+    "MS016": MemberInHospital,
 }
 
 

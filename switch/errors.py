@@ -46,6 +46,7 @@ class ErrorReason(StrEnum):
     ENCOUNTER_NOT_READY = "ENCOUNTER_NOT_READY"  # settled before discharge, or with no lines
     ENCOUNTER_FULL = "ENCOUNTER_FULL"  # an upload past the encounter's line limits
     ENCOUNTER_CHANGED = "ENCOUNTER_CHANGED"  # changed while it settled: retry the same request
+    MEMBER_IN_HOSPITAL = "MEMBER_IN_HOSPITAL"  # an admission while one is not yet discharged
 
 
 # The one table: domain reason -> gRPC status code.
@@ -76,6 +77,7 @@ STATUS_BY_REASON: dict[ErrorReason, grpc.StatusCode] = {
     ErrorReason.ENCOUNTER_NOT_READY: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorReason.ENCOUNTER_FULL: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorReason.ENCOUNTER_CHANGED: grpc.StatusCode.ABORTED,
+    ErrorReason.MEMBER_IN_HOSPITAL: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

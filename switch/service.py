@@ -81,6 +81,7 @@ LEDGER_REASONS: dict[type[ls.LedgerError], ErrorReason] = {
     le.EncounterNotReady: ErrorReason.ENCOUNTER_NOT_READY,
     le.EncounterFull: ErrorReason.ENCOUNTER_FULL,
     le.EncounterChanged: ErrorReason.ENCOUNTER_CHANGED,
+    le.MemberInHospital: ErrorReason.MEMBER_IN_HOSPITAL,
 }
 
 # Connection-level failures: the database is not there (or went away mid-call).

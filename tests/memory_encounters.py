@@ -106,6 +106,11 @@ class MemoryEncounters:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
         if member.pin != command.pin:
             raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
+        if any(
+            s.member_id == member.member_id and not s.cancelled and not s.encounter.discharge_date
+            for s in self.stays.values()
+        ):
+            raise SwitchError(ErrorReason.MEMBER_IN_HOSPITAL, "in hospital already")
         encounter_id = f"E{len(self.stays) + 1:08d}"
         self.stays[encounter_id] = stay = Stay(
             Encounter(

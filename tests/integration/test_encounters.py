@@ -270,6 +270,41 @@ async def test_calls_are_idempotent_and_bound_to_the_registering_institution(
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "PIN_INVALID")
 
 
+async def test_a_member_in_hospital_is_not_admitted_again(h1: Hospital, h2: Hospital) -> None:
+    """One stay at a time (在院): while an admission has no discharge recorded, a
+    second one, here or at another hospital, is refused and changes nothing; a
+    retry of the first still gets its answer; once the stay is discharged, or an
+    admission cancelled, the member is admitted again."""
+    card, pin = "C3303990003", "112233"
+    first = await h1.admit("ih-admit", card, pin)
+    for hospital, rid in ((h1, "ih-again"), (h2, "ih-there")):
+        code, reason, _ = await refused(hospital.admit(rid, card, pin))
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MEMBER_IN_HOSPITAL")
+    assert await h1.admit("ih-admit", card, pin) == first  # the retry: its answer
+    ask = pb.GetMemberRequest(institution_code=h2.code, card_no=card, pin=pin)
+    assert (await h2.members.GetMember(ask)).open_encounter.encounter_id == first.encounter_id
+    # Two hospitals at once: one admission passes, the other is refused.
+    await h1.enc.CancelAdmission(
+        pb.CancelAdmissionRequest(
+            request_id="ih-cancel", institution_code=h1.code,
+            encounter_id=first.encounter_id, reason="registered in error",
+        )
+    )  # fmt: skip
+    both = await asyncio.gather(
+        h1.admit("ih-race-1", card, pin), h2.admit("ih-race-2", card, pin),
+        return_exceptions=True,
+    )  # fmt: skip
+    admitted = [a for a in both if isinstance(a, pb.Encounter)]
+    refusals = [error_details(e).reason for e in both if isinstance(e, grpc.aio.AioRpcError)]
+    assert len(admitted) == 1 and refusals == ["MEMBER_IN_HOSPITAL"], both
+    # Discharged (not yet settled): the member may be admitted again, anywhere.
+    (stay,) = admitted
+    owner = h1 if stay.institution_code == h1.code else h2
+    await owner.discharge("ih-out", stay.encounter_id)
+    again = await (h2 if owner is h1 else h1).admit("ih-next", card, pin)
+    assert again.status == pb.ENCOUNTER_STATUS_ADMITTED
+
+
 async def test_refusals_name_the_field_or_the_state(h1: Hospital) -> None:
     card, pin = "C3303990008", "564738"
     stay = await h1.admit("rf-admit", card, pin)
