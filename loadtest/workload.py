@@ -191,6 +191,9 @@ class _Sent:
     service: str = "SettlementService"
 
 
+CLEANUP_TRIES_MAX = 4  # calls to close a given-up stay before it is left open
+
+
 @dataclass(slots=True)
 class _Stay:
     """A stay in progress: the calls still to make and what the switch holds."""
@@ -204,6 +207,8 @@ class _Stay:
     void: list[int]  # line numbers to void after the uploads
     skip_account: bool
     encounter_id: str = ""  # set by the admission's answer
+    admission: pb.RegisterAdmissionRequest | None = None  # as sent (to send again)
+    cleanup_tries: int = 0  # calls made to close it once given up
     live: dict[int, pb.ClaimLine] = field(default_factory=dict)  # uploaded, not voided
     discharge_recorded: bool = False
     waiting: bool = False  # a call was made and its answer has not been judged yet
@@ -303,6 +308,10 @@ class Session:
     recent: deque[_Sent] = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
     purchases: dict[str, int] = field(default_factory=dict)  # card -> settled today, by us
     stay: _Stay | None = None  # the inpatient stay in progress
+    # Stays given up before their discharge was recorded: each may hold its
+    # member's one open admission, which would refuse their next stay
+    # (MEMBER_IN_HOSPITAL): their admissions are cancelled first.
+    abandoned: list[_Stay] = field(default_factory=list)
     _cards: tuple[Card, ...] = ()
     _special: tuple[Card, ...] = ()
     _next_card: int = 0
@@ -590,7 +599,16 @@ class Session:
         given up (its encounter stays open on the switch) and a new one begins.
         """
         stay = self.stay
-        if stay is None or stay.waiting:
+        if stay is not None and stay.waiting and not stay.discharge_recorded:
+            self.abandoned.append(stay)
+        if stay is not None and stay.waiting:
+            stay = self.stay = None
+        while self.abandoned and self.abandoned[0].cleanup_tries >= CLEANUP_TRIES_MAX:
+            self.abandoned.pop(0)  # left open: its member's next stay may be refused
+        if self.abandoned:
+            self.abandoned[0].cleanup_tries += 1
+            return self._close_abandoned(self.abandoned[0])
+        if stay is None:
             stay = self.stay = self._new_stay(provider)
         stay.waiting = True
         if not stay.encounter_id:
@@ -619,6 +637,40 @@ class Session:
             skip_account=self.rng.random() < 0.05,
         )
 
+    def _close_abandoned(self, stay: _Stay) -> Action:
+        """A stay given up before its discharge: its admission is cancelled, so that
+        the member may be admitted again. With no encounter id (the admission's
+        own answer was lost) the same admission is sent again first: it answers
+        the encounter it made, or makes it now, to be cancelled next."""
+        if not stay.encounter_id:
+            assert stay.admission is not None, "a stay is abandoned after its admission"
+            req = stay.admission
+
+            def admitted(resp: pb.Encounter) -> str | None:
+                # the answer first given (a replay), whatever was uploaded since
+                if resp.request_id != req.request_id or not resp.encounter_id:
+                    return "an admission sent again answered another request"
+                stay.encounter_id = resp.encounter_id
+                return None
+
+            return Action(Kind.STAY, "RegisterAdmission", stay.institution, req, admitted,
+                          ENCOUNTERS)  # fmt: skip
+        cancel = pb.CancelAdmissionRequest(
+            request_id=self.request_id(), institution_code=stay.institution,
+            encounter_id=stay.encounter_id, reason="abandoned by the load generator",
+        )  # fmt: skip
+
+        def cancelled(resp: pb.Encounter) -> str | None:
+            if resp.encounter_id != cancel.encounter_id:
+                return "a cancelled admission answered another encounter"
+            if resp.status not in (pb.ENCOUNTER_STATUS_CANCELLED, pb.ENCOUNTER_STATUS_SETTLED):
+                return "an admission cancelled is answered neither cancelled nor settled"
+            self.abandoned.remove(stay)
+            return None
+
+        return Action(Kind.STAY, "CancelAdmission", stay.institution, cancel, cancelled,
+                      ENCOUNTERS)  # fmt: skip
+
     def _admit(self, stay: _Stay) -> Action:
         req = pb.RegisterAdmissionRequest(
             request_id=self.request_id(), institution_code=stay.institution,
@@ -626,6 +678,7 @@ class Session:
             admission_date=stay.admitted.isoformat(), department="Inpatient ward",
             diagnoses=[stay.diagnosis],
         )  # fmt: skip
+        stay.admission = req
 
         def check(resp: pb.Encounter) -> str | None:
             problem = encounter_problems(req, resp, pb.ENCOUNTER_STATUS_ADMITTED, stay.live)

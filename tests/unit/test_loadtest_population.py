@@ -206,12 +206,39 @@ async def _encounter_answer(backend: MemoryBackend, action: workload.Action) -> 
         )
     if action.method == "VoidFeeDetails":
         return convert.void_response(await enc.void_fee_details(convert.void_command(req), digest))
+    if action.method == "CancelAdmission":
+        call = convert.cancel_admission_call(req)
+        return convert.encounter_to_pb(await enc.cancel_admission(call, req.reason, digest))
     if action.method == "RecordDischarge":
         view = await enc.record_discharge(convert.discharge_command(req), digest)
         return convert.encounter_to_pb(view)
     assert action.method == "SettleEncounter", action.name
     command = convert.settle_encounter_command(req)
     return convert.settle_response(await enc.settle_encounter(command, digest))
+
+
+async def test_stays_given_up_are_cancelled_so_their_members_are_admitted_again(
+    region_dir: Path,
+) -> None:
+    """A stay whose answer was lost is given up; before its next stay the session
+    cancels its admission (sending the admission again if that answer was the
+    one lost), so the member, one stay at a time, is not refused later. Every
+    fifth answer is lost here, by a session of four cards."""
+    backend = MemoryBackend(load_region(region_dir))
+    manifest = workload.Manifest.load(region_dir)
+    slots = len(manifest.cards) // 4  # four cards of its own: each stays every fourth stay
+    session = workload.Session(manifest, slot=0, slots=slots, seed=7)
+    calls: Counter[str] = Counter()
+    for n in range(400):
+        action = session.action(workload.Kind.STAY)
+        answer = await _encounter_answer(backend, action)  # MEMBER_IN_HOSPITAL would raise
+        calls[action.method] += 1
+        if n % 5 == 4:
+            continue  # the answer was lost: the call happened, nobody judged it
+        assert action.check(answer) is None, action.name
+    assert calls["CancelAdmission"] >= 10 and calls["SettleEncounter"] >= 20, calls
+    open_stays = [s for s in backend.encounters.stays.values() if not s.cancelled]
+    assert sum(1 for s in open_stays if not s.encounter.discharge_date) <= 1  # the one in hand
 
 
 def _tampered(answer: Any) -> Any:
