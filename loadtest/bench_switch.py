@@ -216,7 +216,10 @@ class WaitSampler:
     transaction: the switch computing while holding the transaction), or
     run on CPU. Its own session's CPU (`cpu_s`, fifty queries of
     pg_stat_activity a second) is the benchmark's, not the switch's: the
-    PostgreSQL figures leave it out.
+    PostgreSQL figures leave it out. `stop` ends the sampling and reads that
+    CPU with the session still open, so that the figures read next count it
+    among the live processes, once; `close` then ends the session and waits
+    until its backend has gone (its CPU moves to the server's ended children).
     """
 
     def __init__(self, url: str) -> None:
@@ -225,8 +228,11 @@ class WaitSampler:
         self.url = url
         self.counts: collections.Counter[str] = collections.Counter()
         self.samples = 0
-        self.cpu_s = 0.0  # its backend's CPU, read as it closes
+        self.cpu_s = 0.0  # its backend's CPU when sampling stopped
+        self.backend = 0
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # cpu_s read, the session still open
+        self._close = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def start(self) -> None:
@@ -234,16 +240,27 @@ class WaitSampler:
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if not self._stopped.wait(timeout=30):
+            raise RuntimeError("the database sampler did not stop")
         n = max(1, self.samples)
         return {k: round(v / n, 2) for k, v in self.counts.most_common(8)}
+
+    def close(self) -> None:
+        import psutil
+
+        self._close.set()
+        self._thread.join(timeout=30)
+        deadline = time.monotonic() + 10
+        while self.backend and psutil.pid_exists(self.backend) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     async def _run(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.url)
-        backend = conn.get_server_pid()
+        conn = None
         try:
+            conn = await asyncpg.connect(self.url)
+            self.backend = backend = conn.get_server_pid()
             while not self._stop.is_set():
                 rows = await conn.fetch(
                     "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w"
@@ -255,9 +272,14 @@ class WaitSampler:
                     state = r["state"] or "?"
                     self.counts[state if state.startswith("idle") else f"{state} {r['w']}"] += 1
                 await asyncio.sleep(0.02)
-        finally:
             self.cpu_s = cpu_seconds([backend])
-            await conn.close()
+            self._stopped.set()
+            while not self._close.is_set():
+                await asyncio.sleep(0.02)
+        finally:
+            self._stopped.set()  # (a failed query: nothing to leave out)
+            if conn is not None:
+                await conn.close()
 
 
 # --------------------------------------------------------------------------
@@ -388,7 +410,7 @@ async def client_main(args: argparse.Namespace) -> None:
     stubs = {
         (c, service): getattr(pb_grpc, f"{service}Stub")(ch)
         for c, ch in channels.items()
-        for service in ("SettlementService", "EncounterService")
+        for service in ("SettlementService", "EncounterService", "MemberService")
     }
     report = ClientReport()
     mix = MIXES[args.mix]
@@ -543,14 +565,18 @@ def shares(text: str) -> list[float]:
 def worst_second(started: list[float], latencies_ms: list[float]) -> tuple[float, float]:
     """The one-second window (by start time) whose p99 is highest: (its p99 ms, its
     start in seconds into the run); (nan, nan) with no calls. A stall shows here
-    when the run's own p99 spreads it thin."""
+    when the run's own p99 spreads it thin. Seconds with fewer than half the
+    median second's calls (a run's ragged first and last) are left out: their
+    p99 would be their one slowest call."""
     if not started:
         return float("nan"), float("nan")
     first = min(started)
     seconds: dict[int, list[float]] = collections.defaultdict(list)
     for at, ms in zip(started, latencies_ms, strict=True):
         seconds[int(at - first)].append(ms)
-    worst = max(seconds, key=lambda s: percentile(seconds[s], 0.99))
+    counts = sorted(len(v) for v in seconds.values())
+    full = [s for s, v in seconds.items() if len(v) >= counts[len(counts) // 2] / 2]
+    worst = max(full, key=lambda s: percentile(seconds[s], 0.99))
     return percentile(seconds[worst], 0.99), float(worst)
 
 
@@ -1001,6 +1027,8 @@ def measure(
         "postgres": 0.0 if edge_only else postgres_cpu_seconds(data_dir) - marks["pg"] - sampling,
         "clients": report.cpu_s,
     }
+    if sampler is not None:
+        sampler.close()
     batches, batched = batch_counts(servers)
     calls = max(1, report.calls)
     stages = stage_means(scrape(servers), marks)

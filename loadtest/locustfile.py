@@ -97,7 +97,7 @@ class _Shared:
 
     @classmethod
     def stub(cls, host: str, tls_dir: Path, code: str, service: str) -> Any:
-        """The `service` stub (SettlementService, EncounterService) of institution `code`."""
+        """The `service` stub (SettlementService, EncounterService, MemberService) of `code`."""
         stub = cls.stubs.get((code, service))
         if stub is None:
             channel = cls.channels.get(code)

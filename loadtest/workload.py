@@ -91,6 +91,7 @@ VISIT = {
 }
 RECENT_MAX = 256  # settlements a session keeps to retry, cancel and fetch
 ENCOUNTERS = "EncounterService"
+MEMBERS = "MemberService"
 
 # Drugs a special-disease patient collects, by approved disease (a month's supply).
 SPECIAL_DISEASE_ITEMS = {
@@ -209,6 +210,7 @@ class _Stay:
     encounter_id: str = ""  # set by the admission's answer
     admission: pb.RegisterAdmissionRequest | None = None  # as sent (to send again)
     cleanup_tries: int = 0  # calls made to close it once given up
+    resent: bool = False  # its admission was sent again to learn its encounter
     live: dict[int, pb.ClaimLine] = field(default_factory=dict)  # uploaded, not voided
     discharge_recorded: bool = False
     waiting: bool = False  # a call was made and its answer has not been judged yet
@@ -596,7 +598,8 @@ class Session:
 
         A call whose answer was not judged right (an error, a timeout, a wrong
         answer) leaves the stay where the switch may or may not have it: it is
-        given up (its encounter stays open on the switch) and a new one begins.
+        given up and, unless its discharge was recorded, its admission is
+        cancelled before a new one begins (_close_abandoned).
         """
         stay = self.stay
         if stay is not None and stay.waiting and not stay.discharge_recorded:
@@ -639,11 +642,13 @@ class Session:
 
     def _close_abandoned(self, stay: _Stay) -> Action:
         """A stay given up before its discharge: its admission is cancelled, so that
-        the member may be admitted again. With no encounter id (the admission's
-        own answer was lost) the same admission is sent again first: it answers
-        the encounter it made, or makes it now, to be cancelled next."""
-        if not stay.encounter_id:
-            assert stay.admission is not None, "a stay is abandoned after its admission"
+        the member may be admitted again (one stay at a time). With no encounter
+        id, the same admission is sent again first: it answers the encounter it
+        made (its answer was lost), or makes it now. If that is refused too (the
+        member was in hospital already: a stay an earlier run left open),
+        GetMember names the open stay, which its hospital then cancels."""
+        if not stay.encounter_id and stay.admission is not None and not stay.resent:
+            stay.resent = True
             req = stay.admission
 
             def admitted(resp: pb.Encounter) -> str | None:
@@ -655,6 +660,20 @@ class Session:
 
             return Action(Kind.STAY, "RegisterAdmission", stay.institution, req, admitted,
                           ENCOUNTERS)  # fmt: skip
+        if not stay.encounter_id:
+            ask = pb.GetMemberRequest(
+                institution_code=stay.institution, card_no=stay.card.card_no, pin=stay.card.pin
+            )
+
+            def found(resp: pb.Member) -> str | None:
+                held = resp.open_encounter if resp.HasField("open_encounter") else None
+                if held is None or held.status != pb.ENCOUNTER_STATUS_ADMITTED:
+                    self.abandoned.remove(stay)  # nothing holds the member now
+                else:  # cancelled by the hospital that registered it
+                    stay.encounter_id, stay.institution = held.encounter_id, held.institution_code
+                return None
+
+            return Action(Kind.STAY, "GetMember", stay.institution, ask, found, MEMBERS)
         cancel = pb.CancelAdmissionRequest(
             request_id=self.request_id(), institution_code=stay.institution,
             encounter_id=stay.encounter_id, reason="abandoned by the load generator",

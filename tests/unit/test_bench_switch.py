@@ -7,6 +7,7 @@ pgbench run against the wrong database would publish wrong numbers.
 from __future__ import annotations
 
 import argparse
+import math
 
 import pytest
 
@@ -54,7 +55,12 @@ def test_worst_second_finds_a_stall_the_whole_runs_p99_spreads_thin() -> None:
     latencies = [300.0 if 300 <= i < 305 else 5.0 for i in range(1000)]
     assert percentile(latencies, 0.99) == 5.0
     assert worst_second(started, latencies) == (300.0, 3.0)
-    assert worst_second([], []) != worst_second([], [])  # nan: no calls, no figure
+    # a ragged last second of three calls, one slow, is not a window of its own
+    assert worst_second([*started, 1010.0, 1010.1, 1010.2], [*latencies, 5.0, 5.0, 900.0]) == (
+        300.0,
+        3.0,
+    )
+    assert all(math.isnan(v) for v in worst_second([], []))  # no calls, no figure
 
 
 def test_profile_summary_counts_own_and_total_time() -> None:
