@@ -99,13 +99,15 @@ class MemoryEncounters:
 
     async def register_admission(self, command: AdmissionCommand, digest: bytes) -> EncounterView:
         key = (command.institution_code, command.request_id)
-        if (done := self._replay(key, digest + command.pin.encode())) is not None:
-            return done
+        # As the switch: the card and its PIN first (a retry with a wrong PIN is
+        # PIN_INVALID), then the stored answer, then one stay at a time.
         member = self.backend.region.member_by_card(command.card_no)
         if member is None:
             raise SwitchError(ErrorReason.CARD_INVALID, "no member holds this card")
         if member.pin != command.pin:
             raise SwitchError(ErrorReason.PIN_INVALID, "wrong PIN")
+        if (done := self._replay(key, digest + command.pin.encode())) is not None:
+            return done
         if any(
             s.member_id == member.member_id and not s.cancelled and not s.encounter.discharge_date
             for s in self.stays.values()
