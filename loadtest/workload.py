@@ -602,9 +602,9 @@ class Session:
         cancelled before a new one begins (_close_abandoned).
         """
         stay = self.stay
-        if stay is not None and stay.waiting and not stay.discharge_recorded:
-            self.abandoned.append(stay)
-        if stay is not None and stay.waiting:
+        if stay is not None and stay.waiting:  # given up
+            if not stay.discharge_recorded:
+                self.abandoned.append(stay)
             stay = self.stay = None
         while self.abandoned and self.abandoned[0].cleanup_tries >= CLEANUP_TRIES_MAX:
             self.abandoned.pop(0)  # left open: its member's next stay may be refused
@@ -682,8 +682,8 @@ class Session:
         def cancelled(resp: pb.Encounter) -> str | None:
             if resp.encounter_id != cancel.encounter_id:
                 return "a cancelled admission answered another encounter"
-            if resp.status not in (pb.ENCOUNTER_STATUS_CANCELLED, pb.ENCOUNTER_STATUS_SETTLED):
-                return "an admission cancelled is answered neither cancelled nor settled"
+            if resp.status != pb.ENCOUNTER_STATUS_CANCELLED:
+                return "an admission cancelled is not answered cancelled"
             self.abandoned.remove(stay)
             return None
 

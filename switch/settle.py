@@ -320,22 +320,17 @@ class SettleWriter:
             self._task.add_done_callback(self._stopped)
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
+        """The writer ended unasked (raised, returned, or was cancelled but not by
+        close()): every call waiting fails, and so will every new one."""
         if self._closing:
             return
         if task.cancelled():
-            self._died("settle_writer", RuntimeError("the settlement writer was cancelled"))
+            failure: BaseException = RuntimeError("the settlement writer was cancelled")
         else:
             failure = task.exception() or RuntimeError("the settlement writer returned")
-            self._died("settle_writer", failure)
-
-    def _died(self, worker: str, failure: BaseException | None) -> None:
-        """A worker ended unasked: every call waiting fails, and so will every new one."""
-        if self.failure is None:
-            self.failure = failure
-            log.error("settle_writer_died", worker=worker, error=repr(failure))
-        if self._task is not None and not self._task.done():
-            self._task.cancel()  # the loop would go on taking calls nobody records
-        self._fail_queued(self.failure or RuntimeError("the settlement writer died"))
+        self.failure = failure
+        log.error("settle_writer_died", worker="settle_writer", error=repr(failure))
+        self._fail_queued(failure)
 
     def _fail_queued(self, exc: BaseException) -> None:
         while self._queue:

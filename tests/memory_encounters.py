@@ -93,6 +93,14 @@ class MemoryEncounters:
             sum(line.amount_fen for line in live), stay.settlement_id if standing else "",
         )  # fmt: skip
 
+    def open_of(self, member_id: str) -> EncounterView | None:
+        """The member's latest stay neither settled nor cancelled (GetMember's open stay)."""
+        held = [
+            s for s in self.stays.values()
+            if s.member_id == member_id and not s.cancelled and not self._standing(s)
+        ]  # fmt: skip
+        return self._view(held[-1]) if held else None
+
     def _answered(self, key: tuple[str, str], digest: bytes, answer: Any) -> Any:
         self.answers[key] = (digest, answer)
         return answer

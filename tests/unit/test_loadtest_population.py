@@ -219,18 +219,13 @@ async def _encounter_answer(backend: MemoryBackend, action: workload.Action) -> 
 
 
 def _open_stay_of(backend: MemoryBackend, req: Any) -> pb.Member:
-    """GetMember as far as the cleanup reads it: the member's latest stay neither
-    settled nor cancelled (the in-memory backend has no GetMember of its own)."""
-    enc = backend.encounters
+    """GetMember as far as the cleanup reads it, its open stay (the in-memory
+    backend has no GetMember of its own)."""
     member = backend.region.member_by_card(req.card_no)
     assert member is not None and member.pin == req.pin
     answer = pb.Member(member_id=member.member_id)
-    held = [
-        s for s in enc.stays.values()
-        if s.member_id == member.member_id and not s.cancelled and not enc._standing(s)
-    ]  # fmt: skip
-    if held:
-        answer.open_encounter.CopyFrom(convert.encounter_to_pb(enc._view(held[-1])))
+    if (held := backend.encounters.open_of(member.member_id)) is not None:
+        answer.open_encounter.CopyFrom(convert.encounter_to_pb(held))
     return answer
 
 
