@@ -363,6 +363,24 @@ async def test_a_batch_records_in_one_statement_and_names_its_stale_rows(
     assert (await _verify(reference_db)).sound
 
 
+async def test_the_changes_a_settlement_stores_are_built_inline(reference_db: str) -> None:
+    """ms_changes_json is inlined where the settlements are inserted: a SQL
+    function is inlined only if no less volatile than its body, and
+    jsonb_build_object is STABLE. Declared IMMUTABLE, it was called as a
+    function, its body parsed and planned again in every batch (migration 0006)."""
+    conn = await asyncpg.connect(reference_db)
+    try:
+        plan = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                "EXPLAIN (VERBOSE) SELECT ms_changes_json(r) FROM unnest('{}'::ms_settle_row[]) r"
+            )
+        )
+    finally:
+        await conn.close()
+    assert "jsonb_build_object" in plan and "ms_changes_json" not in plan, plan
+
+
 async def test_a_day_closed_since_the_load_makes_the_whole_batch_stale(
     ledger: Ledger, app_pool: asyncpg.Pool, reference_db: str
 ) -> None:
