@@ -6,5 +6,5 @@
 -- row: 6 % of the writer's PostgreSQL CPU. Inlined, the INSERT builds the
 -- changes' jsonb in its own expression. Its result is unchanged (its
 -- arguments are integers, dates and text, whose jsonb does not depend on
--- settings). A test holds it inlined (tests/integration/test_schema.py).
+-- settings). A test holds it inlined (tests/integration/test_ledger_settle.py).
 ALTER FUNCTION ms_changes_json(ms_settle_row) STABLE;
