@@ -21,7 +21,10 @@ switch itself:
    open loop at the same offered rates as the edge's: calls start on a
    schedule whether or not earlier ones were answered, and latency counts
    from the scheduled start, so slow answers are not hidden;
-6. `medswitch ledger verify` over the result, and a SUMMARY: the switch as a
+6. the ledger alone again (unless --skip-ledger), to show how far the
+   machine drifted since step 3 (its figure also holds the server's upkeep
+   of the switch's database, so the switch is compared with step 3's);
+7. `medswitch ledger verify` over the result, and a SUMMARY: the switch as a
    share of the edge (throughput and switch-process CPU a call), PostgreSQL
    CPU a settlement against the ledger alone, open-loop percentiles, and
    capacity per core, to size a province.
