@@ -12,6 +12,7 @@ import math
 import pytest
 
 from loadtest.bench_switch import (
+    latency_start,
     percentile,
     shares,
     summarize_collapsed,
@@ -38,6 +39,12 @@ def test_percentiles_are_order_statistics() -> None:
     assert percentile(values, 0.50) == 51.0
     assert percentile(values, 0.99) == 100.0
     assert percentile(list(reversed(values)), 0.50) == 51.0
+
+
+def test_open_loop_latency_counts_from_the_earlier_of_schedule_and_start() -> None:
+    assert latency_start(10.0, 10.004) == 10.0  # late: the wait for the client is charged
+    assert latency_start(10.0, 9.9996) == 9.9996  # woken early: from its real start
+    assert latency_start(None, 7.5) == 7.5  # closed loop: from its start
 
 
 def test_open_loop_shares_are_a_list_in_order_and_zero_means_none() -> None:
