@@ -381,6 +381,61 @@ async def test_the_changes_a_settlement_stores_are_built_inline(reference_db: st
     assert "jsonb_build_object" in plan and "ms_changes_json" not in plan, plan
 
 
+SHARED_IDENTIFIERS = (
+    "institution_code",
+    "request_id",
+    "member_id",
+    "settlement_id",
+    "encounter_id",
+)
+
+
+async def test_identifiers_the_tables_share_compare_as_bytes_everywhere(reference_db: str) -> None:
+    """A "C" column compared with a default-collation one compares in "C",
+    which a default-collation B-tree cannot serve (migration 0007)."""
+    conn = await asyncpg.connect(reference_db)
+    try:
+        columns = await conn.fetch(
+            "SELECT c.relname || '.' || a.attname AS name,"
+            " a.attcollation::regcollation::text AS coll"
+            " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0"
+            " AND NOT a.attisdropped AND a.atttypid = 'text'::regtype"
+            " AND a.attname = ANY($1::text[])",
+            list(SHARED_IDENTIFIERS),
+        )
+    finally:
+        await conn.close()
+    assert len(columns) > 10  # the rule is about something
+    assert {r["name"]: r["coll"] for r in columns if r["coll"] != '"C"'} == {}
+
+
+async def test_a_settlement_probes_the_encounter_requests_by_their_key(reference_db: str) -> None:
+    """The settlements' statement trigger joins the new settlements to
+    encounter_requests on (institution_code, request_id): the join the
+    primary key serves. With the encounters' columns in the default
+    collation it could only scan the whole table, once a settlement."""
+    conn = await asyncpg.connect(reference_db)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET enable_hashjoin = off")  # as the trigger's function sets
+        await conn.execute("SET enable_mergejoin = off")
+        plan = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                "EXPLAIN SELECT n.settlement_id, x.encounter_id"
+                " FROM (SELECT * FROM settlements LIMIT 8) n"
+                " JOIN encounter_requests x ON x.institution_code = n.institution_code"
+                " AND x.request_id = n.request_id AND x.kind = 'SETTLE'"
+                " AND x.fingerprint = n.fingerprint"
+            )
+        )
+    finally:
+        await conn.close()
+    assert "encounter_requests_pkey" in plan and "Seq Scan on encounter_requests" not in plan, plan
+
+
 async def test_a_day_closed_since_the_load_makes_the_whole_batch_stale(
     ledger: Ledger, app_pool: asyncpg.Pool, reference_db: str
 ) -> None:
