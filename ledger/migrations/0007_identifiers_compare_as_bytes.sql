@@ -7,7 +7,7 @@
 -- encounter_requests by (institution_code, request_id) with a sequential
 -- scan of the whole table for each settlement of every batch, pharmacy
 -- purchases included, a cost that grows with every encounter call the
--- region ever made (1,036 rows read a settlement on the benchmark's
+-- region ever made (1,036 rows read at each probe on the benchmark's
 -- database after two runs). The values do not change (byte order is the
 -- natural order of these ASCII codes; equality is the same), only which
 -- indexes may answer; the indexes on these columns are rebuilt.
